@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine (only python3.11 and make needed):
+#   make demo   - venv, install, sandbox simulators on 127.0.0.1, `dagster dev` with sensors running
+#   make test   - venv, install, the whole suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The embedded instance lives in a gitignored folder; `dagster dev` only reads a dagster.yaml found
+# in DAGSTER_HOME, so the root one is linked there on purpose.
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export ML_CONNECTOR_HOME := $(CURDIR)/.dagster
+
+.PHONY: install demo sync test lint sandbox webhooks bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/ml-connector demo
+
+sync: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/ml-connector sync
+
+sandbox: install
+	$(BIN)/ml-connector sandbox serve
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check ml_connector_dagster ml_connector_dagster_tests bench
+
+clean:
+	rm -rf $(VENV) .dagster .pytest_cache .hypothesis
