@@ -1,0 +1,121 @@
+"""``ml-connector``: run the sandbox, the demo and one-shot syncs from a terminal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from .config import ConfigError, active_config, connector_home
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sandbox_settings() -> dict[str, object]:
+    sandbox = active_config().sandbox
+    return {"seed": sandbox.seed, "size": sandbox.size, "days": sandbox.days}
+
+
+@click.group()
+def main() -> None:
+    """ml-connector: finance systems and work-management tools kept in agreement, on Dagster."""
+
+
+@main.group()
+def sandbox() -> None:
+    """The sandbox simulators of the six vendor APIs."""
+
+
+@sandbox.command("serve")
+@click.option("--system", "systems", multiple=True, help="Serve only these (repeatable). Default: all.")
+@click.option("--host", default=None, help="Default: sandbox.host from connector.yaml (127.0.0.1).")
+@click.option("--port", "port_overrides", multiple=True, metavar="NAME=PORT", help="Override a default port.")
+def sandbox_serve(systems: tuple[str, ...], host: str | None, port_overrides: tuple[str, ...]) -> None:
+    """Serve the simulators on 127.0.0.1 until interrupted."""
+    from .sandbox.launch import serve_sandbox
+
+    config = active_config()
+    ports = dict(config.sandbox.ports)
+    for item in port_overrides:
+        name, _, port = item.partition("=")
+        if not port.isdigit():
+            raise click.BadParameter(f"expected NAME=PORT, got {item!r}", param_hint="--port")
+        ports[name] = int(port)
+    with serve_sandbox(
+        systems or None, host=host or config.sandbox.host, ports=ports, reuse_running=False, **_sandbox_settings()
+    ) as urls:
+        for name, url in urls.items():
+            click.echo(f"  {name:<10} {url}")
+        click.echo("sandbox running; Ctrl-C to stop")
+        _wait_for_interrupt()
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("stopping sandbox")
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True, help="Dagster UI port.")
+def demo(port: int) -> None:
+    """Serve the sandbox and run `dagster dev` with the sensors on: records flow with no clicks."""
+    from .sandbox.launch import serve_sandbox
+
+    home = connector_home()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "ML_CONNECTOR_HOME": str(home)}
+    config = active_config()
+    with serve_sandbox(host=config.sandbox.host, ports=dict(config.sandbox.ports), **_sandbox_settings()) as urls:
+        for name, url in urls.items():
+            click.echo(f"  sandbox {name:<10} {url}")
+        click.echo(f"  Dagster UI          http://127.0.0.1:{port}  (instance: {home})")
+        command = [
+            sys.executable, "-m", "dagster", "dev",
+            "-w", str(PROJECT_ROOT / "workspace.yaml"),
+            "-h", "127.0.0.1", "-p", str(port),
+        ]  # fmt: skip
+        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+
+
+@main.command()
+@click.option("--partition", default=None, help="Daily partition (YYYY-MM-DD, UTC). Default: today.")
+def sync(partition: str | None) -> None:
+    """Materialize the reference data and today's partitions once, headless, and print what moved."""
+    from .sandbox.launch import serve_sandbox
+    from .sync import run_sync
+
+    partition_key = partition or datetime.now(UTC).date().isoformat()
+    config = active_config()
+    sandboxed = [name for name in ("visma", "jaggaer", "acumatica", "jira", "asana", "monday")
+                 if config.system_mode(name) == "sandbox"]  # fmt: skip
+    with serve_sandbox(sandboxed, host=config.sandbox.host, ports=dict(config.sandbox.ports), **_sandbox_settings()):
+        report = run_sync(partition_key)
+    click.echo(report.render())
+    if not report.success:
+        sys.exit(1)
+
+
+def run() -> None:
+    """Entry point that turns configuration errors into a clear message instead of a traceback."""
+    try:
+        main()
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,90 @@
+"""A headless one-shot sync: reference data, then one daily partition, on the local Dagster instance.
+
+Used by ``ml-connector sync`` (``make sync``). The runs land in the same instance the UI shows, so
+what moved is also in run history; the printed report is the terminal's view of the same metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from dagster import AssetKey, DagsterInstance, Definitions
+
+from .config import connector_home
+
+# Metadata keys worth a column in the terminal report, in this order.
+REPORT_KEYS = ("read", "inserted", "updated", "unchanged", "quarantined", "created", "commented",
+               "transitioned", "skipped", "filtered", "failed")  # fmt: skip
+
+
+@dataclass
+class AssetOutcome:
+    asset: str
+    partition: str | None
+    figures: dict[str, int]
+
+
+@dataclass
+class SyncReport:
+    partition_key: str
+    outcomes: list[AssetOutcome] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return not self.errors
+
+    def render(self) -> str:
+        """A fixed-width table: one row per materialized asset, one column per figure reported."""
+        keys = [k for k in REPORT_KEYS if any(k in o.figures for o in self.outcomes)]
+        header = ["asset", "partition", *keys]
+        rows = [[o.asset, o.partition or "-", *[str(o.figures.get(k, "")) for k in keys]] for o in self.outcomes]
+        widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+        lines = [f"ml-connector sync, partition {self.partition_key}"]
+        for row in [header, *rows]:
+            lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)))
+        lines.extend(f"FAILED: {error}" for error in self.errors)
+        return "\n".join(lines)
+
+
+def _instance() -> DagsterInstance:
+    os.environ.setdefault("DAGSTER_HOME", str(connector_home()))
+    return DagsterInstance.get()
+
+
+def run_sync(partition_key: str, defs: Definitions | None = None, instance: DagsterInstance | None = None) -> SyncReport:
+    """Materialize every unpartitioned asset, then every partitioned one for ``partition_key``."""
+    if defs is None:
+        from .definitions import defs as loaded
+
+        defs = loaded
+    instance = instance or _instance()
+    specs = defs.resolve_all_asset_specs()
+    reference = [s.key for s in specs if s.partitions_def is None]
+    partitioned = [s.key for s in specs if s.partitions_def is not None]
+    job = defs.resolve_implicit_global_asset_job_def()
+    report = SyncReport(partition_key)
+    for keys, partition in ((reference, None), (partitioned, partition_key)):
+        if not keys:
+            continue
+        result = job.execute_in_process(
+            instance=instance, asset_selection=keys, partition_key=partition, raise_on_error=False,
+            tags={"ml_connector/trigger": "cli-sync"},
+        )  # fmt: skip
+        for event in result.get_asset_materialization_events():
+            materialization = event.step_materialization_data.materialization
+            report.outcomes.append(
+                AssetOutcome(
+                    asset=AssetKey(materialization.asset_key.path).to_user_string(),
+                    partition=materialization.partition,
+                    figures={k: int(v.value) for k, v in materialization.metadata.items()
+                             if k in REPORT_KEYS and isinstance(v.value, int | float)},  # fmt: skip
+                )
+            )
+        if not result.success:
+            for event in result.all_events:
+                if event.is_step_failure:
+                    error = event.step_failure_data.error
+                    report.errors.append(f"{event.step_key}: {error.message.strip() if error else 'failed'}")
+    return report
