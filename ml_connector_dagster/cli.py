@@ -64,6 +64,27 @@ def _wait_for_interrupt() -> None:
         click.echo("stopping sandbox")
 
 
+@main.group()
+def webhooks() -> None:
+    """The webhook receiver: verified deliveries go to the inbox, the inbox sensor does the rest."""
+
+
+@webhooks.command("serve")
+@click.option("--host", default=None, help="Default: webhooks.host from connector.yaml (127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Default: webhooks.port from connector.yaml (8800).")
+def webhooks_serve(host: str | None, port: int | None) -> None:
+    """Serve POST /webhooks/<system> until interrupted."""
+    import uvicorn
+
+    from .core.ledger import Ledger
+    from .webhooks.configured import configured_receiver
+
+    config = active_config()
+    with Ledger.open() as ledger:
+        app = configured_receiver(config, ledger)
+        uvicorn.run(app, host=host or config.webhooks.host, port=port or config.webhooks.port, log_level="info")
+
+
 @main.command()
 @click.option("--port", default=3000, show_default=True, help="Dagster UI port.")
 def demo(port: int) -> None:

@@ -10,6 +10,7 @@ only the *names* of the environment variables that hold them.
 from __future__ import annotations
 
 import os
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -63,6 +64,7 @@ class VismaSettings(SystemSettings):
     webhook_secret_env: str = "VISMA_WEBHOOK_SECRET"
     page_size: int = Field(500, ge=1, le=1000)
     overlap_s: int = Field(300, ge=0, description="Re-read window behind the cursor (late commits, equal timestamps).")
+    partitions_start: date = Field(date(2026, 1, 1), description="First daily partition of the Visma source assets.")
 
 
 class JiraSettings(SystemSettings):
@@ -93,7 +95,30 @@ class VismaJiraFilters(_Strict):
     min_amount: float | None = None
     po_statuses: list[str] = Field(default_factory=list, description="Only POs in these statuses (empty: all).")
     exclude_internal_orders: bool = False
+    internal_suppliers: list[str] = Field(
+        default_factory=list, description="Supplier numbers or names of the group's own companies (intercompany)."
+    )
+    internal_order_types: list[str] = Field(default_factory=list, description="PO order types that are internal.")
     exclude_zero_amounts: bool = True
+
+
+class JiraWebhookSettings(_Strict):
+    """Jira's dynamic webhooks for a flow: registered once, refreshed on a schedule before they expire
+    (Jira drops them 30 days after registration or the last refresh). Polling stays on regardless."""
+
+    enabled: bool = True
+    receiver_url: HttpUrl = Field(
+        HttpUrl("http://127.0.0.1:8800/webhooks/jira"), description="Where Jira delivers: the receiver's public URL."
+    )
+    events: list[str] = Field(
+        default_factory=lambda: ["jira:issue_updated", "jira:issue_deleted", "comment_created", "comment_updated"],
+        min_length=1,
+    )
+    jql_filter: str | None = Field(
+        None, min_length=1, description="Which issues notify (Jira refuses unbounded filters). Default: project = <project_key>."
+    )
+    refresh_ahead_days: int = Field(7, ge=1, le=29, description="The expiry check fails when fewer days are left.")
+    refresh_cron: str = Field("0 6 * * *", description="When the registration is refreshed (cron, UTC).")
 
 
 class VismaJiraFlow(_Strict):
@@ -110,10 +135,67 @@ class VismaJiraFlow(_Strict):
     status_map: dict[str, str] = Field(default_factory=dict, description="Visma status -> Jira status name.")
     audit_comments: bool = True
     filters: VismaJiraFilters = Field(default_factory=VismaJiraFilters)
+    po_reference_field: str | None = Field(None, description="Jira text field for the PO reference (None: description only).")
+    currency_field: str | None = Field(None, description="Jira text field for the currency (None: description only).")
+    initial_status: str = Field("To Do", description="The status new issues start in (no transition needed).")
+    consistency_window_s: float = Field(
+        300, ge=0, description="How long after an unanswered create Jira's search may still miss the issue; "
+        "within it a record is looked up again instead of created again.",
+    )
+    op_retries: int = Field(3, ge=0, le=20, description="Retries of each plan/push step (exponential backoff, jitter).")
+    op_retry_delay_s: float = Field(5.0, ge=0, description="First retry delay of a plan/push step.")
+    jira_webhooks: JiraWebhookSettings = Field(default_factory=JiraWebhookSettings)
 
 
 class Flows(_Strict):
     visma_jira: VismaJiraFlow | None = None
+
+
+class AcumaticaWebhookSettings(_Strict):
+    """Acumatica push notifications: one static header configured on the destination (no HMAC)."""
+
+    header_name: str = Field("X-ML-Connector-Token", min_length=1)
+    header_value_env: str = "ACUMATICA_WEBHOOK_TOKEN"
+    query_entities: dict[str, str] = Field(
+        default_factory=dict, description="Push-notification query name -> entity (default: its snake_case)."
+    )
+
+
+class AsanaWebhookSettings(_Strict):
+    """Asana: per-webhook secrets arrive by handshake and live in the vault; only the window is set here."""
+
+    handshake_ttl_s: int = Field(60, ge=5, le=600, description="How long a registration awaits its handshake.")
+
+
+class MondayWebhookSettings(_Strict):
+    """Monday.com app webhooks: a JWT in Authorization signed with the app's signing secret."""
+
+    signing_secret_env: str = "MONDAY_SIGNING_SECRET"
+
+
+class WebhookSettings(_Strict):
+    """The webhook receiver (``ml-connector webhooks serve``). Visma's and Jira's secrets are named
+    in their system settings (``webhook_secret_env``); Jira app JWTs are signed with its client secret."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8800, ge=1, le=65535)
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    timestamp_tolerance_s: int = Field(
+        300, ge=1, le=86_400, description="Oldest accepted delivery timestamp / JWT iat, in seconds."
+    )
+    clock_skew_s: int = Field(30, ge=0, le=600, description="Leeway for JWT exp/iat against our clock.")
+    acumatica: AcumaticaWebhookSettings = Field(default_factory=AcumaticaWebhookSettings)
+    asana: AsanaWebhookSettings = Field(default_factory=AsanaWebhookSettings)
+    monday: MondayWebhookSettings = Field(default_factory=MondayWebhookSettings)
+
+
+class AlertSettings(_Strict):
+    """Where failed runs are reported beyond the Dagster UI: a JSON POST to a webhook (Slack, Teams...)."""
+
+    webhook_url_env: str = Field(
+        "ML_CONNECTOR_ALERT_WEBHOOK_URL", description="Env var holding the alert webhook URL (unset: log only)."
+    )
+    dagster_ui_url: HttpUrl = Field(HttpUrl("http://127.0.0.1:3000"), description="Base of the run links in alerts.")
 
 
 class ConnectorConfig(_Strict):
@@ -123,6 +205,8 @@ class ConnectorConfig(_Strict):
     systems: Systems = Field(default_factory=Systems)
     flows: Flows = Field(default_factory=Flows)
     poll_interval_s: int = Field(60, ge=5, description="Minimum seconds between poll sensor ticks.")
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @field_validator("systems")
     @classmethod

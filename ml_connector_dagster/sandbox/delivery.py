@@ -30,6 +30,10 @@ class _Delivery:
     attempts: int = 0
     not_before: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    # Set when a vendor posts to per-subscription targets (e.g. URLs registered through its API),
+    # each signed its own way; None means the simulator's webhook_url and the dispatcher's signer.
+    url: str | None = None
+    sign: Signer | None = None
 
 
 class WebhookDispatcher:
@@ -57,20 +61,33 @@ class WebhookDispatcher:
         self._thread: threading.Thread | None = None
         self._stopped = False
 
-    def emit(self, event: Mapping[str, Any], event_id: str, extra_headers: Mapping[str, str] | None = None) -> None:
-        """Queue one event; the fault plan may drop, duplicate or hold it back behind the next one."""
-        if not self.sim.webhook_url:
+    def emit(
+        self,
+        event: Mapping[str, Any],
+        event_id: str,
+        extra_headers: Mapping[str, str] | None = None,
+        *,
+        url: str | None = None,
+        sign: Signer | None = None,
+    ) -> None:
+        """Queue one event; the fault plan may drop, duplicate or hold it back behind the next one.
+
+        ``url`` and ``sign`` override the simulator's ``webhook_url`` and the dispatcher's signer for
+        this event (subscriptions registered through a vendor API have their own target and secret).
+        """
+        url = url or self.sim.webhook_url
+        if not url:
             return
         body = json.dumps(event, separators=(",", ":")).encode()
         headers = {"content-type": "application/json", **(extra_headers or {})}
-        delivery = _Delivery(body=body, headers=headers, event_id=event_id)
+        delivery = _Delivery(body=body, headers=headers, event_id=event_id, url=url, sign=sign)
         plan = self.sim.fault_plan
         if self.sim.fault_roll(plan.webhook_drop_rate):
             self._record(delivery, outcome="dropped")
             return
         copies = 2 if self.sim.fault_roll(plan.webhook_duplicate_rate) else 1
         for _ in range(copies):
-            self._enqueue(_Delivery(body=body, headers=dict(headers), event_id=event_id))
+            self._enqueue(_Delivery(body=body, headers=dict(headers), event_id=event_id, url=url, sign=sign))
 
     def _enqueue(self, delivery: _Delivery) -> None:
         self._start()
@@ -122,9 +139,9 @@ class WebhookDispatcher:
 
     def _attempt(self, delivery: _Delivery) -> None:
         delivery.attempts += 1
-        headers = {**delivery.headers, **self.sign(delivery.body)}
+        headers = {**delivery.headers, **(delivery.sign or self.sign)(delivery.body)}
         try:
-            response = self._client.post(str(self.sim.webhook_url), content=delivery.body, headers=headers)
+            response = self._client.post(str(delivery.url or self.sim.webhook_url), content=delivery.body, headers=headers)
             status: int | None = response.status_code
             ok = 200 <= response.status_code < 300
         except httpx.HTTPError as exc:

@@ -232,6 +232,9 @@ class Simulator:
     def server_error_response(self, status_code: int) -> Response:
         return JSONResponse({"message": "Service unavailable"}, status_code=status_code)
 
+    def close(self) -> None:
+        """Stop background work (webhook deliveries); subclasses with threads extend this."""
+
     # -- shared helpers for vendors ------------------------------------------------------------
     def now(self) -> datetime:
         return self.clock.now()
@@ -271,7 +274,10 @@ class Simulator:
             return None
         if token.expires_at is not None and now >= token.expires_at:
             return None
-        if self._tokens_expired_at is not None and token.issued_at <= self._tokens_expired_at:
+        # ``expire_tokens`` models access tokens dying early; refresh tokens must survive it, or the
+        # client could never recover by refreshing.
+        expired_early = self._tokens_expired_at is not None and token.issued_at <= self._tokens_expired_at
+        if expired_early and token.kind != "refresh":
             return None
         return token
 

@@ -70,3 +70,4 @@ def serve_sandbox(
     finally:
         for server in reversed(started):
             server.stop()
+            server.simulator.close()

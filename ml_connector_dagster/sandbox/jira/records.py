@@ -1,0 +1,149 @@
+"""What the simulated site stores (issues, comments, webhooks) and how handlers see a request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from ml_connector_dagster.systems.jira import adf
+
+from .site import (
+    IssueType,
+    Project,
+    User,
+)
+
+
+@dataclass
+class Comment:
+    id: int
+    issue_id: int
+    author: str
+    body: dict[str, Any]
+    created: float
+    updated: float
+
+
+@dataclass
+class Issue:
+    id: int
+    key: str
+    project: Project
+    issuetype: IssueType
+    status_id: str
+    summary: str
+    reporter: str
+    creator: str
+    created: float
+    updated: float
+    status_changed: float
+    description: dict[str, Any] | None = None
+    assignee: str | None = None
+    priority_id: str = "3"
+    labels: list[str] = field(default_factory=list)
+    duedate: str | None = None
+    parent_id: int | None = None
+    resolution_id: str | None = None
+    resolutiondate: float | None = None
+    custom: dict[str, Any] = field(default_factory=dict)
+    comments: list[Comment] = field(default_factory=list)
+    changelog: list[dict[str, Any]] = field(default_factory=list)
+    # The search index: (visible from, snapshot) for each write, oldest first.
+    versions: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def number(self) -> int:
+        return int(self.key.rsplit("-", 1)[1])
+
+    def snapshot(self) -> dict[str, Any]:
+        """What JQL sees of the issue."""
+        return {
+            "id": self.id,
+            "key": self.key,
+            "project": self.project.id,
+            "issuetype": self.issuetype.id,
+            "status": self.status_id,
+            "resolution": self.resolution_id,
+            "priority": self.priority_id,
+            "assignee": self.assignee,
+            "reporter": self.reporter,
+            "labels": list(self.labels),
+            "summary": self.summary,
+            "description": adf.plain_text(self.description) if self.description else None,
+            "created": self.created,
+            "updated": self.updated,
+            "resolutiondate": self.resolutiondate,
+            "duedate": self.duedate,
+            "parent": self.parent_id,
+            **{fid: (adf.plain_text(v) if isinstance(v, dict) else v) for fid, v in self.custom.items()},
+        }
+
+
+class FieldErrors(Exception):
+    """Field-level validation errors, as Jira's ``errors`` object."""
+
+    def __init__(self, errors: Mapping[str, str], messages: Sequence[str] = ()) -> None:
+        super().__init__("field errors")
+        self.errors = dict(errors)
+        self.messages = list(messages)
+
+
+def error_body(messages: Sequence[str] = (), errors: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {"errorMessages": list(messages), "errors": dict(errors or {})}
+
+
+def jira_error(status: int, *messages: str, errors: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(messages, errors), status_code=status)
+
+
+@dataclass
+class Caller:
+    user: User
+    via: str  # oauth | basic
+    api_base: str  # base of `self` links: .../ex/jira/{cloudId} or the site root
+    client_id: str | None = None
+
+
+@dataclass
+class Call:
+    """One API request as a handler sees it."""
+
+    caller: Caller
+    params: dict[str, str]
+    query: dict[str, list[str]]
+    body: Any
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def args(self, name: str) -> list[str]:
+        return [part.strip() for raw in self.query.get(name, []) for part in raw.split(",") if part.strip()]
+
+
+@dataclass
+class DynamicWebhook:
+    id: int
+    url: str
+    events: list[str]
+    jql: str
+    field_ids: list[str] | None
+    client_id: str
+    account_id: str
+    expires_at: float
+
+
+@dataclass
+class AdminWebhook:
+    id: int
+    name: str
+    url: str
+    events: list[str]
+    jql: str
+    secret: str | None
+    created: float
+
+Handler = Callable[[Call], Response]

@@ -1,0 +1,1 @@
+"""Acumatica (contract-based REST): its vendor quirks (import from the modules; this package imports nothing)."""

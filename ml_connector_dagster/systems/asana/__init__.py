@@ -1,0 +1,1 @@
+"""Asana: its vendor quirks (import from the modules; this package imports nothing)."""

@@ -1,0 +1,1 @@
+"""Monday.com: its vendor quirks (import from the modules; this package imports nothing)."""

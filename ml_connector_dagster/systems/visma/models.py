@@ -1,0 +1,374 @@
+"""Pydantic models of the Visma.net records the connector reads, with the API's field names.
+
+Python names are snake_case; the wire names (``lastModifiedDateTime``, ``currencyId`` ...) are
+aliases, so ``Model.model_validate(raw)`` reads an API record as-is and ``populate_by_name`` lets
+tests build one by Python name. Unknown fields are kept (``extra="allow"``): the API adds fields
+over time and a destination may want one we do not model. What the connector relies on (the id,
+``lastModifiedDateTime``, amounts as ``Decimal``, currency, supplier, dates, status) is required
+and typed, so a record missing it is quarantined with a message naming the field.
+
+Timestamps without an offset are read as UTC: the notes leave Visma's zone open, the connector
+sends explicit UTC, and the sources read with an overlap window behind every cursor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Generic, NamedTuple, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "Account",
+    "CustomerInvoice",
+    "Dimension",
+    "JournalTransaction",
+    "PageValidation",
+    "Party",
+    "Payment",
+    "PurchaseOrder",
+    "Supplier",
+    "SupplierInvoice",
+    "VismaRecord",
+    "as_update_dto",
+    "describe_error",
+    "parse_utc",
+    "validate_page",
+    "validate_record",
+]
+
+
+def parse_utc(value: Any) -> datetime:
+    """A Visma timestamp as an aware UTC datetime; a value without an offset is taken as UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    else:
+        raise ValueError("expected an ISO 8601 timestamp")
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _to_date(value: Any) -> Any:
+    # Visma writes dates as midnight timestamps ("2026-01-05T00:00:00"); the day is what counts.
+    if isinstance(value, str) and "T" in value:
+        return value.split("T", 1)[0]
+    if isinstance(value, datetime):
+        return value.date()
+    return value
+
+
+def _currency_code(value: Any) -> Any:
+    if isinstance(value, str) and (not _CURRENCY.fullmatch(value) or value in _NOT_CURRENCIES):
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+    return value
+
+
+_CURRENCY = re.compile(r"[A-Z]{3}")
+# ISO 4217's "no currency" and "testing" codes: never the currency of a real document.
+_NOT_CURRENCIES = frozenset({"XXX", "XTS"})
+
+UtcDateTime = Annotated[datetime, BeforeValidator(parse_utc)]
+Currency = Annotated[str, AfterValidator(_currency_code)]
+Day = Annotated[date, BeforeValidator(_to_date)]
+Money = Decimal
+
+
+class _VismaModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class VismaRecord(_VismaModel):
+    """A top-level record: it knows its id and when it last changed."""
+
+    id_field: ClassVar[str]
+
+    @property
+    def record_id(self) -> str:
+        """The key the connector files this record under (ledger links, landing store)."""
+        return str(getattr(self, self.id_field))
+
+    @classmethod
+    def raw_id(cls, raw: Mapping[str, Any]) -> str | None:
+        """The id of a raw record, read without validating it (None when it has none)."""
+        value = raw.get(cls.model_fields[cls.id_field].alias or cls.id_field)
+        return None if value in (None, "") else str(value)
+
+    @property
+    def modified_at(self) -> datetime | None:
+        """``lastModifiedDateTime`` in UTC, when the record carries one."""
+        return getattr(self, "last_modified_date_time", None)
+
+
+class Party(_VismaModel):
+    """A supplier or customer as referenced from a document."""
+
+    number: str
+    name: str | None = None
+
+
+class AccountRef(_VismaModel):
+    number: str | None = None
+    description: str | None = None
+
+
+class SupplierInvoiceLine(_VismaModel):
+    line_number: int
+    transaction_description: str | None = None
+    quantity: Decimal | None = None
+    unit_cost: Money | None = None
+    cost: Money | None = None
+    account: AccountRef | None = None
+    po_number: str | None = None
+
+
+class SupplierInvoice(VismaRecord):
+    """An AP document (``/v1/supplierInvoice``)."""
+
+    id_field: ClassVar[str] = "reference_number"
+
+    reference_number: str
+    document_type: str | None = None
+    status: str
+    supplier: Party
+    date: Day
+    due_date: Day | None = None
+    currency_id: Currency
+    amount: Money
+    vat_total: Money | None = None
+    balance: Money | None = None
+    description: str | None = None
+    supplier_reference: str | None = None
+    financial_period: str | None = None
+    last_modified_date_time: UtcDateTime
+    time_stamp: str | None = None
+    invoice_lines: list[SupplierInvoiceLine] = Field(default_factory=list)
+
+
+class PurchaseOrderLine(_VismaModel):
+    line_nbr: int
+    line_description: str | None = None
+    order_qty: Decimal | None = None
+    unit_cost: Money | None = None
+    amount: Money | None = None
+    account: AccountRef | None = None
+    promised: UtcDateTime | None = None
+
+
+class Owner(_VismaModel):
+    id: str | None = None
+    name: str | None = None
+
+
+class PurchaseOrder(VismaRecord):
+    """A purchase order (``/v1/purchaseorder``)."""
+
+    id_field: ClassVar[str] = "order_nbr"
+
+    order_nbr: str
+    order_type: str | None = None
+    status: str
+    date: Day
+    promised_on: Day | None = None
+    supplier: Party
+    currency: Currency
+    order_total: Money
+    description: str | None = None
+    owner: Owner | None = None
+    last_modified_date_time: UtcDateTime
+    time_stamp: str | None = None
+    lines: list[PurchaseOrderLine] = Field(default_factory=list)
+
+
+class Supplier(VismaRecord):
+    """A supplier (``/v1/supplier``): reference data, read whole."""
+
+    id_field: ClassVar[str] = "number"
+
+    number: str
+    name: str
+    status: str | None = None
+    currency_id: Currency | None = None
+    vat_registration_id: str | None = None
+    corporate_id: str | None = None
+    last_modified_date_time: UtcDateTime | None = None
+
+
+class Account(VismaRecord):
+    """A general ledger account (``/v1/account``)."""
+
+    id_field: ClassVar[str] = "account_cd"
+
+    account_cd: str = Field(alias="accountCD")
+    description: str
+    type: str | None = None
+    active: bool | None = None
+    account_class: str | None = None
+    last_modified_date_time: UtcDateTime | None = None
+
+
+class CustomerInvoiceLine(_VismaModel):
+    line_number: int
+    description: str | None = None
+    quantity: Decimal | None = None
+    unit_price: Money | None = None
+    amount: Money | None = None
+    account: AccountRef | None = None
+
+
+class CustomerInvoice(VismaRecord):
+    """An AR document (``/v1/customerinvoice``)."""
+
+    id_field: ClassVar[str] = "reference_number"
+
+    reference_number: str
+    document_type: str | None = None
+    status: str
+    customer: Party
+    document_date: Day
+    document_due_date: Day | None = None
+    currency_id: Currency
+    amount: Money
+    balance: Money | None = None
+    last_modified_date_time: UtcDateTime
+    invoice_lines: list[CustomerInvoiceLine] = Field(default_factory=list)
+
+
+class PaymentLine(_VismaModel):
+    document_type: str | None = None
+    ref_nbr: str | None = None
+    amount_paid: Money | None = None
+
+
+class Payment(VismaRecord):
+    """A customer payment (``/v1/payment``)."""
+
+    id_field: ClassVar[str] = "ref_nbr"
+
+    ref_nbr: str
+    type: str | None = None
+    status: str
+    customer: Party
+    application_date: Day
+    currency: Currency
+    payment_amount: Money
+    payment_ref: str | None = None
+    last_modified_date_time: UtcDateTime
+    payment_lines: list[PaymentLine] = Field(default_factory=list)
+
+
+class JournalTransactionLine(_VismaModel):
+    line_number: int
+    account_number: str
+    description: str | None = None
+    reference_number: str | None = None
+    debit_amount: Money = Decimal(0)
+    credit_amount: Money = Decimal(0)
+
+
+class JournalTransaction(VismaRecord):
+    """A GL batch (``/v2/journaltransaction``); batch numbers are numbered per module."""
+
+    id_field: ClassVar[str] = "batch_number"
+
+    module: str
+    batch_number: str
+    status: str
+    transaction_date: Day
+    currency_id: Currency
+    debit_total: Money | None = None
+    credit_total: Money | None = None
+    description: str | None = None
+    last_modified_date_time: UtcDateTime
+    journal_transaction_lines: list[JournalTransactionLine] = Field(default_factory=list)
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.module}:{self.batch_number}"
+
+    @classmethod
+    def raw_id(cls, raw: Mapping[str, Any]) -> str | None:
+        batch = raw.get("batchNumber")
+        return None if batch in (None, "") else f"{raw.get('module')}:{batch}"
+
+
+class SegmentValue(_VismaModel):
+    value_id: str
+    description: str | None = None
+    active: bool | None = None
+
+
+class Segment(_VismaModel):
+    segment_id: int
+    description: str | None = None
+    segment_values: list[SegmentValue] = Field(default_factory=list)
+
+
+class Dimension(VismaRecord):
+    """A dimension (cost centre, project ...) with its segments and values (``/v1/dimension``)."""
+
+    id_field: ClassVar[str] = "id"
+
+    id: str
+    description: str | None = None
+    segments: list[Segment] = Field(default_factory=list)
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming every offending field by its API name: ``amount: Input should be ...``."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "(record)"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+RecordT = TypeVar("RecordT", bound=VismaRecord)
+
+
+class PageValidation(NamedTuple, Generic[RecordT]):
+    """A page split into the records that validated and the ones that did not, with the reason."""
+
+    valid: list[RecordT]
+    invalid: list[tuple[Mapping[str, Any], str]]
+
+
+def validate_record(model: type[RecordT], raw: Any) -> RecordT | str:
+    """The record as ``model``, or the reason it is not one (every offending field named)."""
+    if not isinstance(raw, Mapping):
+        return f"(record): expected an object, got {type(raw).__name__}"
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        return describe_error(error)
+
+
+def validate_page(model: type[RecordT], raw_records: Iterable[Any]) -> PageValidation[RecordT]:
+    """Validate each raw record on its own: a bad record never stops its neighbours."""
+    valid: list[RecordT] = []
+    invalid: list[tuple[Mapping[str, Any], str]] = []
+    for raw in raw_records:
+        checked = validate_record(model, raw)
+        if isinstance(checked, str):
+            invalid.append((raw if isinstance(raw, Mapping) else {"value": raw}, checked))
+        else:
+            valid.append(checked)
+    return PageValidation(valid, invalid)
+
+
+def as_update_dto(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Wrap plain values the way Visma's *UpdateDto bodies expect them: ``{"field": {"value": x}}``.
+
+    Lists (invoice lines ...) and dicts already in that shape are passed through unchanged.
+    """
+    wrapped: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, list) or (isinstance(value, Mapping) and "value" in value):
+            wrapped[name] = value
+        else:
+            wrapped[name] = {"value": value.isoformat() if isinstance(value, date) else value}
+    return wrapped

@@ -1,0 +1,81 @@
+"""The code location: loads, holds the Visma sources, and keeps secrets in the environment."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from ml_connector_dagster.definitions import (
+    CONTRIBUTORS,
+    Contribution,
+    build_definitions,
+    defs,
+    use_sandbox_credentials,
+)
+from ml_connector_dagster.sandbox import visma as sandbox
+from ml_connector_dagster_tests.visma_sandbox import sandbox_config
+
+VISMA_ENV = ("VISMA_CLIENT_ID", "VISMA_CLIENT_SECRET", "VISMA_TENANT_ID", "VISMA_COMPANY_ID", "VISMA_WEBHOOK_SECRET")
+
+
+def test_the_code_location_loads() -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_it_holds_every_visma_source_with_its_check_and_sensor() -> None:
+    keys = {asset.key.to_user_string() for asset in defs.assets}
+    assert {"visma/supplier_invoices", "visma/purchase_orders", "visma/customer_invoices", "visma/payments",
+            "visma/gl_transactions", "visma/suppliers", "visma/gl_accounts", "visma/dimensions"} <= keys
+    checked = {key.asset_key.to_user_string() for check in defs.asset_checks for key in check.check_keys}
+    assert {key for key in keys if key.startswith("visma/")} <= checked
+    assert {"visma_supplier_invoices_poll", "visma_gl_transactions_poll"} <= {s.name for s in defs.sensors}
+
+
+def test_partitioned_sources_share_one_daily_utc_partitioning_that_includes_today() -> None:
+    partitioned = [a for a in defs.assets if a.key.path[0] == "visma" and a.partitions_def is not None]
+    assert len(partitioned) == 5
+    (partitions,) = {a.partitions_def for a in partitioned}
+    assert isinstance(partitions, dg.DailyPartitionsDefinition) and partitions.timezone == "UTC"
+    assert partitions.end_offset == 1
+
+
+def test_sandbox_credentials_fill_only_the_unset_variables() -> None:
+    environ = {"VISMA_CLIENT_ID": "my-own-client"}
+    use_sandbox_credentials(sandbox_config("http://127.0.0.1:8801"), environ)
+    assert environ["VISMA_CLIENT_ID"] == "my-own-client"
+    assert environ["VISMA_CLIENT_SECRET"] == sandbox.DEMO_CLIENT_SECRET
+    assert environ["VISMA_TENANT_ID"] == sandbox.DEMO_TENANT_ID
+
+
+def test_a_real_system_never_gets_demo_credentials() -> None:
+    environ: dict[str, str] = {}
+    use_sandbox_credentials(sandbox_config("https://api.finance.visma.net", mode="real"), environ)
+    assert not set(VISMA_ENV) & set(environ)
+
+
+def test_secrets_reach_resources_as_environment_variables_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in VISMA_ENV:
+        monkeypatch.setenv(name, f"{name.lower()}-value")
+    built = build_definitions(sandbox_config("http://127.0.0.1:8801"))
+    config = built.resources["visma"]._convert_to_config_dictionary()
+    assert config["client_secret"] == {"env": "VISMA_CLIENT_SECRET"}
+    assert "visma_client_secret-value" not in json.dumps(config) + repr(built.resources["visma"])
+
+
+def test_a_contributor_adds_its_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    @dg.asset(key=["jira", "probe"])
+    def probe() -> None:
+        return None
+
+    monkeypatch.setattr("ml_connector_dagster.definitions.CONTRIBUTORS", [*CONTRIBUTORS, lambda _: Contribution(assets=[probe])])
+    built = build_definitions(sandbox_config("http://127.0.0.1:8801"))
+    assert dg.AssetKey(["jira", "probe"]) in {asset.key for asset in built.assets}
+
+
+def test_two_contributors_cannot_claim_one_resource_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    clash = Contribution(resources={"ledger": object()})
+    monkeypatch.setattr("ml_connector_dagster.definitions.CONTRIBUTORS", [*CONTRIBUTORS, lambda _: clash])
+    with pytest.raises(ValueError, match="ledger"):
+        build_definitions(sandbox_config("http://127.0.0.1:8801"))

@@ -1,0 +1,1 @@
+"""Specification of the webhook receiver, the vendors' verifiers and the inbox sensor."""
