@@ -7,12 +7,18 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from dagster import BetaWarning, PreviewWarning
 
 from .config import ConfigError, active_config, connector_home
+
+# Beta/preview notices about Dagster's own APIs (e.g. backfill_policy) mean nothing to an operator.
+warnings.filterwarnings("ignore", category=BetaWarning)
+warnings.filterwarnings("ignore", category=PreviewWarning)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,6 +91,10 @@ def webhooks_serve(host: str | None, port: int | None) -> None:
         uvicorn.run(app, host=host or config.webhooks.host, port=port or config.webhooks.port, log_level="info")
 
 
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @main.command()
 @click.option("--port", default=3000, show_default=True, help="Dagster UI port.")
 def demo(port: int) -> None:
@@ -94,7 +104,8 @@ def demo(port: int) -> None:
     home = connector_home()
     env = {**os.environ, "DAGSTER_HOME": str(home), "ML_CONNECTOR_HOME": str(home)}
     config = active_config()
-    with serve_sandbox(host=config.sandbox.host, ports=dict(config.sandbox.ports), **_sandbox_settings()) as urls:
+    with serve_sandbox(host=config.sandbox.host, ports=dict(config.sandbox.ports), state_dir=home / "sandbox",
+                       **_sandbox_settings()) as urls:
         for name, url in urls.items():
             click.echo(f"  sandbox {name:<10} {url}")
         click.echo(f"  Dagster UI          http://127.0.0.1:{port}  (instance: {home})")
@@ -104,11 +115,16 @@ def demo(port: int) -> None:
             "-h", "127.0.0.1", "-p", str(port),
         ]  # fmt: skip
         process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+        # A SIGTERM (a supervisor, `timeout`) must stop `dagster dev` too, not orphan it.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             process.wait()
         except KeyboardInterrupt:
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 @main.command()
@@ -122,7 +138,8 @@ def sync(partition: str | None) -> None:
     config = active_config()
     sandboxed = [name for name in ("visma", "jaggaer", "acumatica", "jira", "asana", "monday")
                  if config.system_mode(name) == "sandbox"]  # fmt: skip
-    with serve_sandbox(sandboxed, host=config.sandbox.host, ports=dict(config.sandbox.ports), **_sandbox_settings()):
+    with serve_sandbox(sandboxed, host=config.sandbox.host, ports=dict(config.sandbox.ports),
+                       state_dir=connector_home() / "sandbox", **_sandbox_settings()):
         report = run_sync(partition_key)
     click.echo(report.render())
     if not report.success:

@@ -29,17 +29,21 @@ class Contribution:
     asset_checks: Sequence[dg.AssetChecksDefinition] = ()
     sensors: Sequence[dg.SensorDefinition] = ()
     schedules: Sequence[dg.ScheduleDefinition] = ()
+    jobs: Sequence[dg.JobDefinition] = ()
     resources: Mapping[str, Any] = field(default_factory=dict)
 
 
-# system -> (simulator module, {settings field naming an env var: simulator constant holding its demo value}).
-# Other systems add their entry here when their sandbox credentials are plain constants.
-SANDBOX_CREDENTIALS: dict[str, tuple[str, dict[str, str]]] = {
-    "visma": ("ml_connector_dagster.sandbox.visma", {
-        "client_id_env": "DEMO_CLIENT_ID", "client_secret_env": "DEMO_CLIENT_SECRET",
-        "tenant_id_env": "DEMO_TENANT_ID", "company_id_env": "DEMO_COMPANY_ID",
-        "webhook_secret_env": "DEMO_WEBHOOK_SECRET",
-    }),
+# system -> {settings field naming an env var: key of the simulator's demo credentials}. Each simulator
+# module answers ``sandbox_credentials(seed)`` with what its ``/_sandbox/credentials`` would show.
+SANDBOX_CREDENTIALS: dict[str, dict[str, str]] = {
+    "visma": {
+        "client_id_env": "client_id", "client_secret_env": "client_secret", "tenant_id_env": "tenant_id",
+        "company_id_env": "company_id", "webhook_secret_env": "webhook_secret",
+    },
+    "jira": {
+        "client_id_env": "client_id", "client_secret_env": "client_secret", "refresh_token_env": "refresh_token",
+        "email_env": "email", "api_token_env": "api_token", "webhook_secret_env": "webhook_secret",
+    },
 }  # fmt: skip
 
 
@@ -50,18 +54,18 @@ def use_sandbox_credentials(config: ConnectorConfig, environ: dict[str, str] | N
     no secret is ever written into run config. A real system's variables are never touched.
     """
     env = os.environ if environ is None else environ
-    for system, (module_name, constants) in SANDBOX_CREDENTIALS.items():
+    for system, fields in SANDBOX_CREDENTIALS.items():
         settings = getattr(config.systems, system, None)
         if settings is None or settings.mode != "sandbox":
             continue
         try:
-            module = importlib.import_module(module_name)
+            module = importlib.import_module(f"ml_connector_dagster.sandbox.{system}")
         except ImportError:
             continue  # that simulator is not built in this checkout
-        for env_field, constant in constants.items():
-            value = getattr(module, constant, None)
-            if value is not None and hasattr(settings, env_field):
-                env.setdefault(getattr(settings, env_field), str(value))
+        demo = module.sandbox_credentials(config.sandbox.seed)
+        for env_field, key in fields.items():
+            if hasattr(settings, env_field) and key in demo:
+                env.setdefault(getattr(settings, env_field), demo[key])
 
 
 def core_contribution(config: ConnectorConfig) -> Contribution:
@@ -111,6 +115,17 @@ def jira_contribution(config: ConnectorConfig) -> Contribution | None:
                         schedules=[build_webhook_refresh_schedule(hooks)], resources=resources)
 
 
+def visma_jira_contribution(config: ConnectorConfig) -> Contribution | None:
+    """Visma invoices and POs -> Jira issues: destination assets, reconciliation checks, replay job."""
+    flow, visma = config.flows.visma_jira, config.systems.visma
+    if flow is None or not flow.enabled or visma is None or config.systems.jira is None:
+        return None
+    from ml_connector_dagster.flows.visma_jira import build_visma_jira
+
+    parts = build_visma_jira(flow, visma)
+    return Contribution(assets=parts.assets, asset_checks=parts.asset_checks, jobs=parts.jobs)
+
+
 def alerts_contribution(config: ConnectorConfig) -> Contribution:
     """The run-failure sensor that alerts on every failed run of this code location."""
     from ml_connector_dagster.sensors.alerts import build_run_failure_alert_sensor, secret_env_names
@@ -119,7 +134,7 @@ def alerts_contribution(config: ConnectorConfig) -> Contribution:
 
 
 CONTRIBUTORS: list[Callable[[ConnectorConfig], Contribution | None]] = [
-    core_contribution, visma_contribution, jira_contribution, alerts_contribution,
+    core_contribution, visma_contribution, jira_contribution, visma_jira_contribution, alerts_contribution,
 ]
 
 
@@ -138,6 +153,7 @@ def build_definitions(config: ConnectorConfig) -> dg.Definitions:
         asset_checks=[check for part in parts for check in part.asset_checks],
         sensors=[sensor for part in parts for sensor in part.sensors],
         schedules=[schedule for part in parts for schedule in part.schedules],
+        jobs=[job for part in parts for job in part.jobs],
         resources=resources,
     )
 

@@ -18,6 +18,10 @@ REPORT_KEYS = ("read", "inserted", "updated", "unchanged", "quarantined", "creat
                "transitioned", "skipped", "filtered", "failed")  # fmt: skip
 
 
+# The terminal shows the report; the full event log is in the instance's run history.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 @dataclass
 class AssetOutcome:
     asset: str
@@ -70,7 +74,7 @@ def run_sync(partition_key: str, defs: Definitions | None = None, instance: Dags
             continue
         result = job.execute_in_process(
             instance=instance, asset_selection=keys, partition_key=partition, raise_on_error=False,
-            tags={"ml_connector/trigger": "cli-sync"},
+            tags={"ml_connector/trigger": "cli-sync"}, run_config=QUIET_CONSOLE,
         )  # fmt: skip
         for event in result.get_asset_materialization_events():
             materialization = event.step_materialization_data.materialization

@@ -11,20 +11,29 @@ clock, issued-token bookkeeping, a sliding rate window, and deterministic fault 
 - ``GET  /_sandbox/deliveries``   the webhook deliveries it attempted
 
 Faults are decided by a seeded RNG, so a failing schedule is reproducible from its seed.
+
+A simulator is also a tenant that can outlive its process: :meth:`Simulator.save_state` writes the
+attributes named in ``state_attributes`` to a file, :meth:`Simulator.restore_state` reads them back
+into a fresh instance built with the same settings (anything else starts fresh, with a warning).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import pickle
 import random
 import re
 import secrets as secrets_module
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
@@ -42,6 +51,10 @@ _SECRET_FIELDS = frozenset(
     {"client_secret", "refresh_token", "access_token", "password", "code", "token", "secret", "api_key"}
 )
 FAULT_HEADER = "x-sandbox-fault"
+# The envelope of a state file; a simulator's own ``state_version`` versions what is inside.
+STATE_FORMAT = 1
+
+logger = logging.getLogger(__name__)
 
 
 class FaultPlan(BaseModel):
@@ -81,7 +94,7 @@ class RecordedRequest(BaseModel):
 class IssuedToken:
     """An access or refresh token the simulator handed out."""
 
-    value: str
+    value: str = field(repr=False)
     kind: str
     subject: str
     issued_at: float
@@ -105,6 +118,15 @@ class SandboxClock:
 
     def advance(self, seconds: float) -> None:
         self._offset += seconds
+
+    @property
+    def offset(self) -> float:
+        """Seconds this clock runs ahead of the wall clock."""
+        return self._offset
+
+    @offset.setter
+    def offset(self, seconds: float) -> None:
+        self._offset = float(seconds)
 
 
 class RateWindow:
@@ -188,6 +210,12 @@ class Simulator:
 
     name: ClassVar[str] = "sandbox"
     default_port: ClassVar[int] = 8800
+    # The mutable attributes that make up the tenant, restored in this order (properties may stand
+    # in for state that is kept in another shape). Locks, threads, dispatchers, the app, fault plans,
+    # rate windows and the request/delivery recorders are not tenant state.
+    state_attributes: ClassVar[tuple[str, ...]] = ("clock_offset_s", "tokens")
+    # Bump when the shape of a simulator's state attributes changes: older files then start fresh.
+    state_version: ClassVar[int] = 1
 
     def __init__(self, *, seed: int = 0, webhook_url: str | None = None) -> None:
         self.seed = seed
@@ -234,6 +262,86 @@ class Simulator:
 
     def close(self) -> None:
         """Stop background work (webhook deliveries); subclasses with threads extend this."""
+
+    # -- persistence ---------------------------------------------------------------------------
+    @property
+    def clock_offset_s(self) -> float:
+        """How far the simulator's clock runs ahead of the wall clock (persisted with the tenant)."""
+        return self.clock.offset
+
+    @clock_offset_s.setter
+    def clock_offset_s(self, seconds: float) -> None:
+        self.clock.offset = seconds
+
+    def state_identity(self) -> dict[str, Any]:
+        """The constructor settings a saved tenant must share with this instance to be restored into it.
+
+        Values are compared, never shown: a mismatch warning names the settings only.
+        """
+        return {"seed": self.seed}
+
+    def save_state(self, path: Path) -> None:
+        """Write the tenant (``state_attributes``) to ``path`` atomically: a crash leaves the old file."""
+        with self.lock:
+            envelope = {
+                "format": STATE_FORMAT,
+                "simulator": self.name,
+                "version": self.state_version,
+                "identity": self.state_identity(),
+                "state": {attribute: getattr(self, attribute) for attribute in self.state_attributes},
+            }
+            payload = pickle.dumps(envelope, protocol=pickle.HIGHEST_PROTOCOL)
+        _write_atomically(path, payload)
+
+    def restore_state(self, path: Path) -> bool:
+        """Load the tenant saved at ``path``; False (and a fresh tenant) when there is none to use.
+
+        A file that is unreadable, of another simulator or version, or saved with other settings is
+        left alone with a warning: the sandbox starts fresh rather than refusing to start.
+        """
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            logger.warning("sandbox %s: cannot read %s (%s); starting fresh", self.name, path, exc.strerror)
+            return False
+        try:
+            envelope = pickle.loads(raw)  # noqa: S301 - the sandbox's own file, written by save_state
+            problem = self._state_problem(envelope)
+        except Exception as exc:  # noqa: BLE001 - any damage to the file means "start fresh"
+            problem = f"unreadable ({type(exc).__name__})"
+        if problem is not None:
+            logger.warning("sandbox %s: saved state %s is %s; starting fresh", self.name, path, problem)
+            return False
+        with self.lock:
+            current = {attribute: getattr(self, attribute) for attribute in self.state_attributes}
+            try:
+                for attribute in self.state_attributes:
+                    setattr(self, attribute, envelope["state"][attribute])
+            except Exception as exc:  # noqa: BLE001 - half a tenant is worse than a fresh one
+                for attribute, value in current.items():
+                    setattr(self, attribute, value)
+                logger.warning("sandbox %s: saved state %s does not fit (%s); starting fresh",
+                               self.name, path, type(exc).__name__)
+                return False
+        return True
+
+    def _state_problem(self, envelope: Any) -> str | None:
+        """Why ``envelope`` cannot be restored into this instance, or None."""
+        if not isinstance(envelope, dict) or envelope.get("format") != STATE_FORMAT:
+            return "not a sandbox state file of this format"
+        if envelope.get("simulator") != self.name:
+            return f"of the {envelope.get('simulator')!r} simulator"
+        if envelope.get("version") != self.state_version:
+            return f"of state version {envelope.get('version')!r}, not {self.state_version}"
+        saved, mine = envelope.get("identity") or {}, self.state_identity()
+        differing = sorted(key for key in saved.keys() | mine.keys() if saved.get(key) != mine.get(key))
+        if differing:
+            return f"saved with other settings ({', '.join(differing)})"
+        if not isinstance(envelope.get("state"), dict):
+            return "missing its state"
+        return None
 
     # -- shared helpers for vendors ------------------------------------------------------------
     def now(self) -> datetime:
@@ -358,6 +466,22 @@ class Simulator:
             return JSONResponse(json.loads(json.dumps(self.deliveries, default=str)))
 
 
+def _write_atomically(path: Path, payload: bytes) -> None:
+    """Replace ``path`` with ``payload`` in one rename (readers see the old or the new file, whole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp: a private (0600) file with a unique name, so concurrent saves never share one.
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def _seconds_header(seconds: float) -> str:
     return str(max(0, int(seconds + 0.999)))
 
@@ -473,6 +597,7 @@ __all__ = [
     "IssuedToken",
     "RateWindow",
     "RecordedRequest",
+    "STATE_FORMAT",
     "SandboxClock",
     "Simulator",
     "mask_body",

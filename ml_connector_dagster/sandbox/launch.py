@@ -1,11 +1,19 @@
-"""Build the sandbox simulators named by connector.yaml and serve them on their fixed ports."""
+"""Build the sandbox simulators named by connector.yaml and serve them on their fixed ports.
+
+Given a ``state_dir``, the served simulators are tenants that persist: each restores from
+``<state_dir>/<name>.state`` before it serves, saves every :data:`AUTOSAVE_INTERVAL_S` seconds (a
+killed demo loses only the last few seconds) and once more when it stops.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import socket
+import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +21,10 @@ import httpx
 from .framework import Simulator
 from .registry import SIMULATORS, available_simulators, simulator_class
 from .serve import ServedSimulator
+
+AUTOSAVE_INTERVAL_S = 15.0
+
+logger = logging.getLogger(__name__)
 
 
 def create_simulator(name: str, **settings: Any) -> Simulator:
@@ -36,6 +48,42 @@ def sandbox_answers(base_url: str) -> bool:
         return False
 
 
+def state_file(state_dir: Path, name: str) -> Path:
+    """Where simulator ``name`` keeps its tenant under ``state_dir``."""
+    return state_dir / f"{name}.state"
+
+
+def save_simulator(simulator: Simulator, state_dir: Path) -> bool:
+    """Save ``simulator``'s tenant under ``state_dir``; a failure is logged, never raised."""
+    path = state_file(state_dir, simulator.name)
+    try:
+        simulator.save_state(path)
+    except Exception as exc:  # noqa: BLE001 - a failed save must not take the sandbox down
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        logger.warning("sandbox %s: could not save its state to %s (%s)", simulator.name, path, reason)
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _autosaving(simulators: Sequence[Simulator], state_dir: Path, interval_s: float) -> Iterator[None]:
+    """Save ``simulators`` every ``interval_s`` from a daemon thread for the duration of the block."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval_s):
+            for simulator in simulators:
+                save_simulator(simulator, state_dir)
+
+    thread = threading.Thread(target=run, name="sandbox-autosave", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 @contextlib.contextmanager
 def serve_sandbox(
     names: Sequence[str] | None = None,
@@ -43,12 +91,15 @@ def serve_sandbox(
     host: str = "127.0.0.1",
     ports: dict[str, int] | None = None,
     reuse_running: bool = True,
+    state_dir: Path | None = None,
     **settings: Any,
 ) -> Iterator[dict[str, str]]:
     """Serve the named simulators (default: every one built so far); yield name -> base URL.
 
     A port already answered by a simulator is reused rather than fought over; a port taken by
-    something else is an error that says which.
+    something else is an error that says which. With ``state_dir``, the simulators started here
+    restore their tenants from it and save them back (periodically and on stop); a reused one is
+    left to whoever started it.
     """
     chosen = list(names) if names else available_simulators()
     ports = ports or {}
@@ -63,11 +114,20 @@ def serve_sandbox(
                     urls[name] = url
                     continue
                 raise RuntimeError(f"port {port} for the {name} sandbox is taken by another program")
-            server = ServedSimulator(create_simulator(name, **settings), host, port).start()
+            simulator = create_simulator(name, **settings)
+            if state_dir is not None and simulator.restore_state(state_file(state_dir, name)):
+                logger.info("sandbox %s: restored its tenant from %s", name, state_dir)
+            server = ServedSimulator(simulator, host, port).start()
             started.append(server)
             urls[name] = server.base_url
-        yield urls
+        if state_dir is None:
+            yield urls
+        else:
+            with _autosaving([server.simulator for server in started], state_dir, AUTOSAVE_INTERVAL_S):
+                yield urls
     finally:
         for server in reversed(started):
             server.stop()
+            if state_dir is not None:
+                save_simulator(server.simulator, state_dir)
             server.simulator.close()

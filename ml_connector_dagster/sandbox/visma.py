@@ -306,12 +306,35 @@ class _Table:
     def seqs(self) -> list[int]:
         return [key & _SEQ_MASK for key in self.keys]
 
+    def edits(self) -> dict[str, Any]:
+        """What this table holds beyond its generated records (what a saved tenant keeps)."""
+        return {"count": self.count, "modified": self.modified, "changes": self.changes, "created_at": self.created_at}
+
+    def restore_edits(self, edits: dict[str, Any]) -> None:
+        """Put back what :meth:`edits` returned, onto a table freshly generated from the same data."""
+        if edits["count"] < self.base_count or len(self.keys) != self.base_count:
+            raise ValueError(f"{self.kind}: edits fit only a freshly generated table of the same size")
+        modified = dict(edits["modified"])
+        # Generated keys of untouched records stay; every edited or created record has a modified time.
+        untouched = [key for key in self.keys if key & _SEQ_MASK not in modified]
+        self.keys = sorted(untouched + [_key(ms, seq) for seq, ms in modified.items()])
+        self.count = edits["count"]
+        self.modified = modified
+        self.changes = copy.deepcopy(edits["changes"])
+        self.created_at = dict(edits["created_at"])
+        self._line_starts = None
+
 
 class VismaSimulator(Simulator):
     """Visma.net ERP: one demo company (Fjordlys Industri AS, Oslo), Visma Connect + legacy flavour."""
 
     name: ClassVar[str] = "visma"
     default_port: ClassVar[int] = 8801
+    # The generation anchor first: restoring it regenerates the tables the edits then go onto.
+    state_attributes: ClassVar[tuple[str, ...]] = (
+        *Simulator.state_attributes, "data_anchor", "table_edits", "background_jobs", "unconditional_puts",
+        "_notifications",
+    )
 
     def __init__(
         self,
@@ -334,9 +357,9 @@ class VismaSimulator(Simulator):
             start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
             self.clock.advance(start.timestamp() - self.clock.time())
         self.webhook_secret = webhook_secret
-        self.data = VismaDemoData(seed=seed, size=size, days=days, anchor=self.now())
+        self.size, self.days = size, days
+        self._generate(self.now())
         self.tables = {kind: _Table(self.data, kind) for kind in VISMA_KINDS}
-        self.dimensions_modified_ms = self.data.schedule.cluster_ms("dimensions", 1)
         self.rate_window = RateWindow(rate_limit_per_hour, 3600, self.clock)
         self.legacy_rate_window = RateWindow(legacy_rate_limit_per_hour, 3600, self.clock)
         self._rate_seen: dict[int, tuple[int, float]] = {}  # id(window) -> (remaining, resets at)
@@ -347,6 +370,38 @@ class VismaSimulator(Simulator):
             self, self._sign, retry_delays_s=WEBHOOK_RETRY_DELAYS_S, time_scale=time_scale,
             transport=webhook_transport,
         )
+
+    def _generate(self, anchor: datetime) -> None:
+        """The demo company's data as generated at ``anchor`` (the tables are built on it separately)."""
+        self._anchor = anchor
+        self.data = VismaDemoData(seed=self.seed, size=self.size, days=self.days, anchor=anchor)
+        self.dimensions_modified_ms = self.data.schedule.cluster_ms("dimensions", 1)
+
+    # -- persistence ---------------------------------------------------------------------------
+    @property
+    def data_anchor(self) -> datetime:
+        """The moment the demo data was generated relative to; a restored tenant keeps its own."""
+        return self._anchor
+
+    @data_anchor.setter
+    def data_anchor(self, anchor: datetime) -> None:
+        # Always followed by ``table_edits`` (see state_attributes), which rebuilds the tables on it.
+        self._generate(anchor)
+
+    @property
+    def table_edits(self) -> dict[str, dict[str, Any]]:
+        """Per collection, the records created and edited since generation (setting it rebuilds the tables)."""
+        return {kind: table.edits() for kind, table in self.tables.items()}
+
+    @table_edits.setter
+    def table_edits(self, edits: dict[str, dict[str, Any]]) -> None:
+        tables = {kind: _Table(self.data, kind) for kind in VISMA_KINDS}
+        for kind, table in tables.items():
+            table.restore_edits(edits[kind])
+        self.tables = tables
+
+    def state_identity(self) -> dict[str, Any]:
+        return {**super().state_identity(), "size": self.size, "days": self.days}
 
     # -- the Simulator contract ----------------------------------------------------------------
     def vendor_routes(self) -> list[BaseRoute]:
@@ -1041,3 +1096,14 @@ __all__ = [
     "parse_modified_value",
     "visma_error",
 ]
+
+
+def sandbox_credentials(seed: int = 0) -> dict[str, str]:
+    """What :meth:`VismaSimulator.credentials` answers for a default simulator, without building one."""
+    return {
+        "client_id": DEMO_CLIENT_ID,
+        "client_secret": DEMO_CLIENT_SECRET,
+        "tenant_id": DEMO_TENANT_ID,
+        "company_id": DEMO_COMPANY_ID,
+        "webhook_secret": DEMO_WEBHOOK_SECRET,
+    }

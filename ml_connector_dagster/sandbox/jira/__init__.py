@@ -22,7 +22,7 @@ One site (a fixed cloudId) with three projects of a Nordic manufacturer: FIN "Fi
 """
 
 from .jql import JqlError, parse_jql
-from .simulator import JiraSimulator
+from .simulator import JiraSimulator, demo_refresh_token, sandbox_credentials
 from .site import (
     CLOUD_ID,
     DEMO_API_TOKEN,
@@ -37,6 +37,8 @@ from .site import (
 )
 
 __all__ = [
+    "demo_refresh_token",
+    "sandbox_credentials",
     "CLOUD_ID",
     "DEMO_API_TOKEN",
     "DEMO_APP_SECRET",

@@ -75,6 +75,11 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
 
     name: ClassVar[str] = "jira"
     default_port: ClassVar[int] = 8804
+    # Issues carry their comments, changelog and search-index versions; tokens their rotation state.
+    state_attributes: ClassVar[tuple[str, ...]] = (
+        *Simulator.state_attributes, "issues", "keys", "webhooks", "admin_webhooks", "transition_log",
+        "auth_codes", "id_counters",
+    )
 
     def __init__(
         self,
@@ -135,7 +140,7 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
             self, lambda body: {}, retry_delays_s=delays, time_scale=time_scale, transport=webhook_transport
         )
         self.demo_refresh_token = self._remember_token(
-            f"demo-refresh-{hashlib.sha256(f'{seed}:{app_secret}'.encode()).hexdigest()[:40]}",
+            demo_refresh_token(seed, app_secret),
             "refresh", REFRESH_TOKEN_IDLE_S, DEMO_SCOPES, client_id=client_id,
         )
         if webhook_url:
@@ -194,6 +199,28 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
     def flush_webhooks(self, timeout_s: float = 10.0) -> bool:
         """Wait until every queued webhook delivery has succeeded or given up."""
         return self.dispatcher.flush(timeout_s)
+
+    @property
+    def id_counters(self) -> dict[str, Any]:
+        """The next value of every numbering series (issue, comment, changelog, webhook ids; issue keys)."""
+        series = {}
+        for attribute in _ID_SERIES:
+            # A count cannot be peeked: take its next value and start a new count there.
+            series[attribute] = next(getattr(self, attribute))
+            setattr(self, attribute, itertools.count(series[attribute]))
+        return {"series": series, "project_keys": dict(self._project_counters)}
+
+    @id_counters.setter
+    def id_counters(self, counters: dict[str, Any]) -> None:
+        series = {attribute: int(counters["series"][attribute]) for attribute in _ID_SERIES}
+        for attribute, next_value in series.items():
+            setattr(self, attribute, itertools.count(next_value))
+        self._project_counters = {**dict.fromkeys(self.projects, 0), **counters["project_keys"]}
+
+    def state_identity(self) -> dict[str, Any]:
+        # The app secret derives the demo refresh token; its digest tells a changed secret apart.
+        app = hashlib.sha256(self.app_secret.encode()).hexdigest()[:16]
+        return {**super().state_identity(), "client_id": self.client_id, "app_secret": app}
 
     def add_comment(self, key: str, text: str, author: str | None = None) -> dict[str, Any]:
         """A user comments on ``key`` (plain text, stored as ADF); emits comment_created."""
@@ -650,3 +677,23 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
             return int(data["o"])
         except (ValueError, KeyError, TypeError, binascii.Error):
             return None
+
+
+_ID_SERIES = ("_ids", "_comment_ids", "_changelog_ids", "_webhook_ids")
+
+
+def demo_refresh_token(seed: int = 0, app_secret: str = DEMO_APP_SECRET) -> str:
+    """The pre-consented refresh token a fresh simulator with this seed accepts (the demo's first one)."""
+    return f"demo-refresh-{hashlib.sha256(f'{seed}:{app_secret}'.encode()).hexdigest()[:40]}"
+
+
+def sandbox_credentials(seed: int = 0) -> dict[str, str]:
+    """What :meth:`JiraSimulator.credentials` answers for a fresh simulator with ``seed``, without building one."""
+    return {
+        "client_id": DEMO_CLIENT_ID,
+        "client_secret": DEMO_APP_SECRET,
+        "refresh_token": demo_refresh_token(seed),
+        "email": DEMO_EMAIL,
+        "api_token": DEMO_API_TOKEN,
+        "webhook_secret": DEMO_WEBHOOK_SECRET,
+    }
