@@ -1,0 +1,401 @@
+"""Visma and Jira: supplier invoices and purchase orders land in Jira as issues the team can act on.
+
+- Every supplier invoice and PO of a day becomes one issue in the configured project (by default
+  all of them; filters by supplier, amount, PO status, internal orders and zero amounts select the
+  ones that need attention). The amount goes to a number field, the supplier becomes a label or,
+  through the mapping table, the assignee, the due date is Jira's due date, the Visma ID goes to
+  the external-id field, and the description (ADF) shows amounts, supplier, PO reference, due
+  date, the line items, the Visma ID and the last-modified timestamp for the audit trail.
+- Updates in Visma become a comment listing what changed, and a status change in Visma moves the
+  issue through its workflow (``status_map``).
+- GL postings and supplier payments against an invoice become read-only audit comments on its issue.
+
+Dagster shape: ``jira/visma_invoice_issues`` and ``jira/visma_purchase_order_issues`` are
+graph-backed assets (plan -> push), partitioned like their Visma sources, in the ``jira_api``
+pool; each has a ``reconciled`` check. A ``dry_run`` run config shows the plan without writing.
+``visma_jira_replay`` retries this flow's dead letters through the same push.
+"""
+
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+import dagster as dg
+
+from ml_connector_dagster.assets.visma import BACKFILL, visma_partitions
+from ml_connector_dagster.config import VismaJiraFlow, VismaSettings
+from ml_connector_dagster.core.landing import LandedRecord, LandingStore
+from ml_connector_dagster.core.ledger import DeadLetter, Ledger
+from ml_connector_dagster.resources import LedgerResource
+from ml_connector_dagster.systems.jira.client import JiraClient, jql_field, jql_phrase, jql_string
+from ml_connector_dagster.systems.jira.resource import JiraResource
+from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
+from ml_connector_dagster.systems.visma.client import VismaEntity
+from ml_connector_dagster.systems.visma.models import PurchaseOrder, SupplierInvoice
+
+from .visma_jira_audit import audit_entries, audit_id_prefix
+from .visma_jira_plan import (
+    LOOKUP_BATCH,
+    Action,
+    DocumentKind,
+    Plan,
+    filter_reason,
+    plan_partitions,
+    plan_records,
+)
+from .visma_jira_push import CreateInDoubt, PushOutcome, push_plan
+from .visma_jira_render import invoice_view, purchase_order_view
+
+__all__ = [
+    "GROUP",
+    "INVOICES",
+    "KINDS",
+    "POOL",
+    "PURCHASE_ORDERS",
+    "PushConfig",
+    "VismaJiraDefinitions",
+    "build_issue_asset",
+    "build_reconciled_check",
+    "build_replay_job",
+    "build_visma_jira",
+    "dry_run_config",
+    "reconcile_partitions",
+]
+
+GROUP = "visma_jira"
+POOL = "jira_api"
+KINDS_TAG = {"visma", "jira"}
+PLAN_ROWS_SHOWN = 500
+ISSUE_LINKS_SHOWN = 5
+
+# -- what becomes an issue ---------------------------------------------------------------------------
+
+INVOICES = DocumentKind(
+    name="invoice_issues", entity=VismaEntity.SUPPLIER_INVOICE, model=SupplierInvoice,
+    asset="jira/visma_invoice_issues", view=invoice_view, issue_type=attrgetter("invoice_issue_type"), audited=True,
+)  # fmt: skip
+PURCHASE_ORDERS = DocumentKind(
+    name="purchase_order_issues", entity=VismaEntity.PURCHASE_ORDER, model=PurchaseOrder,
+    asset="jira/visma_purchase_order_issues", view=purchase_order_view,
+    issue_type=attrgetter("purchase_order_issue_type"), status_filtered=True,
+)  # fmt: skip
+KINDS = (INVOICES, PURCHASE_ORDERS)
+SOURCES = {INVOICES.name: dg.AssetKey(["visma", "supplier_invoices"]),
+           PURCHASE_ORDERS.name: dg.AssetKey(["visma", "purchase_orders"])}  # fmt: skip
+# Lineage only: the invoice issues also read the partition's GL batches and payments (audit comments).
+AUDIT_SOURCES = (dg.AssetKey(["visma", "gl_transactions"]), dg.AssetKey(["visma", "payments"]))
+
+
+class PushConfig(dg.Config):
+    """Run config of a push step."""
+
+    dry_run: bool = False
+
+
+def _retry(settings: VismaJiraFlow) -> dg.RetryPolicy:
+    return dg.RetryPolicy(max_retries=settings.op_retries, delay=settings.op_retry_delay_s,
+                          backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)  # fmt: skip
+
+
+def _graph_name(kind: DocumentKind) -> str:
+    return kind.asset.replace("/", "__")
+
+
+def dry_run_config(kind: DocumentKind) -> dict[str, Any]:
+    """Run config that makes a materialization of ``kind`` plan only (nothing written to Jira)."""
+    return {"ops": {_graph_name(kind): {"ops": {f"push_{kind.name}": {"config": {"dry_run": True}}}}}}
+
+
+# -- metadata ----------------------------------------------------------------------------------------
+
+
+def _plan_table(plan: Plan) -> dg.TableMetadataValue:
+    rows = []
+    for record in plan.records[:PLAN_ROWS_SHOWN]:
+        detail = record.reason or ""
+        if record.transition_to:
+            detail = f"status -> {record.transition_to}"
+        rows.append(dg.TableRecord({
+            "visma_id": record.external_id, "action": record.action.value,
+            "changed_fields": ", ".join(change.field for change in record.changes), "issue": record.issue_key or "",
+            "detail": detail,
+        }))  # fmt: skip
+    for entry in plan.audits[: max(0, PLAN_ROWS_SHOWN - len(rows))]:
+        rows.append(dg.TableRecord({"visma_id": entry.audit_id, "action": "audit_comment", "changed_fields": "",
+                                    "issue": "", "detail": f"{entry.title} on invoice {entry.invoice_id}"}))
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, "string") for name in
+                                     ("visma_id", "action", "changed_fields", "issue", "detail")])  # fmt: skip
+    return dg.MetadataValue.table(rows, schema=schema)
+
+
+def _plan_counts(plan: Plan) -> dict[str, Any]:
+    filtered = plan.filtered_by_reason()
+    return {
+        "skipped": plan.count(Action.SKIP),
+        "filtered": sum(filtered.values()),
+        **{f"filtered_{reason}": count for reason, count in sorted(filtered.items())},
+    }
+
+
+def dry_run_metadata(plan: Plan) -> dict[str, Any]:
+    """What a push of ``plan`` would do: counts per action and the table of planned actions."""
+    return {
+        "dry_run": True,
+        **{f"would_{action.value}": plan.count(action) for action in (Action.CREATE, Action.UPDATE, Action.LINK)},
+        "would_comment": sum(1 for r in plan.records if r.changes),
+        "would_transition": sum(1 for r in plan.records if r.transition_to),
+        "would_audit_comment": len(plan.audits),
+        **_plan_counts(plan),
+        "plan": _plan_table(plan),
+    }
+
+
+def push_metadata(plan: Plan, outcome: PushOutcome) -> dict[str, Any]:
+    """Counts of what the push did, and links to the issues it wrote."""
+    metadata: dict[str, Any] = {
+        "dry_run": False,
+        "created": outcome.created,
+        "updated": outcome.updated,
+        "linked": outcome.linked,
+        "commented": outcome.commented,
+        "transitioned": outcome.transitioned,
+        "audit_commented": outcome.audit_commented,
+        "audit_waiting": outcome.audit_waiting,
+        **_plan_counts(plan),
+        "failed": outcome.failed,
+        "deferred": len(outcome.deferred),
+        "issues_written": len(outcome.issues),
+    }
+    for key, url in list(outcome.issues.items())[:ISSUE_LINKS_SHOWN]:
+        if url:
+            metadata[f"issue {key}"] = dg.MetadataValue.url(url)
+    return metadata
+
+
+def _deferred_error(asset: str, outcome: PushOutcome) -> CreateInDoubt:
+    sample = ", ".join(outcome.deferred[:10])
+    return CreateInDoubt(
+        f"{asset}: {len(outcome.deferred)} create(s) may already be in Jira but are not searchable yet "
+        f"({sample}); retrying instead of creating twice"
+    )
+
+
+# -- the destination assets --------------------------------------------------------------------------
+
+
+def build_issue_asset(
+    kind: DocumentKind, settings: VismaJiraFlow, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    """The graph-backed asset of one document kind: plan the partition, then push the plan."""
+    retry = _retry(settings)
+
+    @dg.op(name=f"plan_{kind.name}", ins={"landed": dg.In(dg.Nothing)}, pool=POOL, retry_policy=retry,
+           description=f"Render {kind.asset}'s partition and decide create / update / skip per record.")
+    def plan(context: dg.OpExecutionContext, jira: JiraResource, ledger: LedgerResource) -> Plan:
+        with jira.client() as client, ledger.open() as opened:
+            planned = plan_partitions(kind, context.partition_keys, client=client, ledger=opened, settings=settings)
+        context.log.info(f"{kind.asset} {planned.partition_key}: {len(planned.records)} records, "
+                         + ", ".join(f"{a.value} {planned.count(a)}" for a in Action))
+        return planned
+
+    @dg.op(name=f"push_{kind.name}", pool=POOL, retry_policy=retry, out=dg.Out(dg.Nothing),
+           description=f"Carry out the plan in Jira (or, with dry_run, only record it) for {kind.asset}.")
+    def push(context: dg.OpExecutionContext, config: PushConfig, plan: Plan, jira: JiraResource,
+             ledger: LedgerResource) -> None:
+        if config.dry_run:
+            context.add_output_metadata(dry_run_metadata(plan))
+            return
+        with jira.client() as client, ledger.open() as opened:
+            outcome = push_plan(plan, client=client, ledger=opened, settings=settings,
+                                issue_type=kind.issue_type(settings), run_id=context.run_id, log=context.log,
+                                retrying=context.retry_number > 0)  # fmt: skip
+        if outcome.deferred:
+            raise _deferred_error(kind.asset, outcome)
+        context.add_output_metadata(push_metadata(plan, outcome))
+
+    sources = {"landed": dg.AssetIn(key=SOURCES[kind.name], dagster_type=dg.Nothing)}
+    if kind.audited:
+        sources |= {key.path[-1]: dg.AssetIn(key=key, dagster_type=dg.Nothing) for key in AUDIT_SOURCES}
+
+    @dg.graph_asset(
+        key=dg.AssetKey(kind.asset.split("/")), ins=sources, partitions_def=partitions_def, group_name=GROUP,
+        kinds=KINDS_TAG, backfill_policy=BACKFILL, description=f"Jira issues of Visma {kind.entity.value} records, one per document.",
+    )  # fmt: skip
+    def issues(**landed: Any) -> Any:
+        return push(plan(list(landed.values())))
+
+    return issues
+
+
+# -- reconciliation ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """One partition of one kind, source against destination."""
+
+    eligible: int
+    linked: int
+    found: int
+    missing_links: list[str]
+    missing_issues: list[str]
+    duplicates: dict[str, int]
+
+    @property
+    def passed(self) -> bool:
+        return not (self.missing_links or self.missing_issues or self.duplicates)
+
+
+def _eligible(kind: DocumentKind, ledger: Ledger, partition_keys: Sequence[str],
+              settings: VismaJiraFlow) -> dict[str, str]:
+    """Record id -> external id of every landed record of the partitions the filters select."""
+    eligible = {}
+    store = LandingStore(ledger)
+    for chunk in (c for key in partition_keys for c in store.iter_partition(VISMA, kind.entity.value, key)):
+        for landed in chunk:
+            view = kind.view(kind.model.model_validate(landed.payload))
+            if filter_reason(view, settings.filters, status_filtered=kind.status_filtered) is None:
+                eligible[landed.record_id] = view.external_id
+    return eligible
+
+
+def _issue_counts(client: JiraClient, settings: VismaJiraFlow, field_id: str,
+                  wanted: Sequence[tuple[str, str | None]]) -> dict[str, int]:
+    """How many issues carry each external id (the client's lookup keeps one; this counts them all)."""
+    counts: dict[str, int] = {}
+    for start in range(0, len(wanted), LOOKUP_BATCH):
+        batch = wanted[start : start + LOOKUP_BATCH]
+        names = {external_id for external_id, _ in batch}
+        clauses = " OR ".join(f"{jql_field(field_id)} ~ {jql_phrase(external_id)}" for external_id, _ in batch)
+        jql = f"project = {jql_string(settings.project_key)} AND ({clauses})"
+        reconcile = [issue_id for _, issue_id in batch if issue_id]
+        for raw in client.search(jql, [field_id], reconcile_ids=reconcile or None):
+            value = (raw.get("fields") or {}).get(field_id)
+            if value in names:
+                counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def reconcile_partitions(kind: DocumentKind, partition_keys: Sequence[str], *, client: JiraClient, ledger: Ledger,
+                         settings: VismaJiraFlow) -> Reconciliation:
+    """Every eligible landed record of the partitions should have one linked issue, and only one."""
+    eligible = _eligible(kind, ledger, partition_keys, settings)
+    links = ledger.links_for(kind.flow, eligible)
+    linked = {rid: link for rid, link in links.items() if link.state == "linked"}
+    wanted = [(external_id, linked[rid].dest_id if rid in linked else None) for rid, external_id in eligible.items()]
+    counts = _issue_counts(client, settings, client.field_id(settings.external_id_field), wanted)
+    return Reconciliation(
+        eligible=len(eligible),
+        linked=len(linked),
+        found=sum(1 for external_id in eligible.values() if counts.get(external_id)),
+        missing_links=sorted(rid for rid in eligible if rid not in linked),
+        missing_issues=sorted(external_id for external_id in eligible.values() if not counts.get(external_id)),
+        duplicates={external_id: n for external_id, n in sorted(counts.items()) if n > 1},
+    )
+
+
+def build_reconciled_check(
+    kind: DocumentKind, settings: VismaJiraFlow, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetChecksDefinition:
+    """``reconciled``: each eligible record of the partition has exactly one issue (duplicates: ERROR)."""
+
+    @dg.asset_check(asset=dg.AssetKey(kind.asset.split("/")), name="reconciled", partitions_def=partitions_def,
+                    pool=POOL, description="Every eligible Visma record of the partition has exactly one Jira issue.")
+    def reconciled(context: dg.AssetCheckExecutionContext, jira: JiraResource,
+                   ledger: LedgerResource) -> dg.AssetCheckResult:
+        with jira.client() as client, ledger.open() as opened:
+            result = reconcile_partitions(kind, context.partition_keys, client=client, ledger=opened,
+                                          settings=settings)
+        return dg.AssetCheckResult(
+            passed=result.passed,
+            severity=dg.AssetCheckSeverity.ERROR if result.duplicates else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "eligible": result.eligible, "linked": result.linked, "found_in_jira": result.found,
+                "missing_links": len(result.missing_links), "missing_issues": len(result.missing_issues),
+                "duplicates": len(result.duplicates),
+                "sample": dg.MetadataValue.json({
+                    "missing_links": result.missing_links[:10], "missing_issues": result.missing_issues[:10],
+                    "duplicates": dict(list(result.duplicates.items())[:10]),
+                }),
+            },
+        )  # fmt: skip
+
+    return reconciled
+
+
+# -- replay ------------------------------------------------------------------------------------------
+
+
+def _replay_plan(kind: DocumentKind, letters: Sequence[DeadLetter], *, client: JiraClient, ledger: Ledger,
+                 settings: VismaJiraFlow) -> Plan:
+    """The plan for a kind's open dead letters: each record's latest landed copy, else the letter's."""
+    prefix = audit_id_prefix()
+    documents = [letter for letter in letters if not letter.source_id.startswith(prefix)]
+    current = LandingStore(ledger).get_many(VISMA, kind.entity.value, [letter.source_id for letter in documents])
+    records = [current.get(letter.source_id) or LandedRecord(record_id=letter.source_id,
+                                                             partition_key=letter.partition_key, payload=letter.record)
+               for letter in documents]  # fmt: skip
+    audits = []
+    for letter in letters:
+        if letter.source_id.startswith(prefix):
+            entity = letter.source_id.removeprefix(prefix).split("/", 1)[0]
+            audits += [e for e in audit_entries(entity, letter.record) if e.audit_id == letter.source_id]
+    return plan_records(kind, [records] if records else [], partition_key=None, client=client, ledger=ledger,
+                        settings=settings, audits=audits)
+
+
+def build_replay_job(settings: VismaJiraFlow) -> dg.JobDefinition:
+    """``visma_jira_replay``: push the open dead letters of both kinds again, through the same push."""
+
+    @dg.op(name="replay_visma_jira_dead_letters", pool=POOL, retry_policy=_retry(settings), out=dg.Out(dg.Nothing))
+    def replay(context: dg.OpExecutionContext, jira: JiraResource, ledger: LedgerResource) -> None:
+        metadata: dict[str, Any] = {}
+        deferred: list[str] = []
+        with jira.client() as client, ledger.open() as opened:
+            for kind in KINDS:
+                letters = opened.open_dead_letters(kind.asset)
+                if not letters:
+                    continue
+                plan = _replay_plan(kind, letters, client=client, ledger=opened, settings=settings)
+                outcome = push_plan(plan, client=client, ledger=opened, settings=settings,
+                                    issue_type=kind.issue_type(settings), run_id=context.run_id, log=context.log,
+                                    retrying=context.retry_number > 0)  # fmt: skip
+                deferred += outcome.deferred
+                still_open = opened.count_open_dead_letters(kind.asset)
+                metadata[f"{kind.name}_replayed"] = len(letters)
+                metadata[f"{kind.name}_resolved"] = len(letters) - still_open
+                metadata[f"{kind.name}_failed"] = outcome.failed
+        if deferred:
+            raise CreateInDoubt(f"visma_jira_replay: {len(deferred)} create(s) in doubt; retrying")
+        context.add_output_metadata(metadata or {"replayed": 0})
+
+    @dg.job(name="visma_jira_replay", description="Retry the open dead letters of the Visma -> Jira flow.",
+            tags={"ml_connector/flow": "visma_jira"})
+    def visma_jira_replay() -> None:
+        replay()
+
+    return visma_jira_replay
+
+
+# -- the flow's definitions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VismaJiraDefinitions:
+    """What the flow adds to the code location."""
+
+    assets: list[dg.AssetsDefinition]
+    asset_checks: list[dg.AssetChecksDefinition]
+    jobs: list[dg.JobDefinition]
+
+
+def build_visma_jira(settings: VismaJiraFlow, visma: VismaSettings) -> VismaJiraDefinitions:
+    """Both destination assets (one factory), their reconciliation checks and the replay job."""
+    partitions_def = visma_partitions(visma.partitions_start)
+    return VismaJiraDefinitions(
+        assets=[build_issue_asset(kind, settings, partitions_def) for kind in KINDS],
+        asset_checks=[build_reconciled_check(kind, settings, partitions_def) for kind in KINDS],
+        jobs=[build_replay_job(settings)],
+    )

@@ -1,0 +1,327 @@
+"""Planning one partition of Visma documents against Jira: create, update, link, skip or filter each.
+
+The plan reads the partition's landed records in chunks, renders each as an issue, and asks the
+ledger what it already links (batched). Only where the ledger has no link, a create intent
+(pending), or a link whose content hash changed does it ask Jira, by the external-id field (batched,
+with ``reconcileIssues`` for the issue ids it knows, so a just-written issue is seen). Nothing is
+written here: the plan is a value the push step (or a dry run) acts on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ml_connector_dagster.config import VismaJiraFilters, VismaJiraFlow
+from ml_connector_dagster.core.landing import LandedRecord, LandingStore
+from ml_connector_dagster.core.ledger import Ledger, Link
+from ml_connector_dagster.systems.jira.client import JiraClient
+from ml_connector_dagster.systems.jira.models import JiraIssue
+from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
+from ml_connector_dagster.systems.visma.client import VismaEntity
+from ml_connector_dagster.systems.visma.models import VismaRecord, describe_error
+
+from .visma_jira_audit import AUDIT_ENTITIES, AuditEntry, audit_entries
+from .visma_jira_render import (
+    DocumentView,
+    FieldChange,
+    JiraFieldIds,
+    RenderedIssue,
+    describe_changes,
+    facts_of,
+    render_issue,
+)
+
+__all__ = [
+    "AUDIT_FLOW",
+    "LOOKUP_BATCH",
+    "RECHECK",
+    "Action",
+    "DocumentKind",
+    "Plan",
+    "PlannedRecord",
+    "filter_reason",
+    "lookup_issues",
+    "plan_partitions",
+    "plan_records",
+    "resolve_field_ids",
+]
+
+CHUNK = 200  # landed records planned together: one ledger read, a handful of Jira searches
+LOOKUP_BATCH = 40  # external ids per search; also bounds reconcileIssues (Jira's limit is 50)
+RECHECK = "recheck"
+AUDIT_FLOW = "visma_jira.audit"  # ledger flow of audit comments: one link per (record, invoice)  # content hash of a link whose issue must be compared again on the next run
+
+
+@dataclass(frozen=True)
+class DocumentKind:
+    """One kind of Visma document that becomes Jira issues: everything that differs between kinds."""
+
+    name: str
+    entity: VismaEntity
+    model: type[VismaRecord]
+    asset: str
+    view: Callable[[Any], DocumentView]
+    issue_type: Callable[[VismaJiraFlow], str]
+    status_filtered: bool = False  # the PO status filter applies
+    audited: bool = False  # GL postings and payments against it become audit comments
+
+    @property
+    def flow(self) -> str:
+        """The ledger's flow name of this kind's links."""
+        return f"visma_jira.{self.name}"
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    LINK = "link"  # found in Jira without a ledger link: adopt it (and bring it up to date)
+    SKIP = "skip"
+    FILTERED = "filtered"
+    FAILED = "failed"
+
+
+class PlannedRecord(BaseModel):
+    """What the push step will do with one record, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    record_id: str
+    external_id: str
+    action: Action
+    reason: str | None = None
+    changes: tuple[FieldChange, ...] = ()
+    transition_to: str | None = None
+    current_status: str | None = None
+    issue: RenderedIssue | None = None
+    issue_id: str | None = None
+    issue_key: str | None = None
+    pending_since: datetime | None = Field(None, description="When an earlier, unanswered create was sent.")
+    payload: dict[str, Any] | None = Field(None, description="The landed record, kept for a dead letter.")
+    partition_key: str | None = None
+
+
+class Plan(BaseModel):
+    """The plan of one partition (or of replayed records) of one document kind."""
+
+    kind: str
+    flow: str
+    asset: str
+    partition_key: str | None
+    field_ids: JiraFieldIds
+    records: list[PlannedRecord] = Field(default_factory=list)
+    audits: list[AuditEntry] = Field(default_factory=list)
+
+    def count(self, action: Action) -> int:
+        return sum(1 for record in self.records if record.action is action)
+
+    def filtered_by_reason(self) -> Counter[str]:
+        return Counter(r.reason or "unknown" for r in self.records if r.action is Action.FILTERED)
+
+
+def resolve_field_ids(client: JiraClient, settings: VismaJiraFlow) -> JiraFieldIds:
+    """The configured custom fields' ids (a missing field fails with its name)."""
+    return JiraFieldIds(
+        external_id=client.field_id(settings.external_id_field),
+        amount=client.field_id(settings.amount_field),
+        po_reference=client.field_id(settings.po_reference_field) if settings.po_reference_field else None,
+        currency=client.field_id(settings.currency_field) if settings.currency_field else None,
+    )
+
+
+# -- filters ---------------------------------------------------------------------------------------
+
+
+def _folded(values: Iterable[str]) -> set[str]:
+    return {value.casefold() for value in values}
+
+
+def filter_reason(view: DocumentView, filters: VismaJiraFilters, *, status_filtered: bool) -> str | None:
+    """Why a document gets no issue (``None``: it does). ``min_amount`` is in the document's currency."""
+    supplier = _folded(s for s in (view.supplier_number, view.supplier_name) if s)
+    if filters.suppliers_include and not supplier & _folded(filters.suppliers_include):
+        return "supplier_not_included"
+    if supplier & _folded(filters.suppliers_exclude):
+        return "supplier_excluded"
+    if filters.exclude_internal_orders and (
+        supplier & _folded(filters.internal_suppliers)
+        or (view.order_type or "").casefold() in _folded(filters.internal_order_types)
+    ):
+        return "internal_order"
+    if filters.exclude_zero_amounts and view.amount == 0:
+        return "zero_amount"
+    if filters.min_amount is not None and abs(view.amount) < Decimal(str(filters.min_amount)):
+        return "below_min_amount"
+    if status_filtered and filters.po_statuses and view.status.casefold() not in _folded(filters.po_statuses):
+        return "po_status"
+    return None
+
+
+# -- Jira lookups ----------------------------------------------------------------------------------
+
+
+def lookup_issues(
+    client: JiraClient, settings: VismaJiraFlow, ids: JiraFieldIds, wanted: Sequence[tuple[str, str | None]],
+    *, fields: Sequence[str] = (),
+) -> dict[str, JiraIssue]:
+    """Issues by external id, for ``(external id, issue id if known)`` pairs, batched.
+
+    The known issue ids of a batch go in ``reconcileIssues``, so issues written moments ago are
+    found although the search index has not caught up; unknown ones depend on the index.
+    """
+    found: dict[str, JiraIssue] = {}
+    for start in range(0, len(wanted), LOOKUP_BATCH):
+        batch = wanted[start : start + LOOKUP_BATCH]
+        reconcile = [issue_id for _, issue_id in batch if issue_id]
+        found.update(client.find_by_external_ids(
+            settings.project_key, ids.external_id, [external_id for external_id, _ in batch],
+            reconcile_ids=reconcile or None, fields=fields,
+        ))  # fmt: skip
+    return found
+
+
+def _lookup_fields(ids: JiraFieldIds) -> list[str]:
+    return ["description", "duedate", "assignee", ids.amount]
+
+
+# -- planning --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Rendered:
+    landed: LandedRecord
+    view: DocumentView
+    issue: RenderedIssue
+    filtered: str | None
+
+
+def _render(kind: DocumentKind, landed: LandedRecord, settings: VismaJiraFlow) -> _Rendered | PlannedRecord:
+    try:
+        record = kind.model.model_validate(landed.payload)
+    except ValidationError as error:
+        return PlannedRecord(record_id=landed.record_id, external_id=landed.record_id, action=Action.FAILED,
+                             reason=describe_error(error), payload=landed.payload, partition_key=landed.partition_key)
+    view = kind.view(record)
+    reason = filter_reason(view, settings.filters, status_filtered=kind.status_filtered)
+    return _Rendered(landed, view, render_issue(view, settings), reason)
+
+
+def _compared(item: _Rendered, action: Action, issue: JiraIssue, **extra: Any) -> PlannedRecord:
+    """An update (or adoption) of ``issue``: what differs from Jira, and the status to move to."""
+    rendered = item.issue
+    changes = describe_changes(facts_of(issue.fields.get("description")), rendered.facts)
+    current = issue.status_name
+    target = rendered.jira_status
+    moves = target is not None and (current or "").casefold() != target.casefold()
+    return PlannedRecord(
+        record_id=item.landed.record_id, external_id=rendered.external_id, action=action, changes=tuple(changes),
+        transition_to=target if moves else None, current_status=current, issue=rendered, issue_id=issue.id,
+        issue_key=issue.key, payload=item.landed.payload, partition_key=item.landed.partition_key, **extra,
+    )  # fmt: skip
+
+
+def _plan_chunk(
+    kind: DocumentKind, chunk: Sequence[LandedRecord], *, client: JiraClient, ledger: Ledger,
+    settings: VismaJiraFlow, ids: JiraFieldIds,
+) -> list[PlannedRecord]:
+    planned: list[PlannedRecord] = []
+    rendered: list[_Rendered] = []
+    for landed in chunk:
+        item = _render(kind, landed, settings)
+        (planned if isinstance(item, PlannedRecord) else rendered).append(item)  # type: ignore[arg-type]
+    links = ledger.links_for(kind.flow, [item.landed.record_id for item in rendered])
+    ask_jira: list[_Rendered] = []
+    for item in rendered:
+        link = links.get(item.landed.record_id)
+        base = {"record_id": item.landed.record_id, "external_id": item.issue.external_id,
+                "partition_key": item.landed.partition_key}
+        if link is None and item.filtered:
+            planned.append(PlannedRecord(**base, action=Action.FILTERED, reason=item.filtered))
+        elif link is not None and link.state == "linked" and link.content_hash == item.issue.content_hash:
+            planned.append(PlannedRecord(**base, action=Action.SKIP, issue_id=link.dest_id, issue_key=link.dest_key))
+        else:
+            # A linked record keeps its issue in step even if a filter would no longer select it.
+            ask_jira.append(item)
+    if not ask_jira:
+        return planned
+    wanted = [(i.issue.external_id, _known_issue_id(links.get(i.landed.record_id))) for i in ask_jira]
+    found = lookup_issues(client, settings, ids, wanted, fields=_lookup_fields(ids))
+    for item in ask_jira:
+        planned.append(_decide(item, links.get(item.landed.record_id), found.get(item.issue.external_id)))
+    return planned
+
+
+def _known_issue_id(link: Link | None) -> str | None:
+    return link.dest_id if link is not None and link.state == "linked" else None
+
+
+def _decide(item: _Rendered, link: Link | None, issue: JiraIssue | None) -> PlannedRecord:
+    linked = link is not None and link.state == "linked"
+    if issue is not None:
+        return _compared(item, Action.UPDATE if linked else Action.LINK, issue)
+    if linked:
+        # Linked, but the search (reconciled by id) does not return it: the update goes to the
+        # linked key and fails there, with Jira's reason, if the issue was deleted.
+        assert link is not None
+        return PlannedRecord(
+            record_id=item.landed.record_id, external_id=item.issue.external_id, action=Action.UPDATE,
+            issue=item.issue, issue_id=link.dest_id, issue_key=link.dest_key, payload=item.landed.payload,
+            partition_key=item.landed.partition_key, transition_to=item.issue.jira_status,
+        )  # fmt: skip
+    if item.filtered:
+        # An earlier create of a record the filters now leave out: the pending intent stays, so a
+        # later run still adopts the issue if that create did reach Jira; nothing is sent now.
+        return PlannedRecord(record_id=item.landed.record_id, external_id=item.issue.external_id,
+                             action=Action.FILTERED, reason=item.filtered, partition_key=item.landed.partition_key)
+    return PlannedRecord(
+        record_id=item.landed.record_id, external_id=item.issue.external_id, action=Action.CREATE,
+        issue=item.issue, payload=item.landed.payload, partition_key=item.landed.partition_key,
+        pending_since=link.updated_at if link is not None else None,
+    )  # fmt: skip
+
+
+def plan_records(
+    kind: DocumentKind, chunks: Iterable[Sequence[LandedRecord]], *, partition_key: str | None,
+    client: JiraClient, ledger: Ledger, settings: VismaJiraFlow, audits: Iterable[AuditEntry] = (),
+) -> Plan:
+    """The plan for these landed records (already chunked), plus the audit comments to add."""
+    ids = resolve_field_ids(client, settings)
+    plan = Plan(kind=kind.name, flow=kind.flow, asset=kind.asset, partition_key=partition_key, field_ids=ids)
+    for chunk in chunks:
+        plan.records.extend(_plan_chunk(kind, chunk, client=client, ledger=ledger, settings=settings, ids=ids))
+    pending = list(audits)
+    done = ledger.links_for(AUDIT_FLOW, [entry.audit_id for entry in pending])
+    plan.audits.extend(entry for entry in pending if getattr(done.get(entry.audit_id), "state", None) != "linked")
+    return plan
+
+
+def _audits_of(store: LandingStore, partition_keys: Sequence[str]) -> Iterator[AuditEntry]:
+    for partition_key in partition_keys:
+        for entity in AUDIT_ENTITIES:
+            for chunk in store.iter_partition(VISMA, entity.value, partition_key, chunk=CHUNK):
+                for landed in chunk:
+                    yield from audit_entries(entity.value, landed.payload)
+
+
+def _documents_of(store: LandingStore, kind: DocumentKind, partition_keys: Sequence[str]) -> Iterator[list[LandedRecord]]:
+    for partition_key in partition_keys:
+        yield from store.iter_partition(VISMA, kind.entity.value, partition_key, chunk=CHUNK)
+
+
+def plan_partitions(
+    kind: DocumentKind, partition_keys: Sequence[str], *, client: JiraClient, ledger: Ledger, settings: VismaJiraFlow
+) -> Plan:
+    """The plan of daily partitions (one, or a backfill's range): their landed documents and, for
+    invoices, the audit records landed with them."""
+    store = LandingStore(ledger)
+    audits = _audits_of(store, partition_keys) if kind.audited and settings.audit_comments else ()
+    label = partition_keys[0] if len(partition_keys) == 1 else f"{partition_keys[0]}...{partition_keys[-1]}"
+    return plan_records(kind, _documents_of(store, kind, partition_keys), partition_key=label, client=client,
+                        ledger=ledger, settings=settings, audits=audits)
