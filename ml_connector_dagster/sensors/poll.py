@@ -233,7 +233,7 @@ def _run_key(name: str, window: PartitionWindow, cursor: PollCursor) -> str:
 def build_poll_sensor(
     *,
     name: str,
-    target: dg.AssetsDefinition,
+    target: dg.AssetsDefinition | dg.AssetSelection,
     partitions_def: dg.TimeWindowPartitionsDefinition,
     probe: Callable[[dg.SensorEvaluationContext, datetime], Iterable[Iterable[Change]]],
     run_config_for: Callable[[PartitionWindow], Mapping[str, Any]],
