@@ -14,13 +14,19 @@ from pathlib import Path
 import click
 from dagster import BetaWarning, PreviewWarning
 
-from .config import ConfigError, active_config, connector_home
+from .config import ConfigError, ConnectorConfig, active_config, connector_home
+from .sandbox.registry import SIMULATORS
 
 # Beta/preview notices about Dagster's own APIs (e.g. backfill_policy) mean nothing to an operator.
 warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sandboxed_systems(config: ConnectorConfig) -> list[str]:
+    """The systems connector.yaml runs against their sandbox simulator (a real one is never started)."""
+    return [name for name in SIMULATORS if config.system_mode(name) == "sandbox"]
 
 
 def _sandbox_settings() -> dict[str, object]:
@@ -98,16 +104,27 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 @main.command()
 @click.option("--port", default=3000, show_default=True, help="Dagster UI port.")
 def demo(port: int) -> None:
-    """Serve the sandbox and run `dagster dev` with the sensors on: records flow with no clicks."""
+    """Serve the sandbox, the webhook receiver and `dagster dev` with the sensors on: records flow with no clicks."""
+    from .core.ledger import Ledger
+    from .definitions import use_sandbox_credentials
     from .sandbox.launch import serve_sandbox
+    from .sandbox.serve import ServedApp
+    from .webhooks.configured import configured_receiver
 
     home = connector_home()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ML_CONNECTOR_HOME": str(home)}
+    os.environ.update({"DAGSTER_HOME": str(home), "ML_CONNECTOR_HOME": str(home)})
     config = active_config()
-    with serve_sandbox(host=config.sandbox.host, ports=dict(config.sandbox.ports), state_dir=home / "sandbox",
-                       **_sandbox_settings()) as urls:
+    # The receiver verifies with the same (sandbox demo) secrets the simulators sign with.
+    use_sandbox_credentials(config)
+    env = dict(os.environ)
+    ledger = Ledger.open()
+    receiver = ServedApp(configured_receiver(config, ledger), "webhook receiver",
+                         config.webhooks.host, config.webhooks.port).start()
+    with serve_sandbox(_sandboxed_systems(config), host=config.sandbox.host, ports=dict(config.sandbox.ports),
+                       state_dir=home / "sandbox", webhook_base_url=receiver.base_url, **_sandbox_settings()) as urls:
         for name, url in urls.items():
             click.echo(f"  sandbox {name:<10} {url}")
+        click.echo(f"  webhook receiver    {receiver.base_url}/webhooks/<system>")
         click.echo(f"  Dagster UI          http://127.0.0.1:{port}  (instance: {home})")
         command = [
             sys.executable, "-m", "dagster", "dev",
@@ -125,6 +142,9 @@ def demo(port: int) -> None:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        finally:
+            receiver.stop()
+            ledger.dispose()
 
 
 @main.command()
@@ -136,9 +156,7 @@ def sync(partition: str | None) -> None:
 
     partition_key = partition or datetime.now(UTC).date().isoformat()
     config = active_config()
-    sandboxed = [name for name in ("visma", "jaggaer", "acumatica", "jira", "asana", "monday")
-                 if config.system_mode(name) == "sandbox"]  # fmt: skip
-    with serve_sandbox(sandboxed, host=config.sandbox.host, ports=dict(config.sandbox.ports),
+    with serve_sandbox(_sandboxed_systems(config), host=config.sandbox.host, ports=dict(config.sandbox.ports),
                        state_dir=connector_home() / "sandbox", **_sandbox_settings()):
         report = run_sync(partition_key)
     click.echo(report.render())

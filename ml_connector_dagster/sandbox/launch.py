@@ -92,6 +92,7 @@ def serve_sandbox(
     ports: dict[str, int] | None = None,
     reuse_running: bool = True,
     state_dir: Path | None = None,
+    webhook_base_url: str | None = None,
     **settings: Any,
 ) -> Iterator[dict[str, str]]:
     """Serve the named simulators (default: every one built so far); yield name -> base URL.
@@ -99,7 +100,8 @@ def serve_sandbox(
     A port already answered by a simulator is reused rather than fought over; a port taken by
     something else is an error that says which. With ``state_dir``, the simulators started here
     restore their tenants from it and save them back (periodically and on stop); a reused one is
-    left to whoever started it.
+    left to whoever started it. With ``webhook_base_url``, each simulator delivers its webhooks to
+    ``<webhook_base_url>/webhooks/<name>`` (the receiver's route for that system).
     """
     chosen = list(names) if names else available_simulators()
     ports = ports or {}
@@ -114,7 +116,8 @@ def serve_sandbox(
                     urls[name] = url
                     continue
                 raise RuntimeError(f"port {port} for the {name} sandbox is taken by another program")
-            simulator = create_simulator(name, **settings)
+            webhook_url = f"{webhook_base_url.rstrip('/')}/webhooks/{name}" if webhook_base_url else None
+            simulator = create_simulator(name, webhook_url=webhook_url, **settings)
             if state_dir is not None and simulator.restore_state(state_file(state_dir, name)):
                 logger.info("sandbox %s: restored its tenant from %s", name, state_dir)
             server = ServedSimulator(simulator, host, port).start()

@@ -6,32 +6,31 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Self
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from .framework import Simulator
 
 
-class ServedSimulator:
-    """A simulator running under uvicorn in a background thread."""
+class ServedApp:
+    """An ASGI app running under uvicorn in a background thread."""
 
-    def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.simulator = simulator
+    def __init__(self, app: ASGIApp, name: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.name = name
         self.host = host
-        simulator.served = True
-        config = uvicorn.Config(
-            simulator.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
-        )
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"sandbox-{simulator.name}", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, name=f"served-{name}", daemon=True)
         self.port = port
 
-    def start(self, timeout_s: float = 10) -> ServedSimulator:
+    def start(self, timeout_s: float = 10) -> Self:
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"sandbox {self.simulator.name} did not start on {self.host}:{self.port}")
+                raise RuntimeError(f"{self.name} did not start on {self.host}:{self.port}")
             time.sleep(0.02)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self
@@ -43,6 +42,15 @@ class ServedSimulator:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class ServedSimulator(ServedApp):
+    """A simulator on a socket: its timeout faults then hang for real."""
+
+    def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+        simulator.served = True
+        self.simulator = simulator
+        super().__init__(simulator.app, f"sandbox {simulator.name}", host, port)
 
 
 @contextlib.contextmanager

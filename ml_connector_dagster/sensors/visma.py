@@ -82,3 +82,12 @@ def visma_poll_sensors(
         for source in VISMA_SOURCES
         if source.partitioned and source.key in by_key
     ]
+
+
+# Visma entities its webhooks announce that the source assets can fetch one by one (GET by number).
+WEBHOOK_FETCHABLE = ("supplier_invoices", "purchase_orders", "customer_invoices")
+
+
+def visma_inbox_sources() -> dict[tuple[str, str], dg.AssetKey]:
+    """``(system, entity)`` of the webhook inbox -> the Visma source asset that fetches those records by id."""
+    return {("visma", source.name): source.key for source in VISMA_SOURCES if source.name in WEBHOOK_FETCHABLE}
