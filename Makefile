@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export ML_CONNECTOR_HOME := $(CURDIR)/.dagster
 
-.PHONY: install demo sync test lint sandbox webhooks bench clean
+.PHONY: install demo sync test lint sandbox webhooks bench bench-latency clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=..." >&2; exit 1; }
@@ -36,6 +36,20 @@ sandbox: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every scenario of bench/ (BENCH_ARGS=--quick for small sizes), then the webhook latency when its
+# target exists; the figures go to docs/benchmarks.md.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
+	@if grep -q '^bench-latency:' $(firstword $(MAKEFILE_LIST)); then $(MAKE) --no-print-directory bench-latency; fi
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# Webhook -> Jira issue latency on the embedded instance (starts and stops its own demo stack).
+bench-latency: install
+	$(BIN)/python -m bench.webhook_latency $(LATENCY_ARGS)
 
 lint: install
 	$(BIN)/ruff check ml_connector_dagster ml_connector_dagster_tests bench

@@ -8,14 +8,19 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from dagster import BetaWarning, PreviewWarning
 
-from .config import ConfigError, ConnectorConfig, active_config, connector_home
+from .config import ConfigError, ConnectorConfig, SystemSettings, active_config, connector_home
 from .sandbox.registry import SIMULATORS
+
+if TYPE_CHECKING:
+    from .core.consent import CodeFlow
 
 # Beta/preview notices about Dagster's own APIs (e.g. backfill_policy) mean nothing to an operator.
 warnings.filterwarnings("ignore", category=BetaWarning)
@@ -162,6 +167,165 @@ def sync(partition: str | None) -> None:
     click.echo(report.render())
     if not report.success:
         sys.exit(1)
+
+
+@main.command()
+def ping() -> None:
+    """Authenticate to every configured system, make one harmless read, print what each could see.
+
+    Exits 1 when any system fails; the table says the error and how to fix it. Secrets are never shown.
+    """
+    from .definitions import build_definitions
+    from .ping import configured_systems, ping_configured
+
+    config = active_config()
+    resources = build_definitions(config).resources
+    # On stderr, so that stdout carries the table alone (scripts may parse it).
+    with click.progressbar(length=len(configured_systems(config)), label="pinging", file=sys.stderr,
+                           item_show_func=lambda name: name or "") as bar:
+        report = ping_configured(config, resources, on_result=lambda result: bar.update(1, result.system))
+    click.echo(report.render())
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.group()
+def auth() -> None:
+    """OAuth consent: a system's refresh token, obtained once by a person, kept encrypted in the vault."""
+
+
+@auth.command("jira")
+@click.option("--code", "answer", default=None, metavar="ADDRESS",
+              help="The address your browser was sent to after consenting: finishes the consent started before.")
+@click.option("--no-prompt", is_flag=True, help="Only print the authorize URL; finish later with --code.")
+@click.option("--redirect-uri", envvar="JIRA_REDIRECT_URI", show_envvar=True, default=None,
+              help="The callback URL registered on the Atlassian app (default http://127.0.0.1:8765/oauth/callback).")
+def auth_jira(answer: str | None, no_prompt: bool, redirect_uri: str | None) -> None:
+    """Atlassian 3LO consent: print the authorize URL, take the answer, keep the refresh token in the vault."""
+    from .definitions import use_sandbox_credentials
+    from .systems.jira.consent import DEFAULT_REDIRECT_URI, jira_code_flow
+    from .systems.jira.resource import JiraResource
+
+    config = active_config()
+    settings = config.systems.jira
+    if settings is None:
+        raise click.UsageError("systems.jira is not configured in connector.yaml")
+    if settings.auth != "oauth":
+        raise click.UsageError("systems.jira.auth is api_token: there is no consent to give")
+    use_sandbox_credentials(config)
+    try:
+        flow = jira_code_flow(settings, os.environ.get(settings.client_id_env, ""),
+                              os.environ.get(settings.client_secret_env, ""),
+                              redirect_uri=redirect_uri or DEFAULT_REDIRECT_URI)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    resource = JiraResource.from_settings(settings)
+    if _consent(flow, resource.vault_key, sandbox=settings.mode == "sandbox", answer=answer, prompt=not no_prompt):
+        _verify("jira", settings, resource.process_config_and_initialize)
+
+
+def _consent(flow: CodeFlow, vault_key: str, *, sandbox: bool, answer: str | None, prompt: bool) -> bool:
+    """Run ``flow`` from the terminal and keep its refresh token in the vault under ``vault_key``.
+
+    Without ``answer``: print the authorize URL and (when ``prompt``) ask for the address the browser
+    was sent to; with it: finish the consent begun by an earlier call. True once a token is stored.
+    """
+    from .core.consent import ConsentError
+    from .core.http import ApiError
+    from .core.ledger import Ledger
+    from .core.vault import Vault, VaultKeyInvalid, VaultKeyMissing
+
+    with Ledger.open() as ledger:
+        try:
+            vault = Vault.from_env(ledger.engine, sandbox=sandbox, home=connector_home())
+        except (VaultKeyMissing, VaultKeyInvalid) as exc:
+            raise click.ClickException(str(exc)) from None
+        if answer is None:
+            request = flow.begin(vault)
+            click.echo(f"Open this address in a browser, sign in and allow access:\n\n  {request.url}\n")
+            if not prompt:
+                click.echo(f"Then run: ml-connector auth {flow.system} --code '<the address your browser was sent to>'")
+                return False
+            # Hidden: the address carries the (single-use) code.
+            answer = click.prompt("Paste the address your browser was sent to (hidden)", hide_input=True)
+        try:
+            grant = flow.complete(vault, answer)
+        except (ConsentError, ApiError) as exc:
+            raise click.ClickException(str(exc)) from None
+        vault.put(vault_key, grant.refresh_token.get_secret_value())
+    scopes = f" with {' '.join(grant.scopes)}" if grant.scopes else ""
+    click.echo(f"{flow.system}: consent granted{scopes}; the refresh token is stored encrypted in the vault "
+               f"as {vault_key!r}")
+    return True
+
+
+def _verify(system: str, settings: SystemSettings, resource: Callable[[], object]) -> None:
+    """Ping ``system`` with the new token; exit 1 (with the error and its fix) when it does not work."""
+    from .ping import ping_system
+
+    result = ping_system(system, settings, resource)
+    if result.ok is False:
+        click.echo(f"{system}: the new token does not work: {result.error}\n  fix: {result.hint}", err=True)
+        sys.exit(1)
+    click.echo(f"{system}: verified: {result.seen}")
+
+
+@main.group("map")
+def map_columns() -> None:
+    """Column mappings: which column of a customer-configured board each Visma field goes to."""
+
+
+@map_columns.command("monday")
+@click.option("--board", "board_id", required=True, help="The monday board id (the number in its URL).")
+@click.option("--entity", default=None, help="The Visma records the board holds (asked when not given).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of the connector.yaml in use.")
+def map_monday(board_id: str, entity: str | None, output: Path | None) -> None:
+    """Read the board's columns, propose a column per Visma field, confirm, and write the mapping table."""
+    from contextlib import nullcontext
+    from urllib.parse import urlsplit
+
+    from .definitions import use_sandbox_credentials
+    from .flows.visma_monday_wizard import config_in_use, run_map_wizard
+    from .sandbox.launch import serve_sandbox
+    from .systems.monday.resource import MondayResource
+
+    config = active_config()
+    settings = config.systems.monday
+    if settings is None:
+        raise click.UsageError("systems.monday is not configured in connector.yaml")
+    use_sandbox_credentials(config)
+    url = urlsplit(str(settings.base_url))
+    # A sandboxed monday answers at its base URL: reuse the running simulator, or start it for the wizard.
+    simulator = serve_sandbox(["monday"], host=url.hostname or config.sandbox.host, ports={"monday": url.port or 80},
+                              state_dir=connector_home() / "sandbox", **_sandbox_settings())
+    with simulator if settings.mode == "sandbox" else nullcontext():
+        resource = MondayResource.from_settings(settings).process_config_and_initialize()
+        with resource.client() as client:
+            run_map_wizard(client, board_id, config_path=config_in_use(), entity=entity, output=output)
+
+
+@main.group()
+def deploy() -> None:
+    """Chores of a production deployment (see deploy/README.md)."""
+
+
+@deploy.command("pools")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False), default="deploy/pools.yaml")
+def deploy_pools(path: str) -> None:
+    """Write the per-vendor pool limits of PATH into the Dagster instance of $DAGSTER_HOME."""
+    from dagster import DagsterInstance
+
+    from .pools import apply_pool_limits, read_pool_limits
+
+    try:
+        limits = read_pool_limits(path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    with DagsterInstance.get() as instance:
+        apply_pool_limits(instance, limits)
+    for pool, limit in limits.items():
+        click.echo(f"  {pool:<15} {limit}")
 
 
 def run() -> None:

@@ -10,13 +10,14 @@ only the *names* of the environment variables that hold them.
 from __future__ import annotations
 
 import os
+import string
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
 
 SANDBOX_CONFIG_PATH = Path(__file__).with_name("connector.sandbox.yaml")
 Mode = Literal["sandbox", "real"]
@@ -82,9 +83,106 @@ class JiraSettings(SystemSettings):
     cloud_id: str | None = Field(None, description="Resolved from accessible-resources when not set.")
 
 
+class JaggaerPaths(_Strict):
+    """J1P paths (no public contract: each customer's instance has its own). ``{name}`` placeholders
+    are filled from ``path_parameters``; a record is read at ``<path>/<id>``."""
+
+    purchase_orders: str = "/j1p/api/public/ji/v1/purchase-orders"
+    invoices: str = "/j1p/api/public/ji/v1/invoices"
+    vendors: str = "/j1p/api/public/ji/v1/suppliers"
+    gl_accounts: str = "/j1p/api/public/ji/v1/gl-accounts"
+
+    @field_validator("*")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/") or "?" in value or "#" in value:
+            raise ValueError(f"{value!r} must be an absolute path without a query string")
+        return value
+
+
+class CxmlPartySettings(_Strict):
+    """A cXML Credential: the identity and the domain it lives in."""
+
+    domain: str = Field("NetworkID", min_length=1)
+    identity: str = Field(min_length=1)
+
+
+class JaggaerSettings(SystemSettings):
+    """JAGGAER: J1P REST with client credentials (Keycloak realm), configured paths; cXML confirmations."""
+
+    token_url: HttpUrl = Field(description="The realm's token endpoint: <host>/auth/realms/<realm>/protocol/openid-connect/token")
+    client_id_env: str = "JAGGAER_CLIENT_ID"
+    client_secret_env: str = "JAGGAER_CLIENT_SECRET"
+    paths: JaggaerPaths = Field(default_factory=JaggaerPaths)
+    path_parameters: dict[str, str] = Field(default_factory=dict, description="Values of the paths' {placeholders}.")
+    page_size: int = Field(100, ge=1, le=1000)
+    overlap_s: int = Field(300, ge=0, description="Re-read window behind the cursor (late commits, equal timestamps).")
+    partitions_start: date = Field(date(2026, 1, 1), description="First daily partition of the JAGGAER source assets.")
+    cxml_url: HttpUrl | None = Field(None, description="The cXML endpoint (unset: no cXML confirmations).")
+    cxml_shared_secret_env: str = "JAGGAER_CXML_SHARED_SECRET"
+    cxml_from: CxmlPartySettings = Field(default_factory=lambda: CxmlPartySettings(identity="ML-CONNECTOR"))
+    cxml_to: CxmlPartySettings = Field(default_factory=lambda: CxmlPartySettings(identity="FJORDLYS-J1P"))
+    cxml_sender: CxmlPartySettings = Field(default_factory=lambda: CxmlPartySettings(identity="ML-CONNECTOR"))
+    cxml_deployment_mode: Literal["production", "test"] = "production"
+
+    @model_validator(mode="after")
+    def _placeholders_have_values(self) -> JaggaerSettings:
+        for name, template in self.paths.model_dump().items():
+            missing = {field for _, field, _, _ in string.Formatter().parse(template) if field} - self.path_parameters.keys()
+            if missing:
+                raise ValueError(f"paths.{name}: no value for {', '.join(sorted(missing))} in path_parameters")
+        return self
+
+
+class AcumaticaSettings(SystemSettings):
+    """Acumatica: OAuth password grant on the instance's identity server, endpoint version pinned."""
+
+    endpoint_name: str = "Default"
+    endpoint_version: str = Field("24.200.001", description="Pinned in every URL; another version answers 404.")
+    client_id_env: str = Field("ACUMATICA_CLIENT_ID", description="Holds <GUID>@<Tenant> of the connected application.")
+    client_secret_env: str = "ACUMATICA_CLIENT_SECRET"
+    username_env: str = "ACUMATICA_USERNAME"
+    password_env: str = "ACUMATICA_PASSWORD"
+    timezone: str = Field("Europe/Oslo", description="The Acumatica users' time zone: dates are sent as its midnight.")
+    page_size: int = Field(100, ge=1, le=1000)
+    overlap_s: int = Field(300, ge=0, description="Re-read window behind the cursor (late commits, equal timestamps).")
+    partitions_start: date = Field(date(2026, 1, 1), description="First daily partition of the Acumatica source assets.")
+
+
+class AsanaSettings(SystemSettings):
+    """Asana: a personal access token, or OAuth 2.0 with a refresh token that does not rotate."""
+
+    base_url: HttpUrl = Field(HttpUrl("https://app.asana.com"), description="App root: /api/1.0 and /-/oauth_token under it.")
+    rate_per_s: float = Field(2.0, gt=0, description="150 requests/min per token on free plans (1,500 paid).")
+    auth: Literal["pat", "oauth"] = "pat"
+    pat_env: str = "ASANA_PAT"
+    client_id_env: str = "ASANA_CLIENT_ID"
+    client_secret_env: str = "ASANA_CLIENT_SECRET"
+    refresh_token_env: str = "ASANA_REFRESH_TOKEN"
+    workspace_gid: str | None = Field(None, description="The workspace to work in (None: the token's first).")
+
+
+class MondaySettings(SystemSettings):
+    """monday.com: GraphQL with a personal (or app) API token sent raw, pinned to an API version."""
+
+    base_url: HttpUrl = Field(HttpUrl("https://api.monday.com"), description="API root; requests go to <base_url>/v2.")
+    api_version: Literal["2026-01", "2026-10"] = Field("2026-10", description="Sent as API-Version on every request.")
+    api_token_env: str = "MONDAY_API_TOKEN"
+    signing_secret_env: str = Field(
+        "MONDAY_SIGNING_SECRET", description="The app's webhook signing secret (seeded in the sandbox; the receiver "
+        "reads webhooks.monday.signing_secret_env).",
+    )
+    complexity_per_minute: int = Field(10_000_000, gt=0, description="Personal tokens 10M/min; app tokens 5M per kind.")
+    max_batch: int = Field(25, ge=1, le=500, description="Most aliased writes per request (also capped by the 5M query limit).")
+
+
 class Systems(_Strict):
     visma: VismaSettings | None = None
     jira: JiraSettings | None = None
+    acumatica: AcumaticaSettings | None = None
+    jaggaer: JaggaerSettings | None = None
+    asana: AsanaSettings | None = None
+    monday: MondaySettings | None = None
 
 
 class VismaJiraFilters(_Strict):
@@ -147,8 +245,230 @@ class VismaJiraFlow(_Strict):
     jira_webhooks: JiraWebhookSettings = Field(default_factory=JiraWebhookSettings)
 
 
+class AcumaticaExceptionRule(_Strict):
+    """One state of an Acumatica document that needs a person, and where its Jira issue goes.
+
+    A document matches when it is of ``entity`` and its status is one of ``statuses`` or, with
+    ``unbalanced``, its control total (``Amount``) differs from its lines plus tax. The first
+    matching rule names the exception.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9_]+$", description="Shown on the issue: bill_on_hold ...")
+    entity: Literal["bills", "purchase_orders", "payments"]
+    statuses: list[str] = Field(default_factory=list, description="Document statuses that count (any of them).")
+    unbalanced: bool = Field(False, description="Bills: the control total differs from the lines plus tax.")
+    project_key: str | None = Field(None, description="Jira project of its issues (None: the flow's).")
+    issue_type: str = "Task"
+    act_on_resolve: bool = Field(
+        True, description="Resolving the issue releases the bill or payment, or approves the PO, after a status "
+        "check; False: the resolution is only acknowledged in a comment.",
+    )
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> AcumaticaExceptionRule:
+        if not self.statuses and not self.unbalanced:
+            raise ValueError(f"rule {self.name}: give statuses, unbalanced, or both")
+        return self
+
+
+def _default_exception_rules() -> list[AcumaticaExceptionRule]:
+    return [
+        AcumaticaExceptionRule(name="bill_unbalanced", entity="bills", unbalanced=True),
+        AcumaticaExceptionRule(name="bill_on_hold", entity="bills", statuses=["On Hold"]),
+        AcumaticaExceptionRule(name="po_pending_approval", entity="purchase_orders", statuses=["Pending Approval"]),
+        AcumaticaExceptionRule(name="po_rejected", entity="purchase_orders", statuses=["Rejected"],
+                               act_on_resolve=False),
+        AcumaticaExceptionRule(name="payment_on_hold", entity="payments", statuses=["On Hold"]),
+    ]
+
+
+class AcumaticaJiraFlow(_Strict):
+    """Acumatica documents that need attention -> Jira issues; their resolution -> Release/Approve."""
+
+    enabled: bool = True
+    project_key: str = "ACU"
+    external_id_field: str = Field("External ID", description="Jira text field holding the document's Acumatica path.")
+    amount_field: str = "Amount"
+    currency_field: str | None = "Currency"
+    vendor_field: str | None = Field("Vendor", description="Jira text field for the vendor (customer of a payment).")
+    rules: list[AcumaticaExceptionRule] = Field(default_factory=_default_exception_rules, min_length=1)
+    act_on_resolutions: list[str] = Field(
+        default_factory=lambda: ["Done", "Fixed"], description="Jira resolutions that release/approve; any other "
+        "(Won't Do, Duplicate ...) is acknowledged in a comment and changes nothing in Acumatica.",
+    )
+    resolution_overlap_s: int = Field(
+        300, ge=0, description="The resolution poll re-reads this far behind its watermark (Jira's index lags).",
+    )
+    resolutions_per_tick: int = Field(200, ge=1, le=1000, description="Most resolved issues one sensor tick requests.")
+    action_timeout_s: float = Field(120, gt=0, description="How long a release may run before the step gives up.")
+    action_poll_s: float = Field(1.0, gt=0, description="Seconds between polls of a running release.")
+    action_window_s: float = Field(
+        120, ge=0, description="After a release whose answer was lost, how long a still-unreleased document is "
+        "re-read (the release may yet run) before it is released again.",
+    )
+    consistency_window_s: float = Field(300, ge=0, description="As for visma_jira: Jira's search lag after a create.")
+    op_retries: int = Field(3, ge=0, le=20)
+    op_retry_delay_s: float = Field(5.0, ge=0)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[AcumaticaExceptionRule]) -> list[AcumaticaExceptionRule]:
+        names = [rule.name for rule in rules]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rule names must be unique: {names}")
+        return rules
+
+
+ReferenceDirection = Literal["jaggaer_to_visma", "visma_to_jaggaer", "off"]
+SHIPPED_JAGGAER_GL_TABLE = Path(__file__).with_name("mappings") / "jaggaer_gl_to_visma.csv"
+
+
+class JaggaerVismaFlow(_Strict):
+    """JAGGAER POs and invoices -> Visma AP, vendors and GL accounts mapped; cXML confirmations back."""
+
+    enabled: bool = True
+    vendor_table: Path | None = Field(None, description="CSV jaggaer_supplier_id,visma_supplier_number: explicit links.")
+    vendor_map: dict[str, str] = Field(default_factory=dict, description="JAGGAER supplier id -> Visma supplier "
+                                       "number; wins over the table.")
+    vendor_id_attribute: str | None = Field("JAGGAERID", description="Visma supplier attribute holding a JAGGAER id.")
+    match_by_name: bool = Field(True, description="Last resort: the normalised name, unless tax ids disagree.")
+    gl_table: Path = Field(SHIPPED_JAGGAER_GL_TABLE, description="CSV jaggaer_account,visma_account,department,"
+                           "cost_centre (the last two: default dimension values).")
+    gl_map: dict[str, str] = Field(default_factory=dict, description="JAGGAER account -> Visma account; wins over the table.")
+    vat_codes: dict[str, str] = Field(default_factory=lambda: {"25": "1", "15": "11", "12": "13", "0": "0"},
+                                      description="JAGGAER line tax rate (%) -> Visma VAT code id.")
+    subaccount_segments: dict[Literal["department", "cost_centre"], int] = Field(
+        default_factory=lambda: {"department": 1, "cost_centre": 2}, description="Visma subaccount segment ids.")
+    subaccount_dimension: str = "SUBACCOUNT"
+    purchase_order_statuses: list[str] = Field(
+        default_factory=lambda: ["APPROVED", "DISTRIBUTED", "PARTIALLY_RECEIVED", "RECEIVED", "CLOSED"])
+    invoice_statuses: list[str] = Field(default_factory=lambda: ["APPROVED", "PAYABLE", "PAID"])
+    reference_directions: dict[Literal["name", "address", "parent", "payment_terms"], ReferenceDirection] = Field(
+        default_factory=lambda: {"name": "jaggaer_to_visma", "address": "jaggaer_to_visma",
+                                 "parent": "jaggaer_to_visma", "payment_terms": "visma_to_jaggaer"},
+        description="Which system is the master of each vendor field.")
+    cxml_confirmations: bool = Field(True, description="Confirm invoice receipt and payment to JAGGAER over cXML.")
+    op_retries: int = Field(3, ge=0, le=20)
+    op_retry_delay_s: float = Field(5.0, ge=0)
+
+
+MondayMappingMode = Literal["title", "position", "table"]
+VismaMondayEntity = Literal["supplier_invoices", "purchase_orders", "customer_invoices", "gl_accounts", "dimensions"]
+
+
+class MondayBoardMapping(_Strict):
+    """One Visma entity's monday board, and how its Visma fields find the board's columns.
+
+    ``title``: the column titled like the field (``Amount`` -> "Total", see the flow's field list);
+    ``position``: the n-th field to the n-th column (the name and the received column left out);
+    ``table``: only ``table``'s pairs. In every mode ``table`` wins: Visma field -> column id or title.
+    """
+
+    board_id: str = Field(min_length=1, pattern=r"^\d+$")
+    mode: MondayMappingMode = "title"
+    table: dict[str, str] = Field(default_factory=dict, description="Visma field -> column id or title.")
+    group_id: str | None = Field(None, description="Group new items go to (None: the board's top group).")
+    received_column: str | None = Field(
+        None, description="Status column (id or title) whose received label flows back to Visma; the flow never writes it.",
+    )
+
+    @field_validator("board_id", mode="before")
+    @classmethod
+    def _board_id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class VismaMondayFlow(_Strict):
+    """Visma documents and reference data -> items on customer-configured monday boards; receipts back."""
+
+    enabled: bool = True
+    boards: dict[VismaMondayEntity, MondayBoardMapping] = Field(default_factory=dict, description="Entity -> its board.")
+    received_label: str = Field("Received", min_length=1, description="The status label that means 'received'.")
+    return_path: bool = Field(True, description="A received item writes a receipt note on its Visma document.")
+    create_labels_if_missing: bool = Field(True, description="Status/dropdown labels Visma needs are added to the column.")
+    consistency_window_s: float = Field(
+        60, ge=0, description="After an unanswered create, how long an item may stay unfound before it is created again.",
+    )
+    receipt_overlap_s: int = Field(300, ge=0, description="The receipt poll re-reads this far behind its watermark.")
+    webhook_url: HttpUrl | None = Field(
+        None, description="The receiver's public /webhooks/monday URL: the visma_monday_webhooks job subscribes the "
+        "received columns to it (None: the receipt poll alone).",
+    )
+    receipts_per_tick: int = Field(200, ge=1, le=1000, description="Most received items one sensor tick requests.")
+    op_retries: int = Field(3, ge=0, le=20)
+    op_retry_delay_s: float = Field(5.0, ge=0)
+
+    @model_validator(mode="after")
+    def _receipts_only_for_documents_received(self) -> VismaMondayFlow:
+        for entity, board in self.boards.items():
+            if board.received_column and entity not in ("supplier_invoices", "purchase_orders"):
+                raise ValueError(f"boards.{entity}.received_column: only supplier invoices and POs are received")
+        return self
+
+
+class AsanaFieldNames(_Strict):
+    """Names of the Asana custom fields the visma_asana flow writes (None: leave that one out)."""
+
+    visma_id: str = Field("Visma ID", description="Text field holding the Visma id: the key of deduplication.")
+    vendor: str = Field("Vendor", description="Text field: the supplier's name (where unmapped suppliers are reviewed).")
+    amount: str = "Amount"
+    currency: str | None = "Currency"
+    due_date: str | None = "Due date"
+    po_number: str | None = "PO number"
+    invoice_number: str | None = "Invoice number"
+    gl_account: str | None = Field("GL account", description="Enum field whose options are Visma's GL accounts.")
+    cost_center: str | None = Field("Cost center", description="Enum field whose options are Visma's cost centres.")
+    status: str | None = Field("Visma status", description="Enum field: the document's Visma status, where an option matches.")
+    review_flag: str | None = Field("Review flag", description="Enum field set on new tasks of unmapped suppliers.")
+
+
+class SupplierAssignee(_Strict):
+    """One row of the supplier -> team member table: the first row whose pattern matches assigns the task."""
+
+    supplier: str = Field(min_length=1, description="Supplier number, or a name pattern (* and ?, case-insensitive).")
+    member: str = Field(min_length=1, description="The Asana team member: e-mail address, or name pattern.")
+
+
+class AsanaReturnPath(_Strict):
+    """Asana task updates -> a line in the Visma document's note (non-financial), once per change."""
+
+    enabled: bool = False
+    webhooks: bool = Field(True, description="Register Asana webhooks on the projects (the poll stays on regardless).")
+    receiver_url: HttpUrl = Field(HttpUrl("http://127.0.0.1:8800"), description="The webhook receiver's public root.")
+    overlap_s: int = Field(300, ge=0, description="The poll re-reads this far behind its watermark.")
+    tasks_per_tick: int = Field(200, ge=1, le=1000, description="Most changed tasks one sensor tick requests.")
+
+
+class VismaAsanaFlow(_Strict):
+    """Visma POs and supplier invoices -> Asana tasks with finance custom fields; notes back, if enabled."""
+
+    enabled: bool = True
+    purchase_orders_project: str = "Purchase orders"
+    invoices_project: str = "Supplier invoices"
+    po_layout: Literal["subtasks", "projects"] = Field(
+        "subtasks", description="subtasks: a PO task with its lines as subtasks; projects: the same, and each new PO "
+        "also gets its own project instantiated from po_template.",
+    )
+    po_template: str = Field("PO project template", description="The project template of po_layout: projects.")
+    fields: AsanaFieldNames = Field(default_factory=AsanaFieldNames)
+    gl_account_types: list[str] = Field(default_factory=lambda: ["Expense"],
+                                        description="Visma account types offered as GL options (empty: all).")
+    cost_center_dimension: str = "SUBACCOUNT"
+    cost_center_segment: int = Field(2, ge=1, description="The segment of the dimension that is the cost centre.")
+    supplier_assignees: list[SupplierAssignee] = Field(default_factory=list)
+    supplier_table: Path | None = Field(None, description="CSV supplier,member: more rows, after supplier_assignees.")
+    review_option: str = Field("Needs review", min_length=1, description="Review flag option of unmapped suppliers.")
+    return_path: AsanaReturnPath = Field(default_factory=AsanaReturnPath)
+    op_retries: int = Field(3, ge=0, le=20)
+    op_retry_delay_s: float = Field(5.0, ge=0)
+
+
 class Flows(_Strict):
     visma_jira: VismaJiraFlow | None = None
+    jaggaer_visma: JaggaerVismaFlow | None = None
+    acumatica_jira: AcumaticaJiraFlow | None = None
+    visma_monday: VismaMondayFlow | None = None
+    visma_asana: VismaAsanaFlow | None = None
 
 
 class AcumaticaWebhookSettings(_Strict):
@@ -184,6 +504,10 @@ class WebhookSettings(_Strict):
         300, ge=1, le=86_400, description="Oldest accepted delivery timestamp / JWT iat, in seconds."
     )
     clock_skew_s: int = Field(30, ge=0, le=600, description="Leeway for JWT exp/iat against our clock.")
+    inbox_wait_s: float = Field(
+        4.5, ge=0, le=30, description="How long an inbox sensor tick that finds nothing keeps watching the inbox "
+        "(Dagster starts sensor ticks at most every 5 s; watching in between starts a webhook's run at once).",
+    )
     acumatica: AcumaticaWebhookSettings = Field(default_factory=AcumaticaWebhookSettings)
     asana: AsanaWebhookSettings = Field(default_factory=AsanaWebhookSettings)
     monday: MondayWebhookSettings = Field(default_factory=MondayWebhookSettings)

@@ -44,6 +44,19 @@ SANDBOX_CREDENTIALS: dict[str, dict[str, str]] = {
         "client_id_env": "client_id", "client_secret_env": "client_secret", "refresh_token_env": "refresh_token",
         "email_env": "email", "api_token_env": "api_token", "webhook_secret_env": "webhook_secret",
     },
+    "jaggaer": {
+        "client_id_env": "client_id", "client_secret_env": "client_secret",
+        "cxml_shared_secret_env": "cxml_shared_secret",
+    },
+    "acumatica": {
+        "client_id_env": "client_id", "client_secret_env": "client_secret", "username_env": "username",
+        "password_env": "password",
+    },
+    "monday": {"api_token_env": "api_token", "signing_secret_env": "signing_secret"},
+    "asana": {
+        "pat_env": "pat", "client_id_env": "client_id", "client_secret_env": "client_secret",
+        "refresh_token_env": "refresh_token",
+    },
 }  # fmt: skip
 
 
@@ -57,6 +70,11 @@ def use_sandbox_credentials(config: ConnectorConfig, environ: dict[str, str] | N
     for system, fields in SANDBOX_CREDENTIALS.items():
         settings = getattr(config.systems, system, None)
         if settings is None or settings.mode != "sandbox":
+            continue
+        names = [getattr(settings, env_field) for env_field in fields if hasattr(settings, env_field)]
+        if all(name in env for name in names):
+            # Inherited (the demo sets them before Dagster starts): every run worker would otherwise
+            # import the simulator, ~0.2 s of CPU each, before it can start the run.
             continue
         try:
             module = importlib.import_module(f"ml_connector_dagster.sandbox.{system}")
@@ -93,6 +111,58 @@ def visma_contribution(config: ConnectorConfig) -> Contribution | None:
                         resources={"visma": VismaResource.from_settings(settings)})
 
 
+def jaggaer_contribution(config: ConnectorConfig) -> Contribution | None:
+    """JAGGAER source assets (POs, invoices, vendors, GL accounts), their checks and poll sensors, the resource."""
+    settings = config.systems.jaggaer
+    if settings is None:
+        return None
+    from ml_connector_dagster.assets.jaggaer import jaggaer_asset_checks, jaggaer_source_assets
+    from ml_connector_dagster.sensors.jaggaer import jaggaer_poll_sensors
+    from ml_connector_dagster.systems.jaggaer.resource import JaggaerResource
+
+    assets = jaggaer_source_assets(settings)
+    sensors = jaggaer_poll_sensors(assets, settings, lookback=timedelta(days=config.sandbox.days),
+                                   minimum_interval_seconds=config.poll_interval_s)
+    return Contribution(assets=assets, asset_checks=jaggaer_asset_checks(), sensors=sensors,
+                        resources={"jaggaer": JaggaerResource.from_settings(settings)})
+
+
+def acumatica_contribution(config: ConnectorConfig) -> Contribution | None:
+    """Acumatica source assets (bills, POs, payments), their checks and poll sensors, the resource."""
+    settings = config.systems.acumatica
+    if settings is None:
+        return None
+    from ml_connector_dagster.assets.acumatica import acumatica_asset_checks, acumatica_source_assets
+    from ml_connector_dagster.sensors.acumatica import acumatica_poll_sensors
+    from ml_connector_dagster.systems.acumatica.resource import AcumaticaResource
+
+    assets = acumatica_source_assets(settings)
+    sensors = acumatica_poll_sensors(assets, settings, lookback=timedelta(days=config.sandbox.days),
+                                     minimum_interval_seconds=config.poll_interval_s)
+    return Contribution(assets=assets, asset_checks=acumatica_asset_checks(), sensors=sensors,
+                        resources={"acumatica": AcumaticaResource.from_settings(settings)})
+
+
+def monday_contribution(config: ConnectorConfig) -> Contribution | None:
+    """The monday.com resource (its flows add the destination assets)."""
+    settings = config.systems.monday
+    if settings is None:
+        return None
+    from ml_connector_dagster.systems.monday.resource import MondayResource
+
+    return Contribution(resources={"monday": MondayResource.from_settings(settings)})
+
+
+def asana_contribution(config: ConnectorConfig) -> Contribution | None:
+    """The Asana resource (PAT or OAuth); the flows writing to Asana bring their own assets."""
+    settings = config.systems.asana
+    if settings is None:
+        return None
+    from ml_connector_dagster.systems.asana.resource import AsanaResource
+
+    return Contribution(resources={"asana": AsanaResource.from_settings(settings)})
+
+
 def jira_contribution(config: ConnectorConfig) -> Contribution | None:
     """The Jira resource and, with the visma_jira flow on, the webhook registration kept alive by a schedule."""
     settings = config.systems.jira
@@ -126,6 +196,58 @@ def visma_jira_contribution(config: ConnectorConfig) -> Contribution | None:
     return Contribution(assets=parts.assets, asset_checks=parts.asset_checks, jobs=parts.jobs)
 
 
+def acumatica_jira_contribution(config: ConnectorConfig) -> Contribution | None:
+    """Acumatica exceptions -> Jira issues; resolved issues -> Release/Approve: the issues asset,
+    the release job and the resolution sensor."""
+    flow, acumatica = config.flows.acumatica_jira, config.systems.acumatica
+    if flow is None or not flow.enabled or acumatica is None or config.systems.jira is None:
+        return None
+    from ml_connector_dagster.flows.acumatica_jira import build_acumatica_jira
+
+    parts = build_acumatica_jira(flow, acumatica, lookback=timedelta(days=config.sandbox.days),
+                                 minimum_interval_seconds=config.poll_interval_s)
+    return Contribution(assets=parts.assets, asset_checks=parts.asset_checks, jobs=parts.jobs, sensors=parts.sensors)
+
+
+def jaggaer_visma_contribution(config: ConnectorConfig) -> Contribution | None:
+    """JAGGAER POs and invoices -> Visma AP: destination assets, vendor alignment, cXML confirmations, replay."""
+    flow, jaggaer, visma = config.flows.jaggaer_visma, config.systems.jaggaer, config.systems.visma
+    if flow is None or not flow.enabled or jaggaer is None or visma is None:
+        return None
+    from ml_connector_dagster.flows.jaggaer_visma import build_jaggaer_visma
+
+    parts = build_jaggaer_visma(flow, jaggaer, visma)
+    return Contribution(assets=parts.assets, asset_checks=parts.asset_checks, jobs=parts.jobs)
+
+
+def visma_monday_contribution(config: ConnectorConfig) -> Contribution | None:
+    """Visma documents and reference data -> monday items; receipts back: item assets, checks, receipts
+    job and sensor, replay job, reference refresh schedule."""
+    flow, visma = config.flows.visma_monday, config.systems.visma
+    if flow is None or not flow.enabled or visma is None or config.systems.monday is None:
+        return None
+    from ml_connector_dagster.flows.visma_monday import build_visma_monday
+
+    parts = build_visma_monday(flow, visma, lookback=timedelta(days=config.sandbox.days),
+                               minimum_interval_seconds=config.poll_interval_s)
+    return Contribution(assets=parts.assets, asset_checks=parts.asset_checks, jobs=parts.jobs, sensors=parts.sensors,
+                        schedules=parts.schedules)
+
+
+def visma_asana_contribution(config: ConnectorConfig) -> Contribution | None:
+    """Visma POs and invoices -> Asana tasks; GL accounts and cost centres -> enum options; optionally task
+    changes -> Visma notes: task and reference assets, checks, replay job, return job, sensor and schedule."""
+    flow, visma, asana = config.flows.visma_asana, config.systems.visma, config.systems.asana
+    if flow is None or not flow.enabled or visma is None or asana is None:
+        return None
+    from ml_connector_dagster.flows.visma_asana import build_visma_asana
+
+    parts = build_visma_asana(flow, visma, workspace_gid=asana.workspace_gid, sandbox=asana.mode == "sandbox",
+                              lookback=timedelta(days=config.sandbox.days), minimum_interval_seconds=config.poll_interval_s)
+    return Contribution(assets=parts.assets, asset_checks=parts.asset_checks, jobs=parts.jobs, sensors=parts.sensors,
+                        schedules=parts.schedules)
+
+
 def alerts_contribution(config: ConnectorConfig) -> Contribution:
     """The run-failure sensor that alerts on every failed run of this code location."""
     from ml_connector_dagster.sensors.alerts import build_run_failure_alert_sensor, secret_env_names
@@ -133,15 +255,62 @@ def alerts_contribution(config: ConnectorConfig) -> Contribution:
     return Contribution(sensors=[build_run_failure_alert_sensor(config.alerts, secret_env_names(config))])
 
 
+def ping_contribution(config: ConnectorConfig) -> Contribution | None:
+    """The ``ping`` job: authenticate to every configured system and make one harmless read."""
+    from ml_connector_dagster.ping import build_ping_job, configured_probes
+
+    systems = configured_probes(config)
+    return Contribution(jobs=[build_ping_job(config, systems)]) if systems else None
+
+
 CONTRIBUTORS: list[Callable[[ConnectorConfig], Contribution | None]] = [
-    core_contribution, visma_contribution, jira_contribution, visma_jira_contribution, alerts_contribution,
+    core_contribution, visma_contribution, jaggaer_contribution, acumatica_contribution, jira_contribution,
+    monday_contribution, asana_contribution, visma_jira_contribution, acumatica_jira_contribution,
+    jaggaer_visma_contribution, visma_monday_contribution, visma_asana_contribution, alerts_contribution,
+    ping_contribution,
 ]
+
+
+def inbox_contribution(config: ConnectorConfig, assets: Sequence[Any]) -> Contribution | None:
+    """The inbox sensor: webhook events become fetch-by-id runs of the source and its direct destinations."""
+    from ml_connector_dagster.sensors.inbox import InboxRoute, build_inbox_sensor
+
+    sources: dict[tuple[str, str], dg.AssetKey] = {}
+    if config.systems.visma is not None:
+        from ml_connector_dagster.sensors.visma import visma_inbox_sources
+
+        sources.update(visma_inbox_sources())
+    if config.systems.acumatica is not None:
+        from ml_connector_dagster.sensors.acumatica import acumatica_inbox_sources
+
+        sources.update(acumatica_inbox_sources())
+    children: dict[dg.AssetKey, list[dg.AssetKey]] = {}
+    for definition in assets:
+        if isinstance(definition, dg.AssetsDefinition):
+            for key, upstream in definition.asset_deps.items():
+                for parent in upstream:
+                    children.setdefault(parent, []).append(key)
+    present = {key for definition in assets if isinstance(definition, dg.AssetsDefinition) for key in definition.keys}
+    routes = {
+        route: InboxRoute(assets=(source, *children.get(source, ())))
+        for route, source in sources.items()
+        if source in present
+    }
+    if not routes:
+        return None
+    # A webhook is the fast path: tick often (the inbox read is one indexed query), and watch in between.
+    sensor = build_inbox_sensor(routes, minimum_interval_seconds=3, wait_for_events_s=config.webhooks.inbox_wait_s)
+    return Contribution(sensors=[sensor])
 
 
 def build_definitions(config: ConnectorConfig) -> dg.Definitions:
     """The code location for ``config``: every contributor's definitions in one ``Definitions``."""
     use_sandbox_credentials(config)
     parts = [part for contribute in CONTRIBUTORS if (part := contribute(config)) is not None]
+    # The inbox sensor routes each event to the assets that consume its source, so it comes last.
+    inbox = inbox_contribution(config, [asset for part in parts for asset in part.assets])
+    if inbox is not None:
+        parts.append(inbox)
     resources: dict[str, Any] = {}
     for part in parts:
         clash = resources.keys() & part.resources.keys()
@@ -155,6 +324,9 @@ def build_definitions(config: ConnectorConfig) -> dg.Definitions:
         schedules=[schedule for part in parts for schedule in part.schedules],
         jobs=[job for part in parts for job in part.jobs],
         resources=resources,
+        # Runs here are many and short (one partition, a few ops): a subprocess per step would cost
+        # more than the work. Step retries and pools hold the same in-process.
+        executor=dg.in_process_executor,
     )
 
 

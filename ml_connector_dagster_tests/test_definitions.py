@@ -34,7 +34,7 @@ def test_it_holds_every_visma_source_with_its_check_and_sensor() -> None:
 
 
 def test_partitioned_sources_share_one_daily_utc_partitioning_that_includes_today() -> None:
-    partitioned = [a for a in defs.assets if a.key.path[0] == "visma" and a.partitions_def is not None]
+    partitioned = [a for a in defs.assets if a.group_names_by_key.get(a.key) == "visma" and a.partitions_def is not None]
     assert len(partitioned) == 5
     (partitions,) = {a.partitions_def for a in partitioned}
     assert isinstance(partitions, dg.DailyPartitionsDefinition) and partitions.timezone == "UTC"

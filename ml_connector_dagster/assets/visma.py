@@ -21,7 +21,7 @@ failure would then redo everything.)
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -307,8 +307,14 @@ def build_visma_source(source: VismaSource, *, partitions_def: dg.DailyPartition
 
         return reference
 
+    @lru_cache(maxsize=64)
+    def key_of_day(day: date) -> str:
+        return partitions_def.get_partition_key_for_timestamp(datetime.combine(day, time(), UTC).timestamp())
+
     def partition_key_for(moment: datetime) -> str:
-        return partitions_def.get_partition_key_for_timestamp(moment.timestamp())
+        # Daily UTC partitions: the key depends on the UTC date only, and Dagster's lookup walks a
+        # cron schedule on every call, so it is asked once per day rather than once per record.
+        return key_of_day(moment.astimezone(UTC).date())
 
     @dg.asset(**common, partitions_def=partitions_def, backfill_policy=BACKFILL)
     def documents(context: dg.AssetExecutionContext, config: VismaWindow, visma: VismaResource,

@@ -122,20 +122,20 @@ class LandingStore:
     def _land_batch(self, system: str, entity: str, batch: list[LandedRecord], run_id: str | None) -> LandCounts:
         t = landed_records
         now = datetime.now(UTC)
-        rows = [
-            {
+        rows = []
+        for record in batch:
+            canonical = _canonical(record.payload)  # serialized once: it is both the hash's input and the row
+            rows.append({
                 "system": system,
                 "entity": entity,
                 "record_id": record.record_id,
                 "partition_key": record.partition_key,
                 "modified_at": record.modified_at,
-                "content_hash": content_hash(record.payload),
-                "payload": _canonical(record.payload),
+                "content_hash": hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+                "payload": canonical,
                 "run_id": run_id,
                 "landed_at": now,
-            }
-            for record in batch
-        ]
+            })
         statement = self._insert(t)
         incoming = statement.excluded
         statement = statement.on_conflict_do_update(

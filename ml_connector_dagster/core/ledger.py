@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ _CHUNK = 500  # ids per IN list: well under SQLite's bound-parameter limit
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Serialises migrations (and inbox appends, see append_inbox) across processes on Postgres.
 _MIGRATE_LOCK = 0x6D6C_636F_6E6E_0001
+_MIGRATE_THREAD_LOCK = threading.Lock()
 _INBOX_LOCK = 0x6D6C_636F_6E6E_0002
 _WRITE = "ml_connector_write"  # execution option: the transaction will write
 
@@ -311,7 +313,10 @@ class Ledger:
                 # Held until commit: a second process waits, then finds the schema at head.
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            # alembic's `context` is a process-wide proxy: two threads upgrading at once (sensors
+            # run in threads) would trample each other's configuration.
+            with _MIGRATE_THREAD_LOCK:
+                command.upgrade(config, "head")
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -390,6 +395,34 @@ class Ledger:
         with self._write() as connection:
             if connection.execute(statement).rowcount == 0:
                 raise AlreadyLinked(f"{flow}: source record {source_id!r} is already linked")
+
+    def mark_pending_many(
+        self,
+        flow: str,
+        intents: Sequence[tuple[str, str, str]],
+        dest_system: str,
+        run_id: str | None,
+    ) -> set[str]:
+        """:meth:`mark_pending` for many ``(source_id, source_version, content_hash)`` in one transaction.
+
+        One commit (one fsync on SQLite) for a whole bulk request instead of one per record. Returns
+        the source ids already linked, which were left alone (creating them would duplicate them).
+        """
+        t = links_table
+        now = _utcnow()
+        linked: set[str] = set()
+        with self._write() as connection:
+            for source_id, source_version, content_hash in intents:
+                values = {"source_version": source_version, "dest_system": dest_system,
+                          "content_hash": content_hash, "run_id": run_id, "updated_at": now}
+                statement = self._insert(t).values(flow=flow, source_id=source_id, state="pending", created_at=now,
+                                                   **values)
+                statement = statement.on_conflict_do_update(
+                    index_elements=[t.c.flow, t.c.source_id], set_=values, where=t.c.state == "pending"
+                )
+                if connection.execute(statement).rowcount == 0:
+                    linked.add(source_id)
+        return linked
 
     def record_links(self, links: Sequence[Link]) -> None:
         """Upsert these links as ``linked`` in one transaction (``created_at`` of existing rows kept)."""

@@ -29,15 +29,24 @@ from ml_connector_dagster.config import VismaJiraFlow, VismaSettings
 from ml_connector_dagster.core.landing import LandedRecord, LandingStore
 from ml_connector_dagster.core.ledger import DeadLetter, Ledger
 from ml_connector_dagster.resources import LedgerResource
-from ml_connector_dagster.systems.jira.client import JiraClient, jql_field, jql_phrase, jql_string
+from ml_connector_dagster.systems.jira.client import JiraClient
 from ml_connector_dagster.systems.jira.resource import JiraResource
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
 from ml_connector_dagster.systems.visma.client import VismaEntity
 from ml_connector_dagster.systems.visma.models import PurchaseOrder, SupplierInvoice
 
+from .jira_destination import (
+    CreateInDoubt,
+    PushConfig,
+    Reconciliation,
+    deferred_error,
+    outcome_metadata,
+    reconcile,
+    reconciled_result,
+    step_retry_policy,
+)
 from .visma_jira_audit import audit_entries, audit_id_prefix
 from .visma_jira_plan import (
-    LOOKUP_BATCH,
     Action,
     DocumentKind,
     Plan,
@@ -45,7 +54,7 @@ from .visma_jira_plan import (
     plan_partitions,
     plan_records,
 )
-from .visma_jira_push import CreateInDoubt, PushOutcome, push_plan
+from .visma_jira_push import PushOutcome, push_plan
 from .visma_jira_render import invoice_view, purchase_order_view
 
 __all__ = [
@@ -68,7 +77,6 @@ GROUP = "visma_jira"
 POOL = "jira_api"
 KINDS_TAG = {"visma", "jira"}
 PLAN_ROWS_SHOWN = 500
-ISSUE_LINKS_SHOWN = 5
 
 # -- what becomes an issue ---------------------------------------------------------------------------
 
@@ -88,15 +96,8 @@ SOURCES = {INVOICES.name: dg.AssetKey(["visma", "supplier_invoices"]),
 AUDIT_SOURCES = (dg.AssetKey(["visma", "gl_transactions"]), dg.AssetKey(["visma", "payments"]))
 
 
-class PushConfig(dg.Config):
-    """Run config of a push step."""
-
-    dry_run: bool = False
-
-
 def _retry(settings: VismaJiraFlow) -> dg.RetryPolicy:
-    return dg.RetryPolicy(max_retries=settings.op_retries, delay=settings.op_retry_delay_s,
-                          backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)  # fmt: skip
+    return step_retry_policy(settings.op_retries, settings.op_retry_delay_s)
 
 
 def _graph_name(kind: DocumentKind) -> str:
@@ -122,6 +123,9 @@ def _plan_table(plan: Plan) -> dg.TableMetadataValue:
             "changed_fields": ", ".join(change.field for change in record.changes), "issue": record.issue_key or "",
             "detail": detail,
         }))  # fmt: skip
+    for _, external_id, _ in plan.stored_creates[: max(0, PLAN_ROWS_SHOWN - len(rows))]:
+        rows.append(dg.TableRecord({"visma_id": external_id, "action": Action.CREATE.value, "changed_fields": "",
+                                    "issue": "", "detail": ""}))
     for entry in plan.audits[: max(0, PLAN_ROWS_SHOWN - len(rows))]:
         rows.append(dg.TableRecord({"visma_id": entry.audit_id, "action": "audit_comment", "changed_fields": "",
                                     "issue": "", "detail": f"{entry.title} on invoice {entry.invoice_id}"}))
@@ -153,33 +157,9 @@ def dry_run_metadata(plan: Plan) -> dict[str, Any]:
 
 
 def push_metadata(plan: Plan, outcome: PushOutcome) -> dict[str, Any]:
-    """Counts of what the push did, and links to the issues it wrote."""
-    metadata: dict[str, Any] = {
-        "dry_run": False,
-        "created": outcome.created,
-        "updated": outcome.updated,
-        "linked": outcome.linked,
-        "commented": outcome.commented,
-        "transitioned": outcome.transitioned,
-        "audit_commented": outcome.audit_commented,
-        "audit_waiting": outcome.audit_waiting,
-        **_plan_counts(plan),
-        "failed": outcome.failed,
-        "deferred": len(outcome.deferred),
-        "issues_written": len(outcome.issues),
-    }
-    for key, url in list(outcome.issues.items())[:ISSUE_LINKS_SHOWN]:
-        if url:
-            metadata[f"issue {key}"] = dg.MetadataValue.url(url)
-    return metadata
-
-
-def _deferred_error(asset: str, outcome: PushOutcome) -> CreateInDoubt:
-    sample = ", ".join(outcome.deferred[:10])
-    return CreateInDoubt(
-        f"{asset}: {len(outcome.deferred)} create(s) may already be in Jira but are not searchable yet "
-        f"({sample}); retrying instead of creating twice"
-    )
+    """Counts of what the push did (audit comments and filters included), and links to the issues it wrote."""
+    return {**outcome_metadata(outcome), "audit_commented": outcome.audit_commented,
+            "audit_waiting": outcome.audit_waiting, **_plan_counts(plan)}
 
 
 # -- the destination assets --------------------------------------------------------------------------
@@ -210,9 +190,9 @@ def build_issue_asset(
         with jira.client() as client, ledger.open() as opened:
             outcome = push_plan(plan, client=client, ledger=opened, settings=settings,
                                 issue_type=kind.issue_type(settings), run_id=context.run_id, log=context.log,
-                                retrying=context.retry_number > 0)  # fmt: skip
+                                retrying=context.retry_number > 0, kind=kind)  # fmt: skip
         if outcome.deferred:
-            raise _deferred_error(kind.asset, outcome)
+            raise deferred_error(kind.asset, outcome.deferred)
         context.add_output_metadata(push_metadata(plan, outcome))
 
     sources = {"landed": dg.AssetIn(key=SOURCES[kind.name], dagster_type=dg.Nothing)}
@@ -232,22 +212,6 @@ def build_issue_asset(
 # -- reconciliation ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Reconciliation:
-    """One partition of one kind, source against destination."""
-
-    eligible: int
-    linked: int
-    found: int
-    missing_links: list[str]
-    missing_issues: list[str]
-    duplicates: dict[str, int]
-
-    @property
-    def passed(self) -> bool:
-        return not (self.missing_links or self.missing_issues or self.duplicates)
-
-
 def _eligible(kind: DocumentKind, ledger: Ledger, partition_keys: Sequence[str],
               settings: VismaJiraFlow) -> dict[str, str]:
     """Record id -> external id of every landed record of the partitions the filters select."""
@@ -261,39 +225,12 @@ def _eligible(kind: DocumentKind, ledger: Ledger, partition_keys: Sequence[str],
     return eligible
 
 
-def _issue_counts(client: JiraClient, settings: VismaJiraFlow, field_id: str,
-                  wanted: Sequence[tuple[str, str | None]]) -> dict[str, int]:
-    """How many issues carry each external id (the client's lookup keeps one; this counts them all)."""
-    counts: dict[str, int] = {}
-    for start in range(0, len(wanted), LOOKUP_BATCH):
-        batch = wanted[start : start + LOOKUP_BATCH]
-        names = {external_id for external_id, _ in batch}
-        clauses = " OR ".join(f"{jql_field(field_id)} ~ {jql_phrase(external_id)}" for external_id, _ in batch)
-        jql = f"project = {jql_string(settings.project_key)} AND ({clauses})"
-        reconcile = [issue_id for _, issue_id in batch if issue_id]
-        for raw in client.search(jql, [field_id], reconcile_ids=reconcile or None):
-            value = (raw.get("fields") or {}).get(field_id)
-            if value in names:
-                counts[value] = counts.get(value, 0) + 1
-    return counts
-
-
 def reconcile_partitions(kind: DocumentKind, partition_keys: Sequence[str], *, client: JiraClient, ledger: Ledger,
                          settings: VismaJiraFlow) -> Reconciliation:
     """Every eligible landed record of the partitions should have one linked issue, and only one."""
     eligible = _eligible(kind, ledger, partition_keys, settings)
-    links = ledger.links_for(kind.flow, eligible)
-    linked = {rid: link for rid, link in links.items() if link.state == "linked"}
-    wanted = [(external_id, linked[rid].dest_id if rid in linked else None) for rid, external_id in eligible.items()]
-    counts = _issue_counts(client, settings, client.field_id(settings.external_id_field), wanted)
-    return Reconciliation(
-        eligible=len(eligible),
-        linked=len(linked),
-        found=sum(1 for external_id in eligible.values() if counts.get(external_id)),
-        missing_links=sorted(rid for rid in eligible if rid not in linked),
-        missing_issues=sorted(external_id for external_id in eligible.values() if not counts.get(external_id)),
-        duplicates={external_id: n for external_id, n in sorted(counts.items()) if n > 1},
-    )
+    return reconcile(eligible, flow=kind.flow, client=client, ledger=ledger, project_keys=[settings.project_key],
+                     field_id=client.field_id(settings.external_id_field))
 
 
 def build_reconciled_check(
@@ -308,19 +245,7 @@ def build_reconciled_check(
         with jira.client() as client, ledger.open() as opened:
             result = reconcile_partitions(kind, context.partition_keys, client=client, ledger=opened,
                                           settings=settings)
-        return dg.AssetCheckResult(
-            passed=result.passed,
-            severity=dg.AssetCheckSeverity.ERROR if result.duplicates else dg.AssetCheckSeverity.WARN,
-            metadata={
-                "eligible": result.eligible, "linked": result.linked, "found_in_jira": result.found,
-                "missing_links": len(result.missing_links), "missing_issues": len(result.missing_issues),
-                "duplicates": len(result.duplicates),
-                "sample": dg.MetadataValue.json({
-                    "missing_links": result.missing_links[:10], "missing_issues": result.missing_issues[:10],
-                    "duplicates": dict(list(result.duplicates.items())[:10]),
-                }),
-            },
-        )  # fmt: skip
+        return reconciled_result(result)
 
     return reconciled
 
@@ -361,7 +286,7 @@ def build_replay_job(settings: VismaJiraFlow) -> dg.JobDefinition:
                 plan = _replay_plan(kind, letters, client=client, ledger=opened, settings=settings)
                 outcome = push_plan(plan, client=client, ledger=opened, settings=settings,
                                     issue_type=kind.issue_type(settings), run_id=context.run_id, log=context.log,
-                                    retrying=context.retry_number > 0)  # fmt: skip
+                                    retrying=context.retry_number > 0, kind=kind)  # fmt: skip
                 deferred += outcome.deferred
                 still_open = opened.count_open_dead_letters(kind.asset)
                 metadata[f"{kind.name}_replayed"] = len(letters)

@@ -1,7 +1,9 @@
 """Planning one partition of Visma documents against Jira: create, update, link, skip or filter each.
 
 The plan reads the partition's landed records in chunks, renders each as an issue, and asks the
-ledger what it already links (batched). Only where the ledger has no link, a create intent
+ledger what it already links (batched). A partition's plan is *lean*: a create keeps only its ids
+(:attr:`Plan.stored_creates`), not its rendered issue or payload, which the push reads back from
+the landing store chunk by chunk (:func:`restore_records`), so a plan of 100,000 creates stays small. Only where the ledger has no link, a create intent
 (pending), or a link whose content hash changed does it ask Jira, by the external-id field (batched,
 with ``reconcileIssues`` for the issue ids it knows, so a just-written issue is seen). Nothing is
 written here: the plan is a value the push step (or a dry run) acts on.
@@ -14,10 +16,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
+from functools import cached_property
+from itertools import chain
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from ml_connector_dagster.config import VismaJiraFilters, VismaJiraFlow
 from ml_connector_dagster.core.landing import LandedRecord, LandingStore
@@ -28,6 +31,7 @@ from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
 from ml_connector_dagster.systems.visma.client import VismaEntity
 from ml_connector_dagster.systems.visma.models import VismaRecord, describe_error
 
+from .jira_destination import LOOKUP_BATCH, RECHECK, Action, PlannedIssueBase, known_issue_id, lookup_issues
 from .visma_jira_audit import AUDIT_ENTITIES, AuditEntry, audit_entries
 from .visma_jira_render import (
     DocumentView,
@@ -52,12 +56,11 @@ __all__ = [
     "plan_partitions",
     "plan_records",
     "resolve_field_ids",
+    "restore_records",
 ]
 
 CHUNK = 200  # landed records planned together: one ledger read, a handful of Jira searches
-LOOKUP_BATCH = 40  # external ids per search; also bounds reconcileIssues (Jira's limit is 50)
-RECHECK = "recheck"
-AUDIT_FLOW = "visma_jira.audit"  # ledger flow of audit comments: one link per (record, invoice)  # content hash of a link whose issue must be compared again on the next run
+AUDIT_FLOW = "visma_jira.audit"  # ledger flow of audit comments: one link per (record, invoice)
 
 
 @dataclass(frozen=True)
@@ -79,33 +82,14 @@ class DocumentKind:
         return f"visma_jira.{self.name}"
 
 
-class Action(StrEnum):
-    CREATE = "create"
-    UPDATE = "update"
-    LINK = "link"  # found in Jira without a ledger link: adopt it (and bring it up to date)
-    SKIP = "skip"
-    FILTERED = "filtered"
-    FAILED = "failed"
-
-
-class PlannedRecord(BaseModel):
+class PlannedRecord(PlannedIssueBase):
     """What the push step will do with one record, and why."""
 
-    model_config = ConfigDict(frozen=True)
-
-    record_id: str
-    external_id: str
-    action: Action
-    reason: str | None = None
     changes: tuple[FieldChange, ...] = ()
     transition_to: str | None = None
-    current_status: str | None = None
     issue: RenderedIssue | None = None
-    issue_id: str | None = None
-    issue_key: str | None = None
     pending_since: datetime | None = Field(None, description="When an earlier, unanswered create was sent.")
-    payload: dict[str, Any] | None = Field(None, description="The landed record, kept for a dead letter.")
-    partition_key: str | None = None
+    stored: bool = Field(False, description="issue and payload left in the landing store (restore_records).")
 
 
 class Plan(BaseModel):
@@ -117,10 +101,28 @@ class Plan(BaseModel):
     partition_key: str | None
     field_ids: JiraFieldIds
     records: list[PlannedRecord] = Field(default_factory=list)
+    stored_creates: list[tuple[str, str, str | None]] = Field(
+        default_factory=list, description="Creates left in the landing store: (record id, external id, partition key).",
+    )
     audits: list[AuditEntry] = Field(default_factory=list)
 
     def count(self, action: Action) -> int:
-        return sum(1 for record in self.records if record.action is action)
+        counted = sum(1 for record in self.records if record.action is action)
+        return counted + len(self.stored_creates) if action is Action.CREATE else counted
+
+    def creates(self, size: int) -> Iterator[list[PlannedRecord]]:
+        """Every create, in chunks of ``size``; stored ones come as ``stored`` records (see restore_records)."""
+        chunk: list[PlannedRecord] = []
+        stored = (PlannedRecord(record_id=record_id, external_id=external_id, action=Action.CREATE,
+                                partition_key=partition_key, stored=True)
+                  for record_id, external_id, partition_key in self.stored_creates)  # fmt: skip
+        for record in chain((r for r in self.records if r.action is Action.CREATE), stored):
+            chunk.append(record)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     def filtered_by_reason(self) -> Counter[str]:
         return Counter(r.reason or "unknown" for r in self.records if r.action is Action.FILTERED)
@@ -167,26 +169,6 @@ def filter_reason(view: DocumentView, filters: VismaJiraFilters, *, status_filte
 # -- Jira lookups ----------------------------------------------------------------------------------
 
 
-def lookup_issues(
-    client: JiraClient, settings: VismaJiraFlow, ids: JiraFieldIds, wanted: Sequence[tuple[str, str | None]],
-    *, fields: Sequence[str] = (),
-) -> dict[str, JiraIssue]:
-    """Issues by external id, for ``(external id, issue id if known)`` pairs, batched.
-
-    The known issue ids of a batch go in ``reconcileIssues``, so issues written moments ago are
-    found although the search index has not caught up; unknown ones depend on the index.
-    """
-    found: dict[str, JiraIssue] = {}
-    for start in range(0, len(wanted), LOOKUP_BATCH):
-        batch = wanted[start : start + LOOKUP_BATCH]
-        reconcile = [issue_id for _, issue_id in batch if issue_id]
-        found.update(client.find_by_external_ids(
-            settings.project_key, ids.external_id, [external_id for external_id, _ in batch],
-            reconcile_ids=reconcile or None, fields=fields,
-        ))  # fmt: skip
-    return found
-
-
 def _lookup_fields(ids: JiraFieldIds) -> list[str]:
     return ["description", "duedate", "assignee", ids.amount]
 
@@ -198,8 +180,13 @@ def _lookup_fields(ids: JiraFieldIds) -> list[str]:
 class _Rendered:
     landed: LandedRecord
     view: DocumentView
-    issue: RenderedIssue
     filtered: str | None
+    settings: VismaJiraFlow
+
+    @cached_property
+    def issue(self) -> RenderedIssue:
+        """Rendered when first needed: a lean plan's creates never need it (the push renders them)."""
+        return render_issue(self.view, self.settings)
 
 
 def _render(kind: DocumentKind, landed: LandedRecord, settings: VismaJiraFlow) -> _Rendered | PlannedRecord:
@@ -210,7 +197,7 @@ def _render(kind: DocumentKind, landed: LandedRecord, settings: VismaJiraFlow) -
                              reason=describe_error(error), payload=landed.payload, partition_key=landed.partition_key)
     view = kind.view(record)
     reason = filter_reason(view, settings.filters, status_filtered=kind.status_filtered)
-    return _Rendered(landed, view, render_issue(view, settings), reason)
+    return _Rendered(landed, view, reason, settings)
 
 
 def _compared(item: _Rendered, action: Action, issue: JiraIssue, **extra: Any) -> PlannedRecord:
@@ -229,7 +216,7 @@ def _compared(item: _Rendered, action: Action, issue: JiraIssue, **extra: Any) -
 
 def _plan_chunk(
     kind: DocumentKind, chunk: Sequence[LandedRecord], *, client: JiraClient, ledger: Ledger,
-    settings: VismaJiraFlow, ids: JiraFieldIds,
+    settings: VismaJiraFlow, ids: JiraFieldIds, lean: bool = False,
 ) -> list[PlannedRecord]:
     planned: list[PlannedRecord] = []
     rendered: list[_Rendered] = []
@@ -240,7 +227,7 @@ def _plan_chunk(
     ask_jira: list[_Rendered] = []
     for item in rendered:
         link = links.get(item.landed.record_id)
-        base = {"record_id": item.landed.record_id, "external_id": item.issue.external_id,
+        base = {"record_id": item.landed.record_id, "external_id": item.view.external_id,
                 "partition_key": item.landed.partition_key}
         if link is None and item.filtered:
             planned.append(PlannedRecord(**base, action=Action.FILTERED, reason=item.filtered))
@@ -251,18 +238,14 @@ def _plan_chunk(
             ask_jira.append(item)
     if not ask_jira:
         return planned
-    wanted = [(i.issue.external_id, _known_issue_id(links.get(i.landed.record_id))) for i in ask_jira]
-    found = lookup_issues(client, settings, ids, wanted, fields=_lookup_fields(ids))
+    wanted = [(i.view.external_id, known_issue_id(links.get(i.landed.record_id))) for i in ask_jira]
+    found = lookup_issues(client, settings.project_key, ids.external_id, wanted, fields=_lookup_fields(ids))
     for item in ask_jira:
-        planned.append(_decide(item, links.get(item.landed.record_id), found.get(item.issue.external_id)))
+        planned.append(_decide(item, links.get(item.landed.record_id), found.get(item.view.external_id), lean=lean))
     return planned
 
 
-def _known_issue_id(link: Link | None) -> str | None:
-    return link.dest_id if link is not None and link.state == "linked" else None
-
-
-def _decide(item: _Rendered, link: Link | None, issue: JiraIssue | None) -> PlannedRecord:
+def _decide(item: _Rendered, link: Link | None, issue: JiraIssue | None, *, lean: bool = False) -> PlannedRecord:
     linked = link is not None and link.state == "linked"
     if issue is not None:
         return _compared(item, Action.UPDATE if linked else Action.LINK, issue)
@@ -271,31 +254,70 @@ def _decide(item: _Rendered, link: Link | None, issue: JiraIssue | None) -> Plan
         # linked key and fails there, with Jira's reason, if the issue was deleted.
         assert link is not None
         return PlannedRecord(
-            record_id=item.landed.record_id, external_id=item.issue.external_id, action=Action.UPDATE,
+            record_id=item.landed.record_id, external_id=item.view.external_id, action=Action.UPDATE,
             issue=item.issue, issue_id=link.dest_id, issue_key=link.dest_key, payload=item.landed.payload,
             partition_key=item.landed.partition_key, transition_to=item.issue.jira_status,
         )  # fmt: skip
     if item.filtered:
         # An earlier create of a record the filters now leave out: the pending intent stays, so a
         # later run still adopts the issue if that create did reach Jira; nothing is sent now.
-        return PlannedRecord(record_id=item.landed.record_id, external_id=item.issue.external_id,
+        return PlannedRecord(record_id=item.landed.record_id, external_id=item.view.external_id,
                              action=Action.FILTERED, reason=item.filtered, partition_key=item.landed.partition_key)
+    if lean:  # the landing store keeps the record: the push reads and renders it when it creates it
+        return PlannedRecord(record_id=item.landed.record_id, external_id=item.view.external_id, action=Action.CREATE,
+                             partition_key=item.landed.partition_key, stored=True,
+                             pending_since=link.updated_at if link is not None else None)
     return PlannedRecord(
-        record_id=item.landed.record_id, external_id=item.issue.external_id, action=Action.CREATE,
+        record_id=item.landed.record_id, external_id=item.view.external_id, action=Action.CREATE,
         issue=item.issue, payload=item.landed.payload, partition_key=item.landed.partition_key,
         pending_since=link.updated_at if link is not None else None,
     )  # fmt: skip
 
 
+def restore_records(kind: DocumentKind, records: Sequence[PlannedRecord], *, ledger: Ledger,
+                    settings: VismaJiraFlow) -> list[PlannedRecord]:
+    """``records`` with the issue and payload of the stored ones read back from the landing store.
+
+    The issue is rendered again from the landed copy (the newest, should a run have landed a later
+    one since the plan). A record no longer there, or no longer valid, comes back ``FAILED``.
+    """
+    wanted = [record.record_id for record in records if record.stored]
+    if not wanted:
+        return list(records)
+    landed = LandingStore(ledger).get_many(VISMA, kind.entity.value, wanted)
+    restored = []
+    for record in records:
+        if not record.stored:
+            restored.append(record)
+            continue
+        copy = landed.get(record.record_id)
+        item = _render(kind, copy, settings) if copy is not None else None
+        if isinstance(item, _Rendered):
+            restored.append(record.model_copy(update={"issue": item.issue, "payload": copy.payload, "stored": False}))
+        else:
+            reason = item.reason if item is not None else "the landed record is no longer in the landing store"
+            restored.append(record.model_copy(update={"action": Action.FAILED, "reason": reason, "stored": False,
+                                                      "payload": copy.payload if copy is not None else None}))
+    return restored
+
+
 def plan_records(
     kind: DocumentKind, chunks: Iterable[Sequence[LandedRecord]], *, partition_key: str | None,
     client: JiraClient, ledger: Ledger, settings: VismaJiraFlow, audits: Iterable[AuditEntry] = (),
+    lean: bool = False,
 ) -> Plan:
-    """The plan for these landed records (already chunked), plus the audit comments to add."""
+    """The plan for these landed records (already chunked), plus the audit comments to add.
+
+    ``lean`` (records read from the landing store): creates leave their issue and payload there.
+    """
     ids = resolve_field_ids(client, settings)
     plan = Plan(kind=kind.name, flow=kind.flow, asset=kind.asset, partition_key=partition_key, field_ids=ids)
     for chunk in chunks:
-        plan.records.extend(_plan_chunk(kind, chunk, client=client, ledger=ledger, settings=settings, ids=ids))
+        for record in _plan_chunk(kind, chunk, client=client, ledger=ledger, settings=settings, ids=ids, lean=lean):
+            if lean and record.action is Action.CREATE:  # the landing store keeps its issue and payload
+                plan.stored_creates.append((record.record_id, record.external_id, record.partition_key))
+            else:
+                plan.records.append(record)
     pending = list(audits)
     done = ledger.links_for(AUDIT_FLOW, [entry.audit_id for entry in pending])
     plan.audits.extend(entry for entry in pending if getattr(done.get(entry.audit_id), "state", None) != "linked")
@@ -324,4 +346,4 @@ def plan_partitions(
     audits = _audits_of(store, partition_keys) if kind.audited and settings.audit_comments else ()
     label = partition_keys[0] if len(partition_keys) == 1 else f"{partition_keys[0]}...{partition_keys[-1]}"
     return plan_records(kind, _documents_of(store, kind, partition_keys), partition_key=label, client=client,
-                        ledger=ledger, settings=settings, audits=audits)
+                        ledger=ledger, settings=settings, audits=audits, lean=True)

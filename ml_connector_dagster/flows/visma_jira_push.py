@@ -1,9 +1,15 @@
 """Carrying out a plan in Jira, exactly once: creates, updates, transitions and audit comments.
 
-Creates go through Jira's bulk API, 50 at a time. Jira has no idempotency key, so each create is
-preceded by a *pending* mark in the ledger and followed at once by the link. Whoever meets a
-pending mark (a timed-out create, a crashed run) looks the record up in Jira before creating it
-again. The search index is eventually consistent, so "not found" is only believed once the mark
+Creates go through Jira's bulk API, 50 at a time; a lean plan's creates are read back from the
+landing store one chunk at a time. A new issue whose Visma status maps to a later Jira status is
+moved there by :data:`MOVERS` threads while the next chunk is created: under the one shared Jira
+budget, moves of many issues overlap their round trips instead of queueing behind each other.
+The transitions Jira offers from a status are asked once per push (one workflow per push) and
+asked again for an issue that refuses one. Only the calling thread writes to the ledger.
+
+Jira has no idempotency key, so each create is preceded by a *pending* mark in the ledger (one
+commit per bulk request) and followed at once by the link. Whoever meets a pending mark (a
+timed-out create, a crashed run) looks the record up in Jira before creating it again. The search index is eventually consistent, so "not found" is only believed once the mark
 is older than the consistency window; until then the record is *deferred* and the step fails with
 a retryable :class:`CreateInDoubt`, so its retry policy (or the next run) looks again.
 
@@ -16,295 +22,154 @@ a second time. Records that still fail become dead letters; a record that succee
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from pydantic import BaseModel, Field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from ml_connector_dagster.config import VismaJiraFlow
-from ml_connector_dagster.core.http import ApiError, TransportFailure
+from ml_connector_dagster.core.http import ApiError
 from ml_connector_dagster.core.landing import content_hash
 from ml_connector_dagster.core.ledger import AlreadyLinked, Ledger, Link
-from ml_connector_dagster.systems.jira import adf
-from ml_connector_dagster.systems.jira.client import (
-    BULK_CREATE_LIMIT,
-    BulkCreateInterrupted,
-    JiraClient,
-    StatusUnreachable,
-)
-from ml_connector_dagster.systems.jira.models import BulkCreateResult, Comment
+from ml_connector_dagster.systems.jira.client import BULK_CREATE_LIMIT, JiraClient, StatusUnreachable
+from ml_connector_dagster.systems.jira.models import JiraIssue
 
+from .jira_destination import (
+    DEST,
+    RECHECK,
+    Action,
+    CreateInDoubt,
+    IssueWriter,
+    TransitionMenu,
+    comment_once,
+    lookup_issues,
+    move_to_status,
+)
+from .jira_destination import PushOutcome as IssuePushOutcome
 from .visma_jira_audit import AuditEntry
-from .visma_jira_plan import AUDIT_FLOW, RECHECK, Action, Plan, PlannedRecord, lookup_issues
+from .visma_jira_plan import AUDIT_FLOW, DocumentKind, Plan, PlannedRecord, restore_records
 from .visma_jira_render import change_comment, change_marker
 
-__all__ = ["CreateInDoubt", "PushOutcome", "comment_once", "move_to_status", "push_plan"]
+__all__ = ["CreateInDoubt", "PushOutcome", "TransitionMenu", "comment_once", "move_to_status", "push_plan"]
 
-DEST = "jira"
-MAX_HOPS = 8
-
-
-class CreateInDoubt(RuntimeError):
-    """Some creates may have reached Jira and cannot be found yet: look again later, do not create."""
+MOVERS = 8  # new issues walked through their workflow at once (round trips overlap; the budget is shared)
 
 
-class PushOutcome(BaseModel):
-    """What one push did, for the materialization's metadata."""
+class PushOutcome(IssuePushOutcome):
+    """What one push did, for the materialization's metadata: the shared counts and the audit comments."""
 
-    created: int = 0
-    updated: int = 0
-    linked: int = 0
-    commented: int = 0
-    transitioned: int = 0
     audit_commented: int = 0
     audit_waiting: int = 0
-    failed: int = 0
-    deferred: list[str] = Field(default_factory=list, description="Record ids whose create is in doubt.")
-    issues: dict[str, str | None] = Field(default_factory=dict, description="Issue key -> browse URL, of issues written.")
-    succeeded: list[str] = Field(default_factory=list)
-
-
-# -- building blocks -------------------------------------------------------------------------------
-
-
-def _find_comment(client: JiraClient, key: str, marker: str) -> Comment | None:
-    return next((c for c in client.comments(key) if marker in adf.plain_text(c.body)), None)
-
-
-def comment_once(client: JiraClient, key: str, body: dict[str, Any], marker: str, *, look_first: bool) -> Comment:
-    """Add a comment containing ``marker`` unless the issue already has one.
-
-    ``look_first`` when an earlier attempt may have sent it; after a lost answer the comments are
-    read (a plain GET, consistent at once) before the failure is believed.
-    """
-    if look_first and (existing := _find_comment(client, key, marker)) is not None:
-        return existing
-    try:
-        return client.add_comment(key, body)
-    except TransportFailure as exc:
-        if exc.may_have_been_applied and (existing := _find_comment(client, key, marker)) is not None:
-            return existing
-        raise
-
-
-def move_to_status(client: JiraClient, key: str, current: str | None, target: str, path: Sequence[str]) -> int:
-    """Walk the issue's workflow to ``target``; return how many transitions it took.
-
-    A direct transition is taken when Jira offers one; otherwise the step that comes closest to
-    ``target`` along ``path`` (the statuses in workflow order). Raises ``StatusUnreachable``.
-    """
-    order = {status.casefold(): index for index, status in enumerate(path)}
-    goal = target.casefold()
-    seen = {(current or "").casefold()}
-    hops = 0
-    while (current or "").casefold() != goal:
-        available = client.transitions(key)
-        step = next((t for t in available if (t.to_status or "").casefold() == goal), None)
-        if step is None and goal in order:
-            distance = abs(order.get((current or "").casefold(), len(path) * 2) - order[goal])
-            closer = [t for t in available if (t.to_status or "").casefold() in order
-                      and (t.to_status or "").casefold() not in seen
-                      and abs(order[(t.to_status or "").casefold()] - order[goal]) < distance]  # fmt: skip
-            step = min(closer, key=lambda t: abs(order[(t.to_status or "").casefold()] - order[goal]), default=None)
-        if step is None or hops >= MAX_HOPS:
-            if hops == 0 and (client.get_issue(key, ["status"]).status_name or "").casefold() == goal:
-                return 0
-            reachable = ", ".join(sorted({t.to_status or t.name for t in available})) or "none"
-            raise StatusUnreachable(f"issue {key} is in status {current!r}; no way to {target!r} (reachable: {reachable})")
-        client.transition(key, step.id)
-        hops += 1
-        current = step.to_status
-        seen.add((current or "").casefold())
-    return hops
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class _Move(NamedTuple):
+    """A new issue on its way to the status its record maps to."""
+
+    record: PlannedRecord
+    issue_id: str
+    key: str
+
+
 # -- the push --------------------------------------------------------------------------------------
 
 
-class _Pusher:
+class _Pusher(IssueWriter):
     def __init__(self, plan: Plan, *, client: JiraClient, ledger: Ledger, settings: VismaJiraFlow, issue_type: str,
-                 run_id: str, log: logging.Logger | Any, retrying: bool, now: Callable[[], datetime]) -> None:
+                 run_id: str, log: logging.Logger | Any, retrying: bool, now: Callable[[], datetime],
+                 kind: DocumentKind | None, movers: ThreadPoolExecutor) -> None:
         self.plan = plan
-        self.client = client
-        self.ledger = ledger
+        self.kind = kind
+        self.movers = movers
+        self.moving: list[tuple[_Move, Future[int]]] = []
         self.settings = settings
         self.issue_type = issue_type
-        self.run_id = run_id
-        self.log = log
-        self.retrying = retrying
-        self.now = now
-        self.window = timedelta(seconds=settings.consistency_window_s)
         self.path = list(dict.fromkeys([settings.initial_status, *settings.status_map.values()]))
-        self.outcome = PushOutcome()
+        super().__init__(flow=plan.flow, asset=plan.asset, client=client, ledger=ledger, run_id=run_id, log=log,
+                         retrying=retrying, consistency_window_s=settings.consistency_window_s, now=now,
+                         outcome=PushOutcome(), initial_status=settings.initial_status)  # fmt: skip
 
-    # -- ledger and outcome helpers --------------------------------------------------------------
-    def _link(self, record: PlannedRecord, issue_id: str, key: str | None, hash_: str) -> Link:
+    # -- what the shared push asks of this flow --------------------------------------------------
+    def _create_fields(self, record: PlannedRecord) -> dict[str, Any]:
         assert record.issue is not None
-        return Link(flow=self.plan.flow, source_id=record.record_id, source_version=record.issue.source_version,
-                    dest_system=DEST, dest_id=issue_id, dest_key=key, dest_url=self._url(key), content_hash=hash_,
-                    run_id=self.run_id)  # fmt: skip
+        return record.issue.create_fields(self.plan.field_ids, self.settings.project_key, self.issue_type)
 
-    def _url(self, key: str | None) -> str | None:
-        return self.client.browse_url(key) if key else None
-
-    def _touched(self, key: str | None) -> None:
-        if key:
-            self.outcome.issues[key] = self._url(key)
-
-    def _dead_letter(self, source_id: str, payload: dict[str, Any] | None, error: Exception | str,
-                     partition_key: str | None) -> None:
-        self.outcome.failed += 1
-        self.ledger.add_dead_letter(self.plan.asset, source_id, payload or {}, str(error),
-                                    partition_key=partition_key, run_id=self.run_id)  # fmt: skip
-        self.log.warning(f"{self.plan.asset}: {source_id} failed: {error}")
+    def _lookup(self, wanted: Sequence[tuple[str, str | None]]) -> Mapping[str, JiraIssue]:
+        return lookup_issues(self.client, self.settings.project_key, self.plan.field_ids.external_id, wanted)
 
     def unreadable(self, record: PlannedRecord) -> None:
         self._dead_letter(record.record_id, record.payload, record.reason or "invalid record", record.partition_key)
 
     # -- creates ---------------------------------------------------------------------------------
-    def create(self, records: Sequence[PlannedRecord]) -> None:
-        for start in range(0, len(records), BULK_CREATE_LIMIT):
-            self._create_chunk(records[start : start + BULK_CREATE_LIMIT])
+    def create(self, chunks: Iterable[Sequence[PlannedRecord]]) -> None:
+        for chunk in chunks:
+            self._create_chunk(self._restored(chunk))
+            self.settle_moves(wait=False)
 
-    def _create_chunk(self, chunk: Sequence[PlannedRecord]) -> None:
-        links = self.ledger.links_for(self.plan.flow, [r.record_id for r in chunk])
-        ready: list[PlannedRecord] = []
-        doubtful: list[tuple[PlannedRecord, Link]] = []
-        for record in chunk:
-            link = links.get(record.record_id)
-            if link is None:
-                ready.append(record)
-            elif link.state == "linked":  # created by an earlier attempt, or a concurrent run
-                if link.run_id == self.run_id:
-                    self.outcome.created += 1
-                self.outcome.succeeded.append(record.record_id)
-            else:
-                doubtful.append((record, link))
-        ready += self._settle(doubtful, just_sent=False)
-        marked = []
-        for record in ready:
-            assert record.issue is not None
-            try:
-                self.ledger.mark_pending(self.plan.flow, record.record_id, record.issue.source_version, DEST,
-                                         record.issue.content_hash, self.run_id)  # fmt: skip
-            except AlreadyLinked:
-                self.outcome.succeeded.append(record.record_id)
-                continue
-            marked.append(record)
-        if marked:
-            self._send(marked)
-
-    def _send(self, marked: list[PlannedRecord]) -> None:
-        ids = self.plan.field_ids
-        updates = [{"fields": r.issue.create_fields(ids, self.settings.project_key, self.issue_type)}
-                   for r in marked if r.issue is not None]  # fmt: skip
-        try:
-            result = self.client.bulk_create(updates)
-        except BulkCreateInterrupted as exc:
-            self._created(marked, exc.result)
-            for index in exc.not_sent:  # never reached Jira: drop the intent, send on the retry
-                self.ledger.forget_link(self.plan.flow, marked[index].record_id)
-                self.outcome.deferred.append(marked[index].record_id)
-            in_doubt = [marked[index] for index in exc.in_doubt]
-            self.log.warning(f"{self.plan.asset}: no answer to a bulk create; looking up {len(in_doubt)} issue(s)")
-            self._settle([(r, None) for r in in_doubt], just_sent=True)
-            return
-        except ApiError as exc:
-            if exc.status_code is not None and exc.status_code < 500:
-                for record in marked:  # refused before anything was created (4xx, 429 included)
-                    self.ledger.forget_link(self.plan.flow, record.record_id)
-            raise  # a 5xx may have created some: the pending marks stay, the retry looks them up
-        self._created(marked, result)
-
-    def _created(self, marked: list[PlannedRecord], result: BulkCreateResult) -> None:
-        links = []
-        for created in result.created:
-            record = marked[created.index]
-            assert record.issue is not None
-            links.append(self._link(record, created.id, created.key, record.issue.content_hash))
-        self.ledger.record_links(links)
-        for created in result.created:
-            record = marked[created.index]
-            self.outcome.created += 1
-            self.outcome.succeeded.append(record.record_id)
-            self._touched(created.key)
-            self._after_create(record, created.id, created.key, self.settings.initial_status)
-        for failed in result.failed:
-            record = marked[failed.index]
-            self.ledger.forget_link(self.plan.flow, record.record_id)  # refused: no issue exists
-            self._dead_letter(record.record_id, record.payload, failed.message, record.partition_key)
+    def _restored(self, chunk: Sequence[PlannedRecord]) -> list[PlannedRecord]:
+        """The chunk with its stored creates read back from the landing store (unreadable ones fail)."""
+        if not any(record.stored for record in chunk):
+            return list(chunk)
+        if self.kind is None:
+            raise ValueError(f"{self.plan.asset}: a lean plan needs its document kind to read its records back")
+        restored = restore_records(self.kind, chunk, ledger=self.ledger, settings=self.settings)
+        for record in restored:
+            if record.action is Action.FAILED:
+                self.unreadable(record)
+        return [record for record in restored if record.action is Action.CREATE]
 
     def _after_create(self, record: PlannedRecord, issue_id: str, key: str, status: str | None) -> None:
+        """Hand a new issue whose status must change to the movers (settled by :meth:`settle_moves`)."""
         target = record.issue.jira_status if record.issue else None
         if not target or (status or "").casefold() == target.casefold():
             return
-        try:
-            move_to_status(self.client, key, status, target, self.path)
-            self.outcome.transitioned += 1
-        except (ApiError, StatusUnreachable) as exc:
-            # Linked, but its status lags: a recheck hash makes the next run compare it again.
-            self.ledger.record_links([self._link(record, issue_id, key, RECHECK)])
-            self._dead_letter(record.record_id, record.payload, exc, record.partition_key)
+        future = self.movers.submit(move_to_status, self.client, key, status, target, self.path, self.menu)
+        self.moving.append((_Move(record, issue_id, key), future))
 
-    def _settle(self, doubtful: Sequence[tuple[PlannedRecord, Link | None]], *, just_sent: bool) -> list[PlannedRecord]:
-        """Look pending creates up in Jira; return the ones to create (not found, window passed)."""
-        if not doubtful:
-            return []
-        wanted = [(r.external_id, None) for r, _ in doubtful]
-        found = lookup_issues(self.client, self.settings, self.plan.field_ids, wanted)
-        again = []
-        for record, link in doubtful:
-            assert record.issue is not None
-            issue = found.get(record.external_id)
-            if issue is not None:
-                same = link is None or link.content_hash == record.issue.content_hash
-                self.ledger.record_links([self._link(record, issue.id, issue.key,
-                                                     record.issue.content_hash if same else RECHECK)])
-                self.log.info(f"{self.plan.asset}: {record.record_id} was created as {issue.key} by an unanswered call")
-                self.outcome.created += 1
-                self.outcome.succeeded.append(record.record_id)
-                self._touched(issue.key)
-                if same and issue.key:
-                    self._after_create(record, issue.id, issue.key, issue.status_name)
-            elif just_sent or link is None or self.now() - link.updated_at < self.window:
-                self.outcome.deferred.append(record.record_id)
+    def settle_moves(self, *, wait: bool) -> None:
+        """Count the finished moves (all of them with ``wait``); a failed one is dead-lettered.
+
+        A move that failed, or never ran (the push stopped first), leaves a recheck hash on its link,
+        so the next run compares the issue again.
+        """
+        still: list[tuple[_Move, Future[int]]] = []
+        broken: BaseException | None = None
+        for move, future in self.moving:
+            if not (wait or future.done()):
+                still.append((move, future))
+                continue
+            try:
+                future.result()
+            except (ApiError, StatusUnreachable) as exc:
+                self._lagging(move, exc)
+            except CancelledError as exc:  # the push stopped before this move ran
+                self._lagging(move, exc, quiet=True)
+            except BaseException as exc:  # a bug: every move is settled first, then it surfaces
+                self._lagging(move, exc, quiet=True)
+                broken = broken or exc
             else:
-                again.append(record)
-        return again
+                self.outcome.transitioned += 1
+        self.moving = still
+        if broken is not None:
+            raise broken
+
+    def _lagging(self, move: _Move, error: BaseException, *, quiet: bool = False) -> None:
+        record = move.record
+        # Linked, but its status lags: a recheck hash makes the next run compare it again.
+        self.ledger.record_links([self._link(record, move.issue_id, move.key, RECHECK)])
+        if not quiet:
+            self._dead_letter(record.record_id, record.payload, str(error), record.partition_key)
 
     # -- updates ---------------------------------------------------------------------------------
     def update(self, record: PlannedRecord) -> None:
-        issue, key = record.issue, record.issue_key
+        issue = record.issue
         assert issue is not None
-        if not key or not record.issue_id:
-            self._dead_letter(record.record_id, record.payload, "linked issue has no key", record.partition_key)
-            return
-        try:
-            if record.action is Action.LINK:
-                self.ledger.record_links([self._link(record, record.issue_id, key, RECHECK)])
-            if record.changes:
-                body = change_comment(issue, record.changes)
-                comment_once(self.client, key, body, change_marker(issue), look_first=self.retrying)
-                self.outcome.commented += 1
-            self.client.update_issue(key, issue.update_fields(self.plan.field_ids))
-            if record.transition_to:
-                move_to_status(self.client, key, record.current_status, record.transition_to, self.path)
-                self.outcome.transitioned += 1
-            self.ledger.record_links([self._link(record, record.issue_id, key, issue.content_hash)])
-        except (ApiError, StatusUnreachable) as exc:
-            self._dead_letter(record.record_id, record.payload, exc, record.partition_key)
-            return
-        if record.action is Action.LINK:
-            self.outcome.linked += 1
-        else:
-            self.outcome.updated += 1
-        self.outcome.succeeded.append(record.record_id)
-        self._touched(key)
+        comments = [(change_comment(issue, record.changes), change_marker(issue))] if record.changes else []
+        self._update(record, issue.update_fields(self.plan.field_ids), comments=comments,
+                     transition_to=record.transition_to, path=self.path)
 
     # -- audit comments --------------------------------------------------------------------------
     def audit(self, entries: Sequence[AuditEntry]) -> None:
@@ -344,24 +209,35 @@ class _Pusher:
 def push_plan(
     plan: Plan, *, client: JiraClient, ledger: Ledger, settings: VismaJiraFlow, issue_type: str, run_id: str,
     log: logging.Logger | Any, retrying: bool = False, now: Callable[[], datetime] = _utcnow,
+    kind: DocumentKind | None = None,
 ) -> PushOutcome:
     """Carry out ``plan``; per-record failures become dead letters, successes resolve theirs.
 
     Returns with ``outcome.deferred`` listing creates in doubt; the caller decides to retry.
+    ``kind`` reads a lean plan's creates back from the landing store.
     """
-    pusher = _Pusher(plan, client=client, ledger=ledger, settings=settings, issue_type=issue_type, run_id=run_id,
-                     log=log, retrying=retrying, now=now)  # fmt: skip
-    outcome = pusher.outcome
-    try:
-        pusher.create([r for r in plan.records if r.action is Action.CREATE])
-        for record in plan.records:
-            if record.action in (Action.UPDATE, Action.LINK):
-                pusher.update(record)
-            elif record.action is Action.FAILED:
-                pusher.unreadable(record)
-            elif record.action in (Action.SKIP, Action.FILTERED):
-                outcome.succeeded.append(record.record_id)  # nothing to do is a success too
-        pusher.audit(plan.audits)
-    finally:
-        ledger.resolve_dead_letters_for(plan.asset, outcome.succeeded)
-    return outcome
+    with ThreadPoolExecutor(MOVERS, thread_name_prefix="jira-move") as movers:
+        pusher = _Pusher(plan, client=client, ledger=ledger, settings=settings, issue_type=issue_type, run_id=run_id,
+                         log=log, retrying=retrying, now=now, kind=kind, movers=movers)  # fmt: skip
+        try:
+            _push(pusher)
+        finally:
+            for _, future in pusher.moving:  # left only when the push stopped early
+                future.cancel()
+            pusher.settle_moves(wait=True)
+            ledger.resolve_dead_letters_for(plan.asset, pusher.outcome.succeeded)
+    return pusher.outcome
+
+
+def _push(pusher: _Pusher) -> None:
+    plan, outcome = pusher.plan, pusher.outcome
+    pusher.create(plan.creates(BULK_CREATE_LIMIT))
+    for record in plan.records:
+        if record.action in (Action.UPDATE, Action.LINK):
+            pusher.update(record)
+        elif record.action is Action.FAILED:
+            pusher.unreadable(record)
+        elif record.action in (Action.SKIP, Action.FILTERED):
+            outcome.succeeded.append(record.record_id)  # nothing to do is a success too
+    pusher.audit(plan.audits)
+    pusher.settle_moves(wait=True)

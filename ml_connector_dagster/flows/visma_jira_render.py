@@ -12,18 +12,20 @@ comment can say "Amount: 12 500,00 NOK → 13 000,00 NOK".
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ml_connector_dagster.config import VismaJiraFlow
-from ml_connector_dagster.core.landing import content_hash
 from ml_connector_dagster.systems.jira import adf
 from ml_connector_dagster.systems.visma.models import PurchaseOrder, SupplierInvoice
+
+from .jira_destination import MISSING, FieldIds, RenderedIssueBase, format_amount, format_money
+from .jira_destination import one_line as _one_line
+from .jira_destination import utc_text as _utc_text
 
 __all__ = [
     "AUDIT_FACTS",
@@ -44,7 +46,6 @@ __all__ = [
     "supplier_label",
 ]
 
-MISSING = "—"
 SUMMARY_LIMIT = 255  # Jira refuses longer summaries
 LABEL_LIMIT = 255
 ARROW = "→"
@@ -54,7 +55,6 @@ LINE_ITEMS = "Line items"
 _ALWAYS_SHOWN = frozenset({"Amount", "Due date", "Promised on", "PO reference", "Status"})  # even when missing
 _DOCUMENT_TYPES = {"Invoice": "Invoice", "CreditAdj": "Credit note", "DebitAdj": "Debit note",
                    "Prepayment": "Prepayment", "CreditNote": "Credit note"}  # fmt: skip
-_WHITESPACE = re.compile(r"\s+")
 _LABEL_UNSAFE = re.compile(r"[\s,]+")
 
 
@@ -188,46 +188,12 @@ def purchase_order_view(order: PurchaseOrder) -> DocumentView:
 # -- formatting ----------------------------------------------------------------------------------------
 
 
-def _one_line(value: str | None) -> str:
-    """``value`` on one line: control characters dropped, whitespace runs collapsed."""
-    if not value:
-        return ""
-    cleaned = "".join(ch for ch in value if unicodedata.category(ch)[0] != "C" or ch in "\t\n\r")
-    return _WHITESPACE.sub(" ", cleaned).strip()
-
-
-def format_amount(amount: Decimal) -> str:
-    """``12500.5`` -> ``12 500,50``: two decimals, space-grouped thousands, decimal comma (Nordic style)."""
-    if not amount.is_finite():
-        return str(amount)
-    with localcontext() as context:
-        context.prec = max(28, amount.adjusted() + 4)  # quantize needs room for every integer digit
-        rounded = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    sign = "-" if rounded < 0 else ""
-    whole, _, cents = f"{abs(rounded):f}".partition(".")
-    groups = []
-    while len(whole) > 3:
-        whole, tail = whole[:-3], whole[-3:]
-        groups.insert(0, tail)
-    groups.insert(0, whole)
-    return f"{sign}{' '.join(groups)},{cents or '00'}"
-
-
-def format_money(amount: Decimal | None, currency: str) -> str:
-    """``12 500,00 NOK``, or the missing-value mark."""
-    return MISSING if amount is None else f"{format_amount(amount)} {_one_line(currency)}".strip()
-
-
 def _format_number(value: Decimal | None) -> str:
     if value is None:
         return MISSING
     if not value.is_finite():
         return str(value)
     return format_amount(value).removesuffix(",00")
-
-
-def _utc_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _text_or_missing(value: str | None) -> str:
@@ -244,45 +210,21 @@ def supplier_label(view: DocumentView) -> str:
 # -- the rendered issue ------------------------------------------------------------------------------
 
 
-class JiraFieldIds(BaseModel):
+class JiraFieldIds(FieldIds):
     """Jira field ids of the configured custom fields (resolved by name once per run)."""
 
-    model_config = ConfigDict(frozen=True)
-
-    external_id: str
-    amount: str
     po_reference: str | None = None
-    currency: str | None = None
 
 
-class RenderedIssue(BaseModel):
+class RenderedIssue(RenderedIssueBase):
     """One Visma document as a Jira issue: what to create, what to keep up to date, what to compare."""
 
-    model_config = ConfigDict(frozen=True)
-
-    external_id: str
-    summary: str
-    description: dict[str, Any]
-    amount: float
-    currency: str
     duedate: str | None
     labels: tuple[str, ...]
     assignee: str | None
     po_reference: str | None
     visma_status: str
     jira_status: str | None
-    last_modified: datetime
-    facts: dict[str, str]
-
-    @property
-    def content_hash(self) -> str:
-        """Equal for two renderings that would leave the issue identical."""
-        return content_hash(self.model_dump(mode="json", exclude={"facts"}))
-
-    @property
-    def source_version(self) -> str:
-        """The Visma version this rendering is of: its last-modified timestamp."""
-        return _utc_text(self.last_modified)
 
     def create_fields(self, ids: JiraFieldIds, project_key: str, issue_type: str) -> dict[str, Any]:
         """The ``fields`` of a create request."""
@@ -366,11 +308,12 @@ def render_issue(view: DocumentView, settings: VismaJiraFlow) -> RenderedIssue:
         )
     if assignee is None:
         labels.append(supplier_label(view))
+    line_table = _line_table(view)  # built once: the description shows it, the facts read it as text
     description = adf.doc(
         adf.heading(2, f"{view.title} {_one_line(view.number)} from {view.supplier_display}"),
         adf.table(["Field", "Value"], [[name, value] for name, value in facts.items()]),
         adf.heading(3, LINE_ITEMS),
-        _line_table(view) or adf.paragraph(adf.em("No line items.")),
+        line_table or adf.paragraph(adf.em("No line items.")),
         adf.rule(),
         adf.paragraph(
             adf.em("Synced from Visma.net by ml-connector; Visma is the system of record. Visma ID "),
@@ -393,7 +336,7 @@ def render_issue(view: DocumentView, settings: VismaJiraFlow) -> RenderedIssue:
         visma_status=view.status,
         jira_status=_mapped_status(view.status, settings.status_map),
         last_modified=view.last_modified,
-        facts={**facts, LINE_ITEMS: adf.plain_text(_line_table(view) or {})},
+        facts={**facts, LINE_ITEMS: adf.plain_text(line_table or {})},
     )
 
 

@@ -35,7 +35,12 @@ Choices, and why:
   listed in ``unconditional_puts``. ``POST`` -> 201, empty body, ``Location`` + ``ETag``. PUT/POST
   bodies are the spec's ``*UpdateDto`` (``{"field": {"value": x}}``; a bare value is a 400 naming
   the field; unknown fields are ignored; lines take ``operation`` Insert/Update/Delete and the
-  header totals follow them). Unknown supplier, currency, account or VAT code -> 400.
+  header totals follow them). Unknown supplier, currency, account or VAT code -> 400. Suppliers
+  take ``PUT`` only (``SupplierUpdateDto``, no POST, no webhook), and strictly: a member the DTO
+  lacks is a 400 naming it, as are ``glAccounts``, ``supplierPaymentMethodDetails`` and
+  ``attributeLines`` (not modelled); references (terms, payment method, class, VAT zone, currency,
+  parent) must exist; addresses and contacts merge member by member; ``{"value": null}`` clears
+  an optional field.
 - **Background** any call with ``erp-api-background`` runs at once and answers 202
   ``{id, stateLocation}``; ``GET /v1/background/{id}`` (+ ``/content``) tells the outcome. No
   completion notification is sent.
@@ -89,12 +94,16 @@ from .delivery import WebhookDispatcher
 from .demo_data import (
     ACCOUNTS,
     COMPANY_TIMEZONE,
+    COUNTRIES,
+    CREDIT_TERMS,
     CURRENCY_RATES_NOK,
     CUSTOMER_INVOICES,
     GL_BY_NUMBER,
     JOURNAL_TRANSACTIONS,
+    PAYMENT_METHODS,
     PAYMENTS,
     PURCHASE_ORDERS,
+    SUPPLIER_CLASSES,
     SUPPLIER_INVOICES,
     SUPPLIERS,
     VAT_CODES,
@@ -149,7 +158,8 @@ class _Resource:
     entity: str  # webhook entity name
     paged: bool = True
     versioned: bool = False  # has timeStamp / ETag
-    writable: bool = False  # POST and PUT simulated
+    writable: bool = False  # POST and PUT simulated, both followed by a webhook
+    updatable: bool = False  # PUT alone simulated; no webhook (none is documented for it)
     by_lines: bool = False  # pageSize/totalCount count journal lines
 
     @property
@@ -160,7 +170,7 @@ class _Resource:
 RESOURCES = (
     _Resource("v1/supplierInvoice", SUPPLIER_INVOICES, "SupplierInvoice", versioned=True, writable=True),
     _Resource("v1/purchaseorder", PURCHASE_ORDERS, "PurchaseOrder", versioned=True, writable=True),
-    _Resource("v1/supplier", SUPPLIERS, "Supplier", versioned=True),
+    _Resource("v1/supplier", SUPPLIERS, "Supplier", versioned=True, updatable=True),
     _Resource("v1/account", ACCOUNTS, "Account", paged=False),
     _Resource("v1/customerinvoice", CUSTOMER_INVOICES, "CustomerInvoice"),
     _Resource("v1/payment", PAYMENTS, "Payment"),
@@ -250,7 +260,11 @@ class _Table:
     def render(self, seq: int) -> dict[str, Any]:
         """The record as a single GET answers it."""
         record = self.data.render(self.kind, seq, self.created_at.get(seq))
-        record.update(copy.deepcopy(self.changes.get(seq, {})))
+        for name, value in self.changes.get(seq, {}).items():
+            if value is None:  # cleared by an update: Visma leaves null members out
+                record.pop(name, None)
+            else:
+                record[name] = copy.deepcopy(value)
         record["lastModifiedDateTime"] = visma_datetime(self.modified_ms(seq))
         if _BY_KIND[self.kind].versioned:
             record["timeStamp"] = self.row_version(seq)
@@ -641,7 +655,7 @@ class VismaSimulator(Simulator):
                     self._get, resource=resource, number=record_id)
             if method == "POST" and record_id is None and resource.writable:
                 return partial(self._post, resource=resource, legacy=legacy)
-            if method == "PUT" and record_id is not None and resource.writable:
+            if method == "PUT" and record_id is not None and (resource.writable or resource.updatable):
                 return partial(self._put, resource=resource, number=record_id)
             return _method_not_allowed(method)
         if match := _DIMENSION.match(path):
@@ -787,12 +801,17 @@ class VismaSimulator(Simulator):
                 raise VismaApiError(412, f"{resource.entity} version does not match with If-Match header.", "12412")
             if if_match is None:
                 self.unconditional_puts.append(f"/{resource.path}/{number}")
-            changes = self._changes_from_update_dto(resource.kind, body, current, creating=False)
+            if resource.kind == SUPPLIERS:
+                changes = self._changes_from_supplier_update_dto(body, current)
+            else:
+                changes = self._changes_from_update_dto(resource.kind, body, current, creating=False)
             before = current.get("status")
             table.changes.setdefault(seq, {}).update(changes)
             table.touch(seq, to_ms(self.now()))
             record = table.render(seq)
-        self._notify(resource.kind, number, "StatusChanged" if record.get("status") != before else "Updated", record)
+        if resource.writable:
+            action = "StatusChanged" if record.get("status") != before else "Updated"
+            self._notify(resource.kind, number, action, record)
         return Response(status_code=204, headers={"ETag": f'"{record["timeStamp"]}"'})
 
     def _changes_from_update_dto(
@@ -846,6 +865,76 @@ class VismaSimulator(Simulator):
             changes[lines_field] = lines
             changes.update(_totals(kind, lines, {**current, **changes}, explicit_amount="amount" in changes))
         return changes
+
+    def _changes_from_supplier_update_dto(self, body: Any, current: dict[str, Any]) -> dict[str, Any]:
+        """Top-level ``SupplierDto`` changes from a ``SupplierUpdateDto``; a member it does not have is a 400."""
+        if not isinstance(body, dict):
+            raise VismaApiError(400, "The request body must be a JSON object.", "12030")
+        changes: dict[str, Any] = {}
+        for name, wrapped in body.items():
+            if name not in SUPPLIER_UPDATE_MEMBERS:
+                raise VismaApiError(400, f"Field '{name}' is not a member of SupplierUpdateDto.", "12040")
+            if wrapped is None:
+                continue
+            if name in _SUPPLIER_NOT_SIMULATED:
+                raise VismaApiError(400, f"Field '{name}' is not simulated by the sandbox.", "12042")
+            if name == "overrideWithClassValues":  # a plain boolean steering class defaults, not simulated
+                _checked(name, wrapped, bool, "true or false")
+                continue
+            changes.update(self._supplier_member(name, _wrapped_value(name, wrapped), current))
+        return changes
+
+    def _supplier_member(self, name: str, value: Any, current: dict[str, Any]) -> dict[str, Any]:
+        """What one ``SupplierUpdateDto`` member (its unwrapped value) changes; null clears an optional field."""
+        if name in _SUPPLIER_REQUIRED and value in (None, ""):
+            raise VismaApiError(400, f"{name} is required.", "12032")
+        if name == "number":
+            if value != current["number"]:
+                raise VismaApiError(400, "The supplier number cannot be changed.", "12041")
+            return {}
+        if name == "overrideNumberSeries":  # numbers a new supplier: nothing to do on an update
+            _checked(name, value, bool, "true or false")
+            return {}
+        if name in _SUPPLIER_TEXT:
+            return {name: _checked(name, value, str, "a string")}
+        if name in _SUPPLIER_FLAGS:
+            return {name: _checked(name, value, bool, "true or false")}
+        if name in _SUPPLIER_INTEGERS:
+            return {name: _checked(name, value, int, "an integer")}
+        if name == "retainagePct":
+            percent = _checked(name, value, int | float, "a number")
+            return {name: None if percent is None else float(percent)}
+        if name in _SUPPLIER_REFERENCES:  # ids and enum names: strings, before they are looked up
+            value = _checked(name, value, str, "a string")
+        if name in _SUPPLIER_ENUMS:
+            if value is not None and value not in _SUPPLIER_ENUMS[name]:
+                raise VismaApiError(400, f"Field '{name}' must be one of {', '.join(_SUPPLIER_ENUMS[name])}.", "12041")
+            return {name: value}
+        if name == "currencyId":
+            if value is not None and value not in CURRENCY_RATES_NOK:
+                raise VismaApiError(400, f"Currency '{value}' not found.", "12033")
+            return {name: value}
+        if name in _SUPPLIER_LOOKUPS:
+            field, what, known = _SUPPLIER_LOOKUPS[name]
+            if value is not None and value not in known:
+                raise VismaApiError(400, f"{what} '{value}' not found.", "12041")
+            return {field: None if value is None else dict(known[value])}
+        if name == "parentRecordNumber":
+            return {"parentRecord": self._parent_record(value, current["number"])}
+        dto, members = _SUPPLIER_PARTS[name]
+        return {name: _supplier_part(name, value, current.get(name), dto, members)}
+
+    def _parent_record(self, number: str | None, own_number: str) -> dict[str, Any] | None:
+        """The ``parentRecord`` of a supplier whose parent becomes ``number`` (empty: no parent)."""
+        if number in (None, ""):
+            return None
+        table = self.tables[SUPPLIERS]
+        seq = table.seq_of(number)
+        if seq is None:
+            raise VismaApiError(400, f"Supplier '{number}' not found.", "12010")
+        if number == own_number:
+            raise VismaApiError(400, "A supplier cannot be its own parent.", "12041")
+        return {"number": number, "name": table.render(seq)["name"]}
 
     # -- dimensions and background jobs --------------------------------------------------------
     async def _dimension_ids(self, request: Request) -> Response:
@@ -924,6 +1013,51 @@ _ORDER_FIELDS = frozenset({
 })
 _VAT_BY_ID = {code.id: code for code in VAT_CODES}
 
+# SupplierUpdateDto (spec), member by member, as it lands on the SupplierDto. Their union,
+# SUPPLIER_UPDATE_MEMBERS, is exactly the spec's member list (a test holds it to the spec).
+_SUPPLIER_REQUIRED = frozenset({"number", "name", "status", "supplierClassId"})  # "Mandatory field" in SupplierDto
+_SUPPLIER_TEXT = frozenset({
+    "name", "accountReference", "documentLanguage", "cashAccount", "paymentRefDisplayMask", "vatRegistrationId",
+    "corporateId", "note", "naceCode", "retainageCashAccountID",
+})
+_SUPPLIER_FLAGS = frozenset({"currencyOverride", "currencyRateOverride", "paySeparately", "retainageApply",
+                             "landedCostSupplier"})
+_SUPPLIER_INTEGERS = frozenset({"numberOfEmployees", "paymentLeadTime"})
+_SUPPLIER_ENUMS: dict[str, tuple[str, ...]] = {
+    "status": ("Active", "OnHold", "HoldPayments", "Inactive", "OneTime"),
+    "chargeBearer": ("Payer", "Beneficiary", "Shared", "ServiceLevel"),
+    "accountUsedForPayment": ("IBAN", "BBAN", "BANKGIRO", "PLUSGIRO"),
+    "paymentBy": ("DueDate", "DiscountDate"),
+}
+# member -> (SupplierDto field, what it is, the demo company's records by id)
+_SUPPLIER_LOOKUPS: dict[str, tuple[str, str, dict[str, dict[str, str]]]] = {
+    "creditTermsId": ("creditTerms", "Credit terms", {i: {"id": i, "description": d} for i, d, _ in CREDIT_TERMS}),
+    "paymentMethodId": ("paymentMethod", "Payment method", {i: {"id": i, "description": d} for i, d in PAYMENT_METHODS}),
+    "supplierClassId": ("supplierClass", "Supplier class",
+                        {i: {"id": i, "description": d} for i, d in SUPPLIER_CLASSES.values()}),
+    "vatZoneId": ("vatZone", "VAT zone", {  # the two zones demo_data gives suppliers
+        "01": {"id": "01", "description": "Innenlands", "defaultVatCategory": "1"},
+        "03": {"id": "03", "description": "Utland", "defaultVatCategory": "1"},
+    }),
+}
+_ADDRESS_MEMBERS = frozenset({"addressLine1", "addressLine2", "addressLine3", "postalCode", "city", "countryId", "county"})
+_CONTACT_MEMBERS = frozenset({"name", "attention", "email", "web", "phone1", "phone2", "fax"})
+# AddressUpdateDto / ContactInfoUpdateDto members, merged into what the supplier has.
+_SUPPLIER_PARTS = {
+    **dict.fromkeys(("mainAddress", "remitAddress", "supplierAddress"), ("AddressUpdateDto", _ADDRESS_MEMBERS)),
+    **dict.fromkeys(("mainContact", "remitContact", "supplierContact"), ("ContactInfoUpdateDto", _CONTACT_MEMBERS)),
+}
+# Their Visma-side rules (GL account kinds, payment-method details, company attributes) are not modelled:
+# refused loudly rather than dropped silently.
+_SUPPLIER_NOT_SIMULATED = frozenset({"glAccounts", "supplierPaymentMethodDetails", "attributeLines"})
+SUPPLIER_UPDATE_MEMBERS = frozenset({
+    *_SUPPLIER_REQUIRED, *_SUPPLIER_TEXT, *_SUPPLIER_FLAGS, *_SUPPLIER_INTEGERS, *_SUPPLIER_ENUMS,
+    *_SUPPLIER_LOOKUPS, *_SUPPLIER_PARTS, *_SUPPLIER_NOT_SIMULATED,
+    "currencyId", "parentRecordNumber", "retainagePct", "overrideWithClassValues", "overrideNumberSeries",
+})
+_SUPPLIER_REFERENCES = frozenset({*_SUPPLIER_ENUMS, *_SUPPLIER_LOOKUPS, "currencyId", "parentRecordNumber"})
+_COUNTRY_ID = re.compile(r"^[A-Z]{2}$")
+
 
 def _method_not_allowed(method: str) -> Response:
     return JSONResponse({"Message": f"The requested resource does not support http method '{method}'."},
@@ -981,6 +1115,47 @@ async def _json_body(request: Request) -> Any:
         return json.loads(raw) if raw else None
     except ValueError as exc:
         raise VismaApiError(400, f"The request body is not valid JSON: {exc.msg}.", "12030") from exc
+
+
+def _wrapped_value(name: str, wrapped: Any) -> Any:
+    """The ``value`` of a ``{"value": x}`` member; a bare value is a 400 naming the field."""
+    if not isinstance(wrapped, dict) or "value" not in wrapped:
+        raise VismaApiError(400, f"Field '{name}' must be an object like {{\"value\": ...}}.", "12031")
+    return wrapped["value"]
+
+
+def _checked(name: str, value: Any, kind: Any, what: str) -> Any:
+    """``value`` when it is null or of ``kind`` (a boolean is no number), else a 400 naming the field."""
+    if value is None or (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+        return value
+    raise VismaApiError(400, f"Field '{name}' must be {what}, not {json.dumps(value)}.", "12041")
+
+
+def _supplier_part(name: str, value: Any, current: Any, dto: str, members: frozenset[str]) -> dict[str, Any] | None:
+    """An address or contact of the supplier with the sent members (``{"value": x}`` each) merged in."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise VismaApiError(400, f"Field '{name}' must be an object of {{\"value\": ...}} members.", "12031")
+    part = dict(current) if isinstance(current, dict) else {}
+    for member, wrapped in value.items():
+        path = f"{name}.{member}"
+        if member not in members:
+            raise VismaApiError(400, f"Field '{path}' is not a member of {dto}.", "12040")
+        if wrapped is None:
+            continue
+        text = _checked(path, _wrapped_value(path, wrapped), str, "a string")
+        field = "country" if member == "countryId" else member
+        if text is None:
+            part.pop(field, None)
+        elif member == "countryId":
+            if not _COUNTRY_ID.match(text):
+                raise VismaApiError(400, f"Country '{text}' not found.", "12041")
+            known = COUNTRIES.get(text)
+            part[field] = {"id": text, "name": known.name if known else text}
+        else:
+            part[field] = text
+    return part
 
 
 def _parse_date(name: str, value: Any) -> date:
@@ -1090,6 +1265,7 @@ __all__ = [
     "LEGACY_PREFIX",
     "MAX_PAGE_SIZE",
     "RESOURCES",
+    "SUPPLIER_UPDATE_MEMBERS",
     "VismaApiError",
     "VismaSimulator",
     "gateway_error",

@@ -19,6 +19,12 @@ run keys, which Dagster dedupes; if more events of a group arrived meanwhile, th
 a superset, and fetching by id is idempotent. Events stored while Dagster was down simply wait in
 the inbox for the next tick.
 
+A tick that finds nothing to request may keep watching the inbox for ``wait_for_events_s`` (one
+indexed query every ``WATCH_INTERVAL_S``) and return as soon as a routable event is there: the
+daemon starts sensor ticks at most every 5 s, so without watching a webhook waits 2.5 s on average,
+5 s at worst, before its run is even requested. Nothing else changes: the same cursor, run keys and
+marks.
+
 Rows this sensor cannot request — no ``record_ref``, no route for their ``(system, entity)``, or
 a partition the assets do not have — are passed by the cursor and left unprocessed (polling is the
 guarantee); the tick logs how many.
@@ -26,7 +32,8 @@ guarantee); the tick logs how many.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +45,7 @@ __all__ = ["InboxGroup", "InboxPlan", "InboxRoute", "build_inbox_sensor", "inbox
 
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_MAX_IDS_PER_RUN = 200
+WATCH_INTERVAL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -175,8 +183,12 @@ def build_inbox_sensor(
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_ids_per_run: int = DEFAULT_MAX_IDS_PER_RUN,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+    wait_for_events_s: float = 0.0,
 ) -> dg.SensorDefinition:
     """A sensor requesting fetch-by-id runs for inbox events; ``routes`` maps ``(system, entity)`` to assets.
+
+    ``wait_for_events_s``: how long a tick that finds nothing keeps watching the inbox (keep it
+    under the daemon's 5 s between ticks, and well under the tick's 60 s deadline).
 
     The ledger comes from the resource ``ledger_resource_key`` (a ``LedgerResource``: ``.open()``
     yields a :class:`Ledger`). One inbox sensor per code location is the intended shape: flows
@@ -201,20 +213,59 @@ def build_inbox_sensor(
         after = _load_cursor(context.cursor, context.log)
         partitions = {key: _partitions_of(context, route) for key, route in resolved.items()}
         with ledger_resource.open() as ledger:
-            events = ledger.inbox_after(after or 0, batch_size, unprocessed_only=after is None)
-            if not events:
+            read = _read_until_requestable(
+                ledger, after, batch_size, wait_for_events_s,
+                lambda events: plan_inbox(events, resolved, partitions, max_ids_per_run=max_ids_per_run),
+            )  # fmt: skip
+            if read.last_id is None:
                 # A fresh cursor stays unset until there is something to read past.
                 return dg.SensorResult(skip_reason="no new inbox events", cursor=context.cursor)
-            plan = plan_inbox(events, resolved, partitions, max_ids_per_run=max_ids_per_run)
-            requests = [_request(group, resolved[(group.system, group.entity)]) for group in plan.groups]
-            result = dg.SensorResult(run_requests=requests, cursor=str(events[-1].id))
-            _mark(ledger, plan.groups)
-        if plan.unrouted or plan.outside_partitions:
-            context.log.info(f"inbox: passed over {plan.unrouted} event(s) without a route or record and "
-                             f"{plan.outside_partitions} outside the assets' partitions")  # fmt: skip
+            groups = read.plan.groups
+            requests = [_request(group, resolved[(group.system, group.entity)]) for group in groups]
+            result = dg.SensorResult(run_requests=requests, cursor=str(read.last_id))
+            _mark(ledger, groups)
+        if read.unrouted or read.outside_partitions:
+            context.log.info(f"inbox: passed over {read.unrouted} event(s) without a route or record and "
+                             f"{read.outside_partitions} outside the assets' partitions")  # fmt: skip
         return result
 
     return inbox
+
+
+@dataclass
+class _Read:
+    """What one tick read: the plan of its last batch (the only one that can hold groups) and the counts."""
+
+    plan: InboxPlan
+    last_id: int | None = None
+    unrouted: int = 0
+    outside_partitions: int = 0
+
+
+def _read_until_requestable(
+    ledger: Ledger, after: int | None, batch_size: int, wait_s: float, plan_of: Callable[[list[InboxEvent]], InboxPlan]
+) -> _Read:
+    """Read past the cursor until a batch holds something to request, or ``wait_s`` has passed.
+
+    Events the sensor cannot request (Jira's deliveries about our own writes, say) are passed over
+    without ending the watch: they would otherwise end most watches early in a busy demo.
+    """
+    deadline = time.monotonic() + wait_s
+    read = _Read(InboxPlan(groups=[]))
+    while True:
+        cursor = read.last_id if read.last_id is not None else after
+        events = ledger.inbox_after(cursor or 0, batch_size, unprocessed_only=cursor is None)
+        if events:
+            read.plan = plan_of(events)
+            read.last_id = events[-1].id
+            read.unrouted += read.plan.unrouted
+            read.outside_partitions += read.plan.outside_partitions
+            if read.plan.groups:
+                return read
+        if time.monotonic() + WATCH_INTERVAL_S > deadline:
+            return read
+        if len(events) < batch_size:
+            time.sleep(WATCH_INTERVAL_S)
 
 
 def _request(group: InboxGroup, route: InboxRoute) -> dg.RunRequest:

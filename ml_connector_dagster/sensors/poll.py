@@ -233,7 +233,7 @@ def _run_key(name: str, window: PartitionWindow, cursor: PollCursor) -> str:
 def build_poll_sensor(
     *,
     name: str,
-    target: dg.AssetsDefinition | dg.AssetSelection,
+    target: dg.AssetsDefinition,
     partitions_def: dg.TimeWindowPartitionsDefinition,
     probe: Callable[[dg.SensorEvaluationContext, datetime], Iterable[Iterable[Change]]],
     run_config_for: Callable[[PartitionWindow], Mapping[str, Any]],
@@ -243,11 +243,14 @@ def build_poll_sensor(
     description: str,
     tags: Mapping[str, str] | None = None,
 ) -> dg.SensorDefinition:
-    """A running-by-default sensor that polls ``probe(context, watermark)`` and requests ``target`` runs."""
+    """A running-by-default sensor that polls ``probe(context, watermark)`` and requests runs of ``target``
+    and its direct downstream assets."""
 
+    # Runs cover the source and the assets fed directly by it (each flow's destination), so one
+    # run per changed day moves a change from the source to every destination.
     @dg.sensor(
         name=name,
-        target=target,
+        target=dg.AssetSelection.assets(target).downstream(depth=1),
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys=required_resource_keys,

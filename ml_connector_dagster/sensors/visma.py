@@ -51,14 +51,10 @@ def visma_poll_sensor(
     source: VismaSource, target: dg.AssetsDefinition, settings: VismaSettings, *,
     lookback: timedelta, minimum_interval_seconds: int, policy: PollPolicy | None = None,
 ) -> dg.SensorDefinition:
-    """The poll sensor of one partitioned Visma source asset.
-
-    Its runs cover the source and the assets fed directly by it (each flow's destination), so a
-    change in Visma reaches Jira, Asana and Monday in the same run, partition by partition.
-    """
+    """The poll sensor of one partitioned Visma source asset (its runs include the direct destinations)."""
     return build_poll_sensor(
         name=f"visma_{source.name}_poll",
-        target=dg.AssetSelection.assets(target).downstream(depth=1),
+        target=target,
         partitions_def=visma_partitions(settings.partitions_start),
         probe=lambda context, since: visma_changes(context, source, since),
         run_config_for=_run_config(source),

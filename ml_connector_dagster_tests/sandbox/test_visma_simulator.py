@@ -33,6 +33,7 @@ from ml_connector_dagster.sandbox.visma import (
     DEMO_SCOPE,
     DEMO_TENANT_ID,
     DEMO_WEBHOOK_SECRET,
+    SUPPLIER_UPDATE_MEMBERS,
     VismaSimulator,
     parse_modified_value,
 )
@@ -324,6 +325,102 @@ def test_an_unknown_record_is_404_in_visma_error_shape(api: httpx.Client) -> Non
     assert response.status_code == 404
     assert response.json()["message"].startswith("VismaId: ")
     assert response.json()["ExceptionType"] == "IPPException"
+
+
+# -- supplier updates (SupplierUpdateDto) ----------------------------------------------------
+
+
+def test_supplier_put_with_current_etag_applies_and_answers_a_new_one(api: httpx.Client) -> None:
+    etag = api.get("/v1/supplier/10001").headers["ETag"]
+    body = {"name": {"value": "Fjordlys Energi Bergen AS"}, "creditTermsId": {"value": "45D"},
+            "parentRecordNumber": {"value": "10002"},
+            "mainAddress": {"value": {"addressLine1": {"value": "Kaigata 1"}, "city": {"value": "Bergen"},
+                                      "countryId": {"value": "NO"}}}}
+    response = api.put("/v1/supplier/10001", json=body, headers={"If-Match": etag})
+    after = api.get("/v1/supplier/10001")
+    supplier = after.json()
+    assert response.status_code == 204
+    assert response.headers["ETag"] == after.headers["ETag"] != etag
+    assert (supplier["name"], supplier["creditTerms"]["id"]) == ("Fjordlys Energi Bergen AS", "45D")
+    assert supplier["parentRecord"] == {"number": "10002", "name": api.get("/v1/supplier/10002").json()["name"]}
+    assert (supplier["mainAddress"]["addressLine1"], supplier["mainAddress"]["city"]) == ("Kaigata 1", "Bergen")
+    assert supplier["mainAddress"]["country"] == {"id": "NO", "name": "Norge"}
+
+
+def test_supplier_put_merges_an_address_member_by_member(api: httpx.Client) -> None:
+    before = api.get("/v1/supplier/10003").json()["mainAddress"]
+    api.put("/v1/supplier/10003", json={"mainAddress": {"value": {"city": {"value": "Bergen"}}}})
+    after = api.get("/v1/supplier/10003").json()["mainAddress"]
+    assert after == {**before, "city": "Bergen"}
+
+
+def test_supplier_put_with_a_stale_etag_is_412(api: httpx.Client) -> None:
+    stale = api.get("/v1/supplier/10004").headers["ETag"]
+    api.put("/v1/supplier/10004", json={"note": {"value": "first"}}, headers={"If-Match": stale})
+    response = api.put("/v1/supplier/10004", json={"note": {"value": "second"}}, headers={"If-Match": stale})
+    assert response.status_code == 412
+    assert api.get("/v1/supplier/10004").json()["note"] == "first"
+
+
+def test_supplier_put_with_a_bare_value_is_refused_naming_the_field(api: httpx.Client) -> None:
+    response = api.put("/v1/supplier/10005", json={"name": "Bare AS"})
+    assert response.status_code == 400
+    assert "'name'" in response.json()["ExceptionMessage"]
+    assert api.get("/v1/supplier/10005").json()["name"] != "Bare AS"
+
+
+def test_supplier_put_with_a_member_the_dto_lacks_is_refused_naming_it(api: httpx.Client) -> None:
+    response = api.put("/v1/supplier/10005", json={"colour": {"value": "red"}})
+    assert response.status_code == 400
+    assert "'colour'" in response.json()["ExceptionMessage"]
+
+
+@pytest.mark.parametrize("body", [
+    {"creditTermsId": {"value": "99D"}},
+    {"parentRecordNumber": {"value": "99999"}},
+    {"paymentMethodId": {"value": "CHEQUE"}},
+    {"status": {"value": "Dormant"}},
+    {"mainAddress": {"value": {"countryId": {"value": "Norge"}}}},
+])
+def test_supplier_put_refuses_a_value_visma_does_not_have(api: httpx.Client, body: dict[str, Any]) -> None:
+    etag = api.get("/v1/supplier/10006").headers["ETag"]
+    response = api.put("/v1/supplier/10006", json=body)
+    assert response.status_code == 400
+    assert api.get("/v1/supplier/10006").headers["ETag"] == etag
+
+
+def test_supplier_put_for_an_unknown_supplier_is_404(api: httpx.Client) -> None:
+    response = api.put("/v1/supplier/99999", json={"name": {"value": "Nobody AS"}})
+    assert response.status_code == 404
+    assert response.json()["message"].startswith("VismaId: ")
+
+
+def test_supplier_put_of_null_clears_an_optional_field(api: httpx.Client) -> None:
+    api.put("/v1/supplier/10007", json={"note": {"value": "VIP"}})
+    api.put("/v1/supplier/10007", json={"note": {"value": None}})
+    assert "note" not in api.get("/v1/supplier/10007").json()
+
+
+def test_supplier_update_members_are_exactly_the_spec_dto() -> None:
+    spec = json.loads(SPEC.read_text())
+    assert set(spec["components"]["schemas"]["SupplierUpdateDto"]["properties"]) == SUPPLIER_UPDATE_MEMBERS
+
+
+def test_suppliers_take_no_post(api: httpx.Client) -> None:
+    assert api.post("/v1/supplier", json={"name": {"value": "Ny AS"}}).status_code == 405
+
+
+def test_a_supplier_edit_survives_save_and_restore(sim: VismaSimulator, api: httpx.Client, tmp_path: Path) -> None:
+    api.put("/v1/supplier/10008", json={"name": {"value": "Lagret AS"}, "creditTermsId": {"value": "60D"}})
+    sim.save_state(tmp_path / "visma.state")
+    restored = VismaSimulator(seed=7, size=200, start=START + timedelta(days=1))
+    try:
+        assert restored.restore_state(tmp_path / "visma.state")
+        assert restored.record("suppliers", "10008") == sim.record("suppliers", "10008")
+        with connect(restored) as http:
+            assert http.get("/v1/supplier/10008").json()["name"] == "Lagret AS"
+    finally:
+        restored.close()
 
 
 # -- rate limits -----------------------------------------------------------------------------

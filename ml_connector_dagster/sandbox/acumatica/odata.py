@@ -93,10 +93,11 @@ class _Parser:
     def peek(self) -> _Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
 
-    def take(self, expected: str | None = None) -> _Token:
+    def take(self, expected: str | None = None, *, what: str | None = None) -> _Token:
+        """The next token; ``expected`` is the exact (lower-case) text it must have, ``what`` names it."""
         token = self.peek()
         if token is None:
-            raise ODataError(f"the filter ends where {expected or 'more'} was expected")
+            raise ODataError(f"the filter ends where {expected or what or 'more'} was expected")
         if expected is not None and token.text.lower() != expected:
             raise ODataError(f"expected '{expected}' at position {token.at}, found '{token.text}'")
         self.index += 1
@@ -138,13 +139,13 @@ class _Parser:
         return self.comparison()
 
     def field(self) -> str:
-        token = self.take("a field name")
+        token = self.take(what="a field name")
         if token.kind != "word" or token.text not in self.fields:
             raise ODataError(f"'{token.text}' is not a field of this entity")
         return token.text
 
     def literal(self) -> _Literal:
-        token = self.take("a value")
+        token = self.take(what="a value")
         if token.kind == "string":
             return _Literal("string", token.text[1:-1].replace("''", "'"))
         if token.kind == "number":
@@ -167,7 +168,7 @@ class _Parser:
 
     def comparison(self) -> Predicate:
         name = self.field()
-        operator = self.take("an operator").text.lower()
+        operator = self.take(what="an operator").text.lower()
         if operator not in _COMPARISONS:
             raise ODataError(f"'{operator}' is not a comparison operator")
         literal = self.literal()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ml_connector_dagster.sandbox.demo_data import COMPANY_TIMEZONE as ZONE
 from ml_connector_dagster.sandbox.demo_data import (
     COST_CENTRES,
     COUNTRIES,
@@ -31,7 +32,6 @@ from ml_connector_dagster.sandbox.demo_data import (
     to_ms,
     vat_number,
 )
-from ml_connector_dagster.sandbox.demo_data import COMPANY_TIMEZONE as ZONE
 
 from .odata import parse_moment
 
@@ -219,7 +219,10 @@ def _read_value(kind: str, wrapped: Any, where: str) -> Any:
             return value
         if kind == G:
             return str(uuid.UUID(str(value)))
-        moment = parse_moment(str(value), ZONE)
+        text = str(value).strip()
+        if kind == D and len(text) == 10:
+            return date.fromisoformat(text)  # a bare date is the company's day, as the service reads it
+        moment = parse_moment(text, ZONE)
         return moment.astimezone(ZONE).date() if kind == D else moment.astimezone(UTC)
     except ValueError:
         raise BodyError(f"{where}: '{value}' is not a valid {kind}") from None

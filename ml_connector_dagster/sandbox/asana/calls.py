@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from .render import error_body, parse_opt_fields, project_fields
+from .render import Expander, error_body, parse_opt_fields, project_fields
 
 MAX_LIMIT = 100
 # Past this many records an unpaginated list is refused, as Asana does.
@@ -62,6 +62,7 @@ class Call:
     query: dict[str, list[str]]
     body: Any
     base_url: str  # https://app.asana.com/api/1.0 as the caller reached it
+    expand: Expander | None = None  # full records of nested references, for dotted opt_fields
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -85,7 +86,7 @@ class Call:
         """``record`` as the caller asked for it: its opt_fields, else the default representation."""
         fields = self.opt_fields
         if fields is not None:
-            return project_fields(record, fields)
+            return project_fields(record, fields, self.expand)
         return default(record) if default else record
 
 
@@ -188,7 +189,7 @@ def shaped_list(call: Call, default_fields: Sequence[str]) -> Callable[[dict[str
     def render(record: dict[str, Any]) -> dict[str, Any]:
         fields = call.opt_fields
         if fields is not None:
-            return project_fields(record, fields)
+            return project_fields(record, fields, call.expand)
         return {k: record[k] for k in default_fields if k in record}
 
     return render

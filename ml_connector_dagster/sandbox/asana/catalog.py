@@ -260,7 +260,7 @@ class CatalogEndpoints:
             return
         for spec in template.tasks:
             task = Task(self.tenant.mint(), spec.name, job.done_at, job.done_at, project.owner, notes=spec.notes,
-                        due_on=day_after(project.start_on, spec.start_offset_days), project_gids=[project.gid],
+                        due_on=day_after(project.start_on or self.now().date().isoformat(), spec.start_offset_days), project_gids=[project.gid],
                         follower_gids=[project.owner])
             task.versions = [(job.done_at, task.snapshot())]
             self.tenant.tasks[task.gid] = task

@@ -8,6 +8,7 @@ the answer holds ``gid`` plus exactly the fields asked for; ``assignee.name`` gi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .tenant import CustomField, EnumOption, Job, Project, ProjectTemplate, Task, Tenant, User, Webhook, iso
@@ -80,7 +81,8 @@ def custom_value_json(custom_field: CustomField, value: Any, tenant: Tenant) -> 
         body["date_value"] = None if value is None else {"date": value, "date_time": None}
         display = value
     elif custom_field.subtype == "enum":
-        option = tenant.option(value)[1] if value is not None and tenant.option(value) else None
+        found = tenant.option(value) if value is not None else None
+        option = found[1] if found else None
         body["enum_options"] = [option_json(o) for o in custom_field.options]
         body["enum_value"] = option_json(option) if option else None
         display = option.name if option else None
@@ -208,8 +210,15 @@ def parse_opt_fields(values: list[str]) -> list[str]:
     return [part.strip() for raw in values for part in raw.split(",") if part.strip()]
 
 
-def project_fields(record: dict[str, Any], paths: list[str]) -> dict[str, Any]:
-    """``record`` cut down to ``gid`` and the dotted ``paths`` asked for."""
+Expander = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+def project_fields(record: dict[str, Any], paths: list[str], expand: Expander | None = None) -> dict[str, Any]:
+    """``record`` cut down to ``gid`` and the dotted ``paths`` asked for.
+
+    A nested object asked for by subfield (``assignee.email``) is first expanded to its full
+    record by ``expand`` (compact references carry only gid, type and name).
+    """
     tree: dict[str, Any] = {}
     for path in paths:
         node = tree
@@ -222,18 +231,20 @@ def project_fields(record: dict[str, Any], paths: list[str]) -> dict[str, Any]:
                 if not isinstance(child, dict):
                     child = node[part] = {}
                 node = child
-    return _select(record, tree)
+    return _select(record, tree, expand, top=True)
 
 
-def _select(record: Any, tree: dict[str, Any]) -> Any:
+def _select(record: Any, tree: dict[str, Any], expand: Expander | None, top: bool = False) -> Any:
     if isinstance(record, list):
-        return [_select(item, tree) for item in record]
+        return [_select(item, tree, expand) for item in record]
     if not isinstance(record, dict):
         return record
+    if not top and expand is not None and "gid" in record:
+        record = {**(expand(record) or {}), **record}
     out: dict[str, Any] = {"gid": record["gid"]} if "gid" in record else {}
     for name, sub in tree.items():
         if name in PAGING_FIELDS or name not in record:
             continue
         value = record[name]
-        out[name] = value if sub is None or value is None else _select(value, sub)
+        out[name] = value if sub is None or value is None else _select(value, sub, expand)
     return out

@@ -305,6 +305,6 @@ def iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def day_after(day: str | None, days: int) -> str:
-    base = date.fromisoformat(day) if day else datetime.now(UTC).date()
-    return (base + timedelta(days=days)).isoformat()
+def day_after(day: str, days: int) -> str:
+    """The ISO day ``days`` after ``day``."""
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()

@@ -81,7 +81,7 @@ def _refuse(column: Column, raw: Any, message: str = GUIDE) -> Exception:
 
 def _ruby_repr(raw: Any) -> str:
     # monday echoes the offending value Ruby-style: {"label"=>"Nope"}
-    return json.dumps(raw, ensure_ascii=False).replace('":', '"=>') if isinstance(raw, dict) else str(raw)
+    return json.dumps(raw, ensure_ascii=False, separators=(",", "=>")) if isinstance(raw, dict) else str(raw)
 
 
 def _text(column: Column, raw: Any, users: dict[int, User], stamp: str, create: bool) -> Any:

@@ -34,10 +34,10 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 from lxml import etree
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "CXML_DTD",
@@ -230,7 +230,7 @@ class CxmlEnvelope(_Model):
     language: str = "en"
 
 
-Currency = str
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")]
 
 
 class OrderLine(_Model):
@@ -303,6 +303,12 @@ class InvoiceStatusUpdate(_Model):
     currency: Currency | None = None
     comments: str | None = None
     document_reference: str | None = Field(None, description="payloadID of the invoice's InvoiceDetailRequest.")
+
+    @model_validator(mode="after")
+    def _amount_has_a_currency(self) -> InvoiceStatusUpdate:
+        if self.partial_amount is not None and self.currency is None:
+            raise ValueError("partial_amount needs its currency")
+        return self
 
 
 class DocumentStatusUpdate(_Model):
@@ -403,7 +409,7 @@ def build_status_update(
         _add(status, "InvoiceIDInfo", invoiceID=update.invoice_id,
              invoiceDate=cxml_timestamp(update.invoice_date) if update.invoice_date else None)
         if update.partial_amount is not None:
-            _money(status, "PartialAmount", update.partial_amount, update.currency or "NOK")
+            _money(status, "PartialAmount", update.partial_amount, update.currency or "")
     else:
         status = _add(body, "DocumentStatus", type=update.status)
         _add(status, "DocumentInfo", documentID=update.document_id, documentType=update.document_type,

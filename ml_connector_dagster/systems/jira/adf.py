@@ -71,10 +71,12 @@ class InvalidAdf(ValueError):
 
 
 def _clean(value: str) -> str:
-    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
     value = _CONTROL.sub("", value)
-    # Lone surrogates cannot be encoded as UTF-8 JSON; keep the position visible.
-    if any(unicodedata.category(ch) == "Cs" for ch in value):
+    # Lone surrogates cannot be encoded as UTF-8 JSON; keep the position visible. (ASCII has none:
+    # the per-character scan is skipped for it, as it runs for every text node of a description.)
+    if not value.isascii() and any(unicodedata.category(ch) == "Cs" for ch in value):
         value = "".join("\ufffd" if unicodedata.category(ch) == "Cs" else ch for ch in value)
     return value
 

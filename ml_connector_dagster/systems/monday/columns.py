@@ -1,7 +1,7 @@
 """monday.com column values: what ``create_item`` / ``change_multiple_column_values`` take, and back.
 
-A write sends ``column_values`` as ONE JSON-encoded string mapping column id -> value, each value in
-the shape its column type expects (monday.com's "changing column values" guide [2nd]):
+A write sends ``column_values`` as ONE JSON-encoded string mapping column id -> value (the client
+encodes the map :func:`encode_column_values` builds), each value in the shape its column type expects (monday.com's "changing column values" guide [2nd]):
 
 =========  ==========================================  =========================================
 type       we send                                     from
@@ -174,8 +174,8 @@ def encode_column_value(column_type: str, value: Any) -> Any:
     return encoder(value)
 
 
-def encode_column_values(column_types: Mapping[str, str], values: Mapping[str, Any]) -> str:
-    """``column_values`` for a write: one JSON string of column id -> encoded value.
+def encode_column_values(column_types: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Wire values for a write (column id -> encoded value); the client JSON-encodes the whole map.
 
     ``column_types`` maps each column id to its monday.com type; an error names the column.
     """
@@ -188,7 +188,7 @@ def encode_column_values(column_types: Mapping[str, str], values: Mapping[str, A
             encoded[column_id] = encode_column_value(column_type, value)
         except ColumnValueError as exc:
             raise ColumnValueError(f"column {column_id!r}: {exc}") from None
-    return json.dumps(encoded, ensure_ascii=False, separators=(",", ":"))
+    return encoded
 
 
 def decode_column_value(

@@ -1,8 +1,9 @@
 """The monday.com GraphQL schema of each API version the connector speaks, from the vendor's own SDL.
 
-``sdl/<version>.graphql`` are copies of the SDL monday.com publishes per API version (provenance in
-``specs/README.md``; ``sdl/2026-10.graphql`` is byte-identical to ``specs/monday-2026-10.graphql``,
-which a test checks). The client validates every document against the schema of its pinned version
+``sdl/<version>.graphql`` are copies of the SDL monday.com publishes per API version, as its own
+tooling downloaded it into github.com/mondaycom/mcp (``packages/agent-toolkit/src/monday-graphql/
+schema.graphql``, MIT): 2026-10 from commit fc03eb2, 2026-01 from commit 79f8242.
+``sdl/2026-10.graphql`` is byte-identical to ``specs/monday-2026-10.graphql`` (a test checks). The client validates every document against the schema of its pinned version
 before sending it; the sandbox simulator executes documents against the same schemas.
 """
 

@@ -15,6 +15,10 @@ The traps this client exists to avoid (see API_NOTES.md):
 
 The filter has a lower bound only (one condition per call), so ``until`` is applied here, after
 reading: a read of an old window pages through everything changed since its start.
+
+Paging overlaps the round trip with the caller's work: once a page shows another one must follow
+(never speculatively, so no call is wasted), the next page is requested on a helper thread while
+the caller validates and lands the current one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -226,14 +231,24 @@ class VismaClient:
         A record seen twice in one pass (pages shift when records are inserted meanwhile) is
         yielded once; a server that ignores paging and repeats a page ends the pass.
         """
+        with ThreadPoolExecutor(1, thread_name_prefix="visma-page") as prefetch:
+            yield from self._pages(entity, params, prefetch)
+
+    def _pages(self, entity: VismaEntity, params: Mapping[str, Any] | None,
+               prefetch: ThreadPoolExecutor) -> Iterator[list[dict[str, Any]]]:
         route = _ROUTES[entity]
         seen: set[tuple[str, ...]] = set()
         held: dict[str, Any] | None = None  # last batch of a full page: its lines may continue
         read = 0
         page_number = 1
+
+        def request(number: int) -> Future[list[Any]]:
+            query = {**(params or {}), "pageNumber": number, "pageSize": self.page_size}
+            return prefetch.submit(self._get_list, route.path, query)
+
+        coming = request(page_number)
         while True:
-            page = self._get_list(route.path, {**(params or {}), "pageNumber": page_number,
-                                               "pageSize": self.page_size})
+            page = coming.result()
             total_count, max_page_size = _page_metadata(page)
             effective_size = min(self.page_size, max_page_size or self.page_size)  # the server caps pageSize
             units = sum(_line_count(r, route.lines_field) for r in page) if route.lines_field else len(page)
@@ -256,6 +271,8 @@ class VismaClient:
                     yield [held]
                 return
             last_page = _is_last_page(page, units, effective_size, None if route.lines_field else total_count, read)
+            if not last_page:
+                coming = request(page_number + 1)  # fetched while the caller works on this page
             out = ([held] if held is not None else []) + fresh
             held = None
             if route.lines_field and not last_page and out:

@@ -1,0 +1,149 @@
+"""``python -m bench``: run the benchmark scenarios and write their part of docs/benchmarks.md.
+
+Scenarios: backfill, memory, incremental, overhead, peer (``--only`` picks some). Sizes come in
+three scales: full (the issue's: 100k backfill, 25k/50k/100k memory, 10k/100k/1M incremental),
+``--quick`` (a smoke run of a few minutes) and ``--tiny`` (the CI test, well under a minute).
+The exit code is non-zero only when a scenario could not run; targets that do not hold are
+reported, not failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .backfill import BackfillRun, backfill_outcome, memory_outcome, run_backfill
+from .destinations import DESTINATIONS
+from .document import render_sections, stamp, write_report
+from .incremental import incremental_outcome, measure_incremental
+from .limits import BenchLimits
+from .overhead import measure_overhead, overhead_outcome
+from .peer import measure_peer, peer_outcome
+from .results import Outcome
+
+SCENARIOS = ("backfill", "memory", "incremental", "overhead", "peer")
+SCALES: dict[str, dict[str, Any]] = {
+    "full": {"backfill": 100_000, "memory": (25_000, 50_000, 100_000), "incremental": (10_000, 100_000, 1_000_000),
+             "overhead": 5_000, "peer": 20_000},
+    "quick": {"backfill": 5_000, "memory": (1_250, 2_500, 5_000), "incremental": (1_000, 10_000, 100_000),
+              "overhead": 1_000, "peer": 5_000},
+    "tiny": {"backfill": 300, "memory": (150, 300), "incremental": (500, 5_000), "overhead": 200, "peer": 500},
+}
+REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def _rerun(scenario: str, scale: str) -> str:
+    flag = {"full": "", "quick": " --quick", "tiny": " --tiny"}[scale]
+    return f".venv/bin/python -m bench --only {scenario}{flag}"
+
+
+class _Runner:
+    """Runs the chosen scenarios, sharing the largest backfill between backfill and memory."""
+
+    def __init__(self, limits: BenchLimits, scale: str, destination: str) -> None:
+        self.limits = limits
+        self.scale = scale
+        self.sizes = SCALES[scale]
+        self.destination = DESTINATIONS[destination]
+        self.backfills: dict[int, BackfillRun] = {}
+
+    def backfill_of(self, records: int) -> BackfillRun:
+        if records not in self.backfills:
+            self.backfills[records] = run_backfill(records, self.limits, self.destination)
+        return self.backfills[records]
+
+    def backfill(self) -> Outcome:
+        run = self.backfill_of(self.sizes["backfill"])
+        return backfill_outcome(run, self.limits, self.destination, rerun=_rerun("backfill", self.scale))
+
+    def memory(self) -> Outcome:
+        runs = {size: self.backfill_of(size) for size in self.sizes["memory"]}
+        return memory_outcome(runs, rerun=_rerun("memory", self.scale))
+
+    def incremental(self) -> Outcome:
+        runs = [measure_incremental(size, self.limits) for size in self.sizes["incremental"]]
+        return incremental_outcome(runs, rerun=_rerun("incremental", self.scale))
+
+    def overhead(self) -> Outcome:
+        return overhead_outcome(measure_overhead(self.sizes["overhead"]), rerun=_rerun("overhead", self.scale))
+
+    def peer(self) -> Outcome:
+        return peer_outcome(measure_peer(self.sizes["peer"], self.limits), rerun=_rerun("peer", self.scale))
+
+
+def _failed(key: str, error: BaseException) -> Outcome:
+    return Outcome(key=key, title=f"{key}: could not run", rerun=f".venv/bin/python -m bench --only {key}",
+                   notes=[f"{type(error).__name__}: {str(error)[:500]}"])
+
+
+def run(scenarios: Sequence[str], limits: BenchLimits, scale: str, destination: str,
+        log: Callable[[str], None] = print,
+        done: Callable[[list[Outcome]], None] = lambda outcomes: None) -> tuple[list[Outcome], bool]:
+    """Every chosen scenario's outcome (a crashed one as a note), and whether all ran.
+
+    ``done`` is called with the outcomes so far after each scenario (the report is kept current,
+    so a long run stopped half-way still leaves the figures it made).
+    """
+    runner = _Runner(limits, scale, destination)
+    # The backfill runs before memory so that memory reuses its largest run.
+    ordered = [name for name in SCENARIOS if name in scenarios]
+    outcomes, ok = [], True
+    for name in ordered:
+        began = time.perf_counter()
+        log(f"bench: {name} ({scale}) ...")
+        try:
+            outcome = getattr(runner, name)()
+        except Exception as error:  # noqa: BLE001 - one broken scenario must not lose the others' figures
+            traceback.print_exc()
+            outcome, ok = _failed(name, error), False
+        log(f"bench: {name} done in {time.perf_counter() - began:.0f} s: "
+            + ", ".join(f"{t.name} {t.value:g} ({'holds' if t.holds else 'MISSED'})" for t in outcome.targets))
+        outcomes.append(outcome)
+        done(outcomes)
+    return outcomes, ok
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"Comma-separated, of: {', '.join(SCENARIOS)}.")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_true", help="Small sizes: a smoke run of a few minutes.")
+    sizes.add_argument("--tiny", action="store_true", help="Tiny sizes: the CI test (under a minute).")
+    parser.add_argument("--latency-ms", type=float, default=BenchLimits().latency_ms,
+                        help="Latency the simulators add to every request (default 30).")
+    parser.add_argument("--destination", default="jira", choices=sorted(DESTINATIONS))
+    parser.add_argument("--out", type=Path, default=REPORT, help="The Markdown report (default docs/benchmarks.md).")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the outcomes as JSON here.")
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    scale = "quick" if args.quick else "tiny" if args.tiny else "full"
+    # A SIGTERM unwinds like Ctrl-C, so every simulator and backfill process started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    limits = BenchLimits(latency_ms=args.latency_ms)
+    started, began = stamp(), time.perf_counter()
+    command = ("python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+
+    def report(outcomes: list[Outcome]) -> None:
+        block = render_sections(outcomes, limits, command=command, scale=scale, started=started,
+                                seconds=time.perf_counter() - began)
+        write_report(args.out, block)
+        if args.json is not None:
+            args.json.write_text(json.dumps([o.model_dump() for o in outcomes], indent=2))
+
+    _, ok = run(chosen, limits, scale, args.destination, done=report)
+    print(f"bench: wrote {args.out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Peer: the Visma source against a dlt ``rest_api`` pipeline, same simulator, same run.
+
+One Visma simulator process (latency and budget as configured) serves N supplier invoices. Both
+readers page ``/v1/supplierInvoice`` with pageNumber/pageSize (1000) and OAuth client credentials
+(``tenant_id`` in the token form), in turns, against the same endpoint:
+
+- pipeline: the product's ``visma/supplier_invoices`` asset (read, validate, land in SQLite),
+  materialized through Dagster, against ``dlt.pipeline(...).run(rest_api_source(...))`` into a
+  local filesystem destination (extract, normalize, load as JSONL);
+- fetch only: the product's :meth:`VismaClient.iter_pages` against iterating the dlt resource.
+
+The ratio is the product's records/s over dlt's (target >= 1.5 for the pipelines).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .limits import BenchLimits
+from .results import Outcome, Target
+from .sandbox import SimProcess, pinned_start, simulator_process
+
+__all__ = ["measure_peer", "peer_outcome"]
+
+DAYS = 0.85
+
+
+def _dlt_source(visma: SimProcess, limits: BenchLimits) -> Any:
+    from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
+    from dlt.sources.rest_api import rest_api_source
+
+    credentials = visma.credentials
+    auth = OAuth2ClientCredentials(
+        access_token_url=f"{visma.url}/connect/token", client_id=credentials["client_id"],
+        client_secret=credentials["client_secret"],
+        access_token_request_data={"tenant_id": credentials["tenant_id"], "scope": credentials["scope"]},
+    )  # fmt: skip
+    return rest_api_source({
+        "client": {"base_url": f"{visma.url}/", "auth": auth},
+        "resources": [{
+            "name": "supplier_invoices",
+            "endpoint": {
+                "path": "v1/supplierInvoice",
+                "params": {"pageSize": limits.visma_page_size},
+                "data_selector": "$",
+                "paginator": {"type": "page_number", "page_param": "pageNumber", "base_page": 1,
+                              "total_path": None, "stop_after_empty_page": True},
+            },
+        }],
+    })  # fmt: skip
+
+
+def _dlt_fetch(visma: SimProcess, limits: BenchLimits) -> int:
+    return sum(1 for _ in _dlt_source(visma, limits).resources["supplier_invoices"])
+
+
+def _dlt_pipeline(visma: SimProcess, limits: BenchLimits, workdir: Path) -> int:
+    import dlt
+
+    pipeline = dlt.pipeline(pipeline_name="visma_peer", pipelines_dir=str(workdir / "pipelines"),
+                            destination=dlt.destinations.filesystem(bucket_url=(workdir / "lake").as_uri()),
+                            dataset_name="visma")
+    info = pipeline.run(_dlt_source(visma, limits), loader_file_format="jsonl")
+    counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
+    assert info is not None
+    return int(counts.get("supplier_invoices", 0))
+
+
+def _product_fetch(visma: SimProcess, limits: BenchLimits) -> int:
+    from ml_connector_dagster.core.http import RateLimiter
+    from ml_connector_dagster.systems.visma.client import VismaClient, VismaEntity
+
+    credentials = visma.credentials
+    with VismaClient.build(base_url=visma.url, token_url=f"{visma.url}/connect/token",
+                           client_id=credentials["client_id"], client_secret=credentials["client_secret"],
+                           tenant_id=credentials["tenant_id"], page_size=limits.visma_page_size,
+                           rate_limiter=RateLimiter(limits.visma_client_rate_per_s,
+                                                    int(limits.visma_client_rate_per_s))) as client:  # fmt: skip
+        return sum(len(page) for page in client.iter_pages(VismaEntity.SUPPLIER_INVOICE))
+
+
+def _product_pipeline(visma: SimProcess, limits: BenchLimits, workdir: Path, partition: str) -> int:
+    import dagster as dg
+
+    from ml_connector_dagster.assets.visma import visma_source_assets
+    from ml_connector_dagster.config import VismaSettings
+    from ml_connector_dagster.resources import LedgerResource
+
+    from .incremental import _visma_resource
+
+    settings = VismaSettings(base_url=visma.url, token_url=f"{visma.url}/connect/token",
+                             page_size=limits.visma_page_size)
+    source = next(a for a in visma_source_assets(settings) if a.key.path[-1] == "supplier_invoices")
+    resources = {"visma": _visma_resource(visma, limits),
+                 "ledger": LedgerResource(db_url=f"sqlite:///{workdir / 'ledger.db'}")}
+    result = dg.materialize([source], partition_key=partition, resources=resources,
+                            instance=dg.DagsterInstance.ephemeral())
+    return int(result.get_asset_materialization_events()[0].step_materialization_data.materialization
+               .metadata["read"].value)
+
+
+def _timed(work: Any) -> tuple[int, float]:
+    began = time.perf_counter()
+    records = work()
+    return records, time.perf_counter() - began
+
+
+def measure_peer(records: int, limits: BenchLimits) -> dict[str, Any]:
+    """Records and seconds of each reader, taking turns against one simulator."""
+    start = pinned_start()
+    figures: dict[str, Any] = {"records": records}
+    with simulator_process("visma", size=records, days=DAYS, start=start.isoformat(),
+                           rate_limit_per_hour=limits.visma_rate_limit_per_hour,
+                           latency_ms=limits.latency_ms) as visma, \
+         tempfile.TemporaryDirectory(prefix="ml-connector-peer-") as work:  # fmt: skip
+        workdir = Path(work)
+        previous = os.environ.get("ML_CONNECTOR_HOME")
+        os.environ["ML_CONNECTOR_HOME"] = work
+        try:
+            figures["product_fetch"] = _timed(lambda: _product_fetch(visma, limits))
+            figures["dlt_fetch"] = _timed(lambda: _dlt_fetch(visma, limits))
+            figures["product_pipeline"] = _timed(lambda: _product_pipeline(visma, limits, workdir,
+                                                                           start.date().isoformat()))
+            figures["dlt_pipeline"] = _timed(lambda: _dlt_pipeline(visma, limits, workdir))
+        finally:
+            if previous is None:
+                os.environ.pop("ML_CONNECTOR_HOME", None)
+            else:
+                os.environ["ML_CONNECTOR_HOME"] = previous
+    return figures
+
+
+def peer_outcome(figures: dict[str, Any], *, rerun: str) -> Outcome:
+    """Records/s of each reader, and the product's over dlt's."""
+    def rate(key: str) -> float:
+        records, seconds = figures[key]
+        return records / seconds
+
+    pipeline_ratio = rate("product_pipeline") / rate("dlt_pipeline")
+    fetch_ratio = rate("product_fetch") / rate("dlt_fetch")
+    rows = [
+        ["pipeline (read, validate/normalize, land/load)", f"{figures['product_pipeline'][0]:,}",
+         f"{rate('product_pipeline'):,.0f}", f"{figures['dlt_pipeline'][0]:,}", f"{rate('dlt_pipeline'):,.0f}",
+         f"**{pipeline_ratio:.2f}**"],
+        ["fetch only (pages in memory)", f"{figures['product_fetch'][0]:,}", f"{rate('product_fetch'):,.0f}",
+         f"{figures['dlt_fetch'][0]:,}", f"{rate('dlt_fetch'):,.0f}", f"{fetch_ratio:.2f}"],
+    ]
+    return Outcome(
+        key="peer", title=f"Peer: Visma source vs dlt rest_api, {figures['records']:,} supplier invoices",
+        rerun=rerun, headers=["reading", "product records", "product rec/s", "dlt records", "dlt rec/s",
+                              "product / dlt"], rows=rows,
+        targets=[Target(name="pipeline records/s, product / dlt", value=round(pipeline_ratio, 2), goal=">= 1.5",
+                        holds=pipeline_ratio >= 1.5)],
+        notes=["dlt: rest_api_source with the page_number paginator (pageNumber from 1, pageSize 1000, "
+               "stop after an empty page) and OAuth2ClientCredentials (tenant_id and scope in the token form); "
+               "pipeline into the filesystem destination as JSONL",
+               "the product stops on a short page or at totalCount; dlt needs one more (empty) page to stop"],
+        figures={"pipeline_ratio": pipeline_ratio, "fetch_ratio": fetch_ratio},
+    )

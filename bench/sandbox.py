@@ -1,0 +1,257 @@
+"""Simulators for the benchmarks: each in its own process, served on loopback, counted.
+
+A benchmark must not share a GIL with the servers it measures against, so every simulator runs in
+a child process (``python -m bench.sandbox <name> ...``) under uvicorn, with the FaultPlan's
+``latency_ms`` on every vendor request and the rate limits of :class:`bench.limits.BenchLimits`.
+The child wraps the simulator's app with :class:`CountingApp`, which answers two bench-only routes:
+
+- ``GET /_bench/counts``: requests per ``METHOD endpoint`` and per status since the last reset
+  (``DELETE`` resets); this is how a scenario counts API calls without touching the client.
+- ``POST /_bench/touch``: ``advance_s`` later (the simulator's clock moves on), a Visma user edits
+  ``count`` supplier invoices spread over the table.
+
+Two costs of the simulators themselves are cut in the child, because on a shared 2-core machine
+they would otherwise be the bottleneck instead of the API limits under test (a real vendor spends
+that CPU on its own servers; the contract tests keep checking both):
+
+- the request recorder keeps no bodies (it would parse and mask every body a second time) and
+  only the last 200 requests;
+- the Jira simulator validates one ADF document in :data:`ADF_SAMPLE` against the published
+  schema (jsonschema costs ~12 ms of CPU per issue here, a bulk create of 50 about 0.6 s);
+- what the simulator holds is moved out of the garbage collector's sight every
+  :data:`FREEZE_EVERY` requests (``gc.freeze``): a Jira simulator holding 100k issues (several
+  GB of Python objects) otherwise stalls for seconds in full collections, long enough to time a
+  bulk create out.
+
+The child exits when its stdin closes (its parent ended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import json
+import re
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.types import Receive, Scope, Send
+
+from ml_connector_dagster.sandbox.framework import FaultPlan, Simulator
+from ml_connector_dagster.sandbox.serve import ServedApp
+
+__all__ = ["ADF_SAMPLE", "PROJECT_ROOT", "CountingApp", "SimProcess", "endpoint_of", "pinned_start", "serve_simulator"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # children run `python -m bench...` from here
+
+ADF_SAMPLE = 25  # the Jira child validates every 25th ADF document
+FREEZE_EVERY = 500  # requests between two gc.freeze() in a child
+
+_ID_SEGMENT = re.compile(r"/(?:[A-Z]+-\d+|\d[\w-]*|[0-9a-f]{8}-[0-9a-f-]{27,})(?=/|$)")
+_API_ROOT = re.compile(r"^(?:/ex/jira/[^/]+)?(/rest/api/3|/rest/webhooks/1\.0)?")
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """``METHOD /path`` with record ids and the Jira cloud id folded, e.g. ``POST /rest/api/3/issue/{id}/transitions``."""
+    root = _API_ROOT.match(path)
+    assert root is not None
+    return f"{method} {root.group(1) or ''}{_ID_SEGMENT.sub('/{id}', path[root.end():])}"
+
+
+def pinned_start() -> datetime:
+    """Yesterday 22:00 UTC: a simulator pinned there with ``days < 0.9`` puts every record in yesterday's partition."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight - timedelta(hours=2)
+
+
+class CountingApp:
+    """ASGI wrapper: counts vendor requests by endpoint and status, serves the ``/_bench`` routes."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.simulator = simulator
+        self.inner = simulator.app
+        self.calls: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._served = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        path = scope["path"]
+        if path.startswith("/_bench/"):
+            await self._bench(scope, receive, send)
+            return
+        if path.startswith("/_sandbox/"):
+            await self.inner(scope, receive, send)
+            return
+        endpoint = endpoint_of(scope["method"], path)
+        self._served += 1
+        if self._served % FREEZE_EVERY == 0:
+            gc.freeze()  # the tenant only grows: keep full collections from walking all of it
+
+        async def counted_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                with self._lock:
+                    self.calls[endpoint] += 1
+                    self.statuses[str(message["status"])] += 1
+            await send(message)
+
+        await self.inner(scope, receive, counted_send)
+
+    async def _bench(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        answer: Any
+        if scope["path"] == "/_bench/counts":
+            with self._lock:
+                answer = {"calls": dict(self.calls), "statuses": dict(self.statuses)}
+                if scope["method"] == "DELETE":
+                    self.calls.clear()
+                    self.statuses.clear()
+        elif scope["path"] == "/_bench/touch":
+            asked = json.loads(body or b"{}")
+            answer = {"touched": self._touch(int(asked.get("count", 0)), float(asked.get("advance_s", 0)))}
+        else:
+            answer = {"error": "unknown bench route"}
+        raw = json.dumps(answer).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]})
+        await send({"type": "http.response.body", "body": raw})
+
+    def _touch(self, count: int, advance_s: float) -> list[str]:
+        """``advance_s`` later, edit ``count`` supplier invoices spread evenly over the table."""
+        sim: Any = self.simulator
+        sim.clock.advance(advance_s)
+        table = sim.tables["supplier_invoices"]
+        step = max(1, table.count // max(count, 1))
+        numbers = [table.number(seq) for seq in range(0, table.count, step)][:count]
+        for number in numbers:
+            sim.update_supplier_invoice(number, description=f"edited for the benchmark at {datetime.now(UTC):%H:%M:%S.%f}")
+        return numbers
+
+
+def _build(name: str, settings: dict[str, Any]) -> Simulator:
+    if name == "visma":
+        from ml_connector_dagster.sandbox.visma import VismaSimulator
+
+        return VismaSimulator(size=settings["size"], days=settings["days"],
+                              start=datetime.fromisoformat(settings["start"]),
+                              rate_limit_per_hour=settings["rate_limit_per_hour"])
+    if name == "jira":
+        from ml_connector_dagster.sandbox.jira import JiraSimulator
+
+        return JiraSimulator(burst_per_s=settings["burst_per_s"], index_delay_s=settings["index_delay_s"])
+    raise SystemExit(f"no benchmark simulator called {name!r}")
+
+
+def _lighten_simulators() -> None:
+    """Cut the simulators' own CPU costs in this child (see the module doc)."""
+    from ml_connector_dagster.sandbox import framework
+    from ml_connector_dagster.systems.jira import adf
+
+    framework.parse_body = lambda raw, content_type: None  # type: ignore[assignment]
+    validate, seen = adf.validate, iter(range(1 << 62))
+
+    def sampled(document: Any) -> None:
+        if next(seen) % ADF_SAMPLE == 0:
+            validate(document)
+
+    adf.validate = sampled  # type: ignore[assignment]
+
+
+def serve_simulator(name: str, settings: dict[str, Any]) -> None:
+    """The child's body: build, serve, print the URL as one JSON line, serve until stdin closes."""
+    _lighten_simulators()
+    simulator = _build(name, settings)
+    simulator.requests = collections.deque(maxlen=200)  # type: ignore[assignment]
+    simulator.set_faults(FaultPlan(latency_ms=settings["latency_ms"], seed=1))
+    simulator.served = True
+    gc.freeze()
+    server = ServedApp(CountingApp(simulator), f"bench {name}").start(timeout_s=60)
+    if hasattr(simulator, "site_url"):
+        simulator.site_url = server.base_url  # type: ignore[attr-defined]
+    print(json.dumps({"url": server.base_url, "credentials": simulator.credentials()}), flush=True)
+    sys.stdin.read()  # until the parent closes the pipe (or dies)
+    server.stop()
+    simulator.close()
+
+
+@dataclass
+class SimProcess:
+    """A simulator child process, seen from the benchmark."""
+
+    name: str
+    url: str
+    credentials: dict[str, Any]
+    process: subprocess.Popen[str]
+
+    def counts(self, *, reset: bool = False) -> dict[str, Any]:
+        """Requests by endpoint and status since the last reset."""
+        response = httpx.request("DELETE" if reset else "GET", f"{self.url}/_bench/counts", timeout=30)
+        return response.json()
+
+    def touch(self, count: int, advance_s: float = 0.0) -> list[str]:
+        """``advance_s`` later on the simulator's clock, edit ``count`` supplier invoices (Visma only)."""
+        answer = httpx.post(f"{self.url}/_bench/touch", json={"count": count, "advance_s": advance_s}, timeout=120)
+        return answer.json()["touched"]
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+@contextmanager
+def simulator_process(name: str, **settings: Any) -> Iterator[SimProcess]:
+    """Run simulator ``name`` in a child process for the block; yields its URL and demo credentials."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.sandbox", name, json.dumps(settings, default=str)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {name} simulator process did not start (exit code {process.wait()})")
+        started = json.loads(line)
+        sim = SimProcess(name, started["url"], started["credentials"], process)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=5)
+        raise
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(description="Serve one simulator for the benchmarks (used by the scenarios).")
+    parser.add_argument("name", choices=["visma", "jira"])
+    parser.add_argument("settings", help="JSON object of simulator settings")
+    arguments = parser.parse_args()
+    serve_simulator(arguments.name, json.loads(arguments.settings))
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,334 @@
+"""Webhook -> destination latency, measured for real on the embedded instance.
+
+``python -m bench.webhook_latency`` (or ``make bench-latency``) starts the demo stack (see
+:mod:`bench.stack`): Visma and Jira simulators, the webhook receiver, and ``dagster dev`` with the
+repository's dagster.yaml on a fresh DAGSTER_HOME. It waits until the initial backfill has settled
+(no run queued or in progress, for longer than a poll interval), then creates ``--invoices``
+supplier invoices through the Visma API, ``--spacing`` seconds apart, and times each from just
+before its ``POST /v1/supplierInvoice`` until its issue shows in the Jira simulator's
+``/_sandbox/state`` (polled every ``--poll-every`` s). Each invoice's time is then split into
+stages from the ledger's inbox, the Dagster runs' events and the issue's ``created`` stamp:
+
+- ``deliver``: POST -> the receiver stored the webhook
+- ``sensor``: stored -> the inbox sensor enqueued a run
+- ``queue``: enqueued -> the run coordinator launched it
+- ``start``: launched -> the run worker process started the run (process start, imports)
+- ``run``: started -> the issue was created in Jira
+- ``observe``: created -> this benchmark saw it
+
+The figures are printed and written to docs/benchmarks.md, section "## Webhook -> destination
+latency" (``--no-write`` to skip). Everything started is stopped on exit, failure or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .report import REPORT_PATH, machine, percentile, table, write_section
+from .stack import PROJECT_ROOT, Stack, StackSettings, running_stack
+
+# Dagster's beta/preview notices about its own APIs say nothing about the figures.
+warnings.filterwarnings("ignore", module="dagster")
+warnings.filterwarnings("ignore", message=".*(beta|preview).*")
+
+HEADING = "## Webhook -> destination latency"
+TARGETS = {"p50": 5.0, "p95": 15.0}
+VISMA_ID_FIELD_NAME = "Visma ID"
+STAGES = ("deliver", "sensor", "queue", "start", "run", "observe")
+HISTORY = "Every run so far (newest last):"
+HISTORY_COLUMNS = ("when (UTC)", "run", "p50 s", "p95 s", "max s", "not seen", "load avg before / after",
+                   "by inbox / poll run")
+MAX_HISTORY = 30
+
+
+@dataclass
+class Invoice:
+    """One invoice the benchmark created, and when each stage of its journey happened (epoch s)."""
+
+    number: str
+    posted_at: float
+    seen_at: float | None = None
+    stamps: dict[str, float] = field(default_factory=dict)
+    path: str = "?"
+
+    @property
+    def visma_id(self) -> str:
+        return f"supplierInvoice/{self.number}"
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.seen_at is None else self.seen_at - self.posted_at
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Durations of the stages whose both ends are known."""
+        order = ["posted", "received", "enqueued", "launched", "started", "created", "seen"]
+        stamps = {"posted": self.posted_at, **self.stamps}
+        if self.seen_at is not None:
+            stamps["seen"] = self.seen_at
+        return {stage: stamps[end] - stamps[begin] for stage, begin, end in zip(STAGES, order[:-1], order[1:], strict=True)
+                if begin in stamps and end in stamps}  # fmt: skip
+
+
+class IssueWatcher:
+    """Polls the Jira simulator's state from a thread; remembers when each Visma ID first showed."""
+
+    def __init__(self, jira_url: str, every_s: float) -> None:
+        self.jira_url = jira_url
+        self.every_s = every_s
+        self.first_seen: dict[str, float] = {}
+        self.created: dict[str, float] = {}
+        self.field_id: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="issue-watcher", daemon=True)
+
+    def __enter__(self) -> IssueWatcher:
+        with httpx.Client(timeout=10) as client:
+            self.field_id = _visma_id_field(client.get(f"{self.jira_url}/_sandbox/state").json())
+            self._look(client)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.wait(self.every_s):
+                try:
+                    self._look(client)
+                except httpx.HTTPError:
+                    continue  # a busy simulator; the next look catches up
+
+    def _look(self, client: httpx.Client) -> None:
+        state = client.get(f"{self.jira_url}/_sandbox/state").json()
+        now = time.time()
+        for issue in state["issues"]:
+            visma_id = issue["fields"].get(self.field_id)
+            if visma_id and visma_id not in self.first_seen:
+                self.first_seen[visma_id] = now
+                self.created[visma_id] = datetime.strptime(issue["fields"]["created"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+def _visma_id_field(state: dict[str, Any]) -> str:
+    for found in state.get("fields", []):
+        if found.get("name") == VISMA_ID_FIELD_NAME:
+            return str(found["id"])
+    return "customfield_10040"
+
+
+# -- settling, creating, timing ------------------------------------------------------------------------
+
+
+def wait_until_settled(stack: Stack, *, quiet_s: float, timeout_s: float) -> float:
+    """Seconds until the initial backfill is done: runs have succeeded and none is pending for ``quiet_s``."""
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    pending = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+               DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]  # fmt: skip
+    started = time.monotonic()
+    quiet_since: float | None = None
+    with DagsterInstance.get() as instance:
+        while True:
+            if stack.dagster.poll() is not None:
+                raise RuntimeError(f"dagster dev exited ({stack.dagster.returncode}):\n{stack.dagster_log_tail()}")
+            now = time.monotonic()
+            if now - started > timeout_s:
+                raise TimeoutError(f"the initial backfill did not settle in {timeout_s:.0f} s")
+            busy = instance.get_runs_count(RunsFilter(statuses=pending))
+            done = instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
+            if busy or not done:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= quiet_s:
+                failed = instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+                print(f"settled after {now - started:.0f} s: {done} run(s) succeeded, {failed} failed")
+                return now - started
+            time.sleep(1.0)
+
+
+def create_invoices(stack: Stack, count: int, spacing_s: float) -> list[Invoice]:
+    """``count`` supplier invoices through ``POST /v1/supplierInvoice``, ``spacing_s`` apart."""
+    from ml_connector_dagster.sandbox.visma import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
+    from ml_connector_dagster.systems.visma.client import VismaClient, VismaEntity
+    from ml_connector_dagster.systems.visma.models import as_update_dto
+
+    url = stack.urls["visma"]
+    invoices = []
+    with VismaClient.build(base_url=url, token_url=f"{url}/connect/token", client_id=DEMO_CLIENT_ID,
+                           client_secret=DEMO_CLIENT_SECRET, tenant_id=DEMO_TENANT_ID) as client:  # fmt: skip
+        client.get(VismaEntity.SUPPLIER_INVOICE, "000001")  # the token is fetched before any clock starts
+        for n in range(count):
+            if n:
+                time.sleep(spacing_s)
+            body = as_update_dto({"supplierNumber": "10001", "documentType": "Invoice",
+                                  "description": f"Latency benchmark {n + 1}/{count}"})  # fmt: skip
+            posted_at = time.time()
+            invoices.append(Invoice(client.create(VismaEntity.SUPPLIER_INVOICE, body), posted_at))
+    return invoices
+
+
+def wait_for_issues(invoices: Sequence[Invoice], watcher: IssueWatcher, timeout_s: float) -> None:
+    """Until every invoice has its issue, or ``timeout_s`` after the last one was created."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not all(i.visma_id in watcher.first_seen for i in invoices):
+        time.sleep(0.2)
+    for invoice in invoices:
+        invoice.seen_at = watcher.first_seen.get(invoice.visma_id)
+        if invoice.visma_id in watcher.created:
+            invoice.stamps["created"] = watcher.created[invoice.visma_id]
+
+
+def trace(invoices: Sequence[Invoice]) -> None:
+    """Fill each invoice's stage stamps from the ledger's inbox and the inbox runs' events."""
+    from dagster import DagsterEventType, DagsterInstance, RunsFilter
+
+    from ml_connector_dagster.core.ledger import Ledger
+
+    by_number = {invoice.number: invoice for invoice in invoices}
+    with Ledger.open() as ledger:
+        for event in ledger.inbox_after(0, 100_000, system="visma", unprocessed_only=False):
+            number = (event.record_ref or {}).get("id")
+            if number in by_number and "received" not in by_number[number].stamps:
+                by_number[number].stamps["received"] = event.received_at.timestamp()
+    with DagsterInstance.get() as instance:
+        for run in reversed(instance.get_runs(RunsFilter(tags={"ml_connector/trigger": "inbox"}))):
+            ids = run.run_config.get("ops", {}).get("visma__supplier_invoices", {}).get("config", {}).get("ids", [])
+            touched = [by_number[number] for number in ids if number in by_number
+                       and "enqueued" not in by_number[number].stamps]  # fmt: skip
+            if not touched:
+                continue
+            record = instance.get_run_record_by_id(run.run_id)
+            stamps = {"enqueued": record.create_timestamp.timestamp()} if record else {}
+            for entry in instance.all_logs(run.run_id, of_type={DagsterEventType.RUN_STARTING,
+                                                                DagsterEventType.RUN_START}):  # fmt: skip
+                kind = entry.dagster_event.event_type if entry.dagster_event else None
+                stamps["launched" if kind == DagsterEventType.RUN_STARTING else "started"] = entry.timestamp
+            ended = record.end_time if record and record.end_time else None
+            for invoice in touched:
+                invoice.stamps.update(stamps)
+                created = invoice.stamps.get("created")
+                in_run = created is not None and stamps.get("started", float("inf")) <= created <= (ended or created)
+                invoice.path = "inbox" if in_run else "poll"
+
+
+# -- reporting -------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.1f}"
+
+
+def _previous_runs(path: Path) -> list[str]:
+    """The rows of the section's run history, as written by earlier runs."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    start = text.find(HEADING + "\n")
+    if start < 0:
+        return []
+    section = text[start + len(HEADING):]
+    following = re.search(r"^## |^<!-- bench:begin", section, re.M)
+    section = section[: following.start()] if following else section
+    if HISTORY not in section:
+        return []
+    rows = [line for line in section.split(HISTORY, 1)[1].splitlines() if line.startswith("| ")]
+    return [row for row in rows if HISTORY_COLUMNS[0] not in row][-MAX_HISTORY:]
+
+
+def summarize(invoices: Sequence[Invoice], args: argparse.Namespace, settle_s: float, history: Sequence[str]) -> str:
+    """The Markdown body of the docs section (and what is printed): this run, then every run so far."""
+    latencies = [i.latency for i in invoices if i.latency is not None]
+    missing = len(invoices) - len(latencies)
+    p50, p95, top = percentile(latencies, 0.5), percentile(latencies, 0.95), max(latencies, default=float("nan"))
+    verdict = "met" if p50 <= TARGETS["p50"] and p95 <= TARGETS["p95"] and not missing else "MISSED"
+    stages = {stage: [i.stage_seconds()[stage] for i in invoices if stage in i.stage_seconds()] for stage in STAGES}
+    stage_rows = [(stage, _fmt(statistics.median(v) if v else None), _fmt(percentile(v, 0.95) if v else None),
+                   _fmt(max(v) if v else None)) for stage, v in stages.items()]  # fmt: skip
+    paths = {path: sum(1 for i in invoices if i.path == path) for path in ("inbox", "poll", "?")}
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    settings = args.dagster_yaml.resolve()
+    instance = ("the repository's dagster.yaml" if settings == (PROJECT_ROOT / "dagster.yaml").resolve()
+                else f"`{settings.name}` (`--dagster-yaml`)")  # fmt: skip
+    wait = "connector.yaml's default" if args.inbox_wait is None else f"{args.inbox_wait:g} s"
+    row = table(HISTORY_COLUMNS, [(when, args.label or "-", _fmt(p50), _fmt(p95), _fmt(top), missing,
+                                   f"{args.load_before:.1f} / {args.load_after:.1f}",
+                                   f"{paths['inbox']} / {paths['poll']}")]).splitlines()[-1]  # fmt: skip
+    return "\n\n".join([
+        f"Latest run ({when} UTC{', ' + args.label if args.label else ''}): `python -m bench.webhook_latency` "
+        f"created {len(invoices)} supplier invoices through the Visma simulator's API, {args.spacing:g} s apart, "
+        f"once the initial backfill had settled ({settle_s:.0f} s), and timed each from just before its POST "
+        f"until its issue showed in the Jira simulator's `/_sandbox/state` (polled every {args.poll_every:g} s). "
+        f"`dagster dev` ran with {instance} on a fresh SQLite DAGSTER_HOME; inbox sensor watch: {wait}.",
+        f"Machine: {machine()}; load average {args.load_before:.1f} before the invoices, {args.load_after:.1f} "
+        f"after. Other work on the machine slows every process start: compare runs at similar load.",
+        table(["webhook -> Jira issue", "p50 s", "p95 s", "max s", "target"],
+              [("latency", _fmt(p50), _fmt(p95), _fmt(top), f"p50 <= {TARGETS['p50']:g} s, p95 <= "
+                f"{TARGETS['p95']:g} s: **{verdict}**")]),
+        f"Issues not seen within {args.issue_timeout:g} s of the last create: {missing}. Created by the inbox "
+        f"(webhook) run: {paths['inbox']}, by another run (poll): {paths['poll']}, unknown: {paths['?']}.",
+        "Where the time goes (seconds, from the ledger's inbox, the runs' events and the issue's `created`):",
+        table(["stage", "median", "p95", "max"], stage_rows),
+        HISTORY,
+        "\n".join([*table(HISTORY_COLUMNS, []).splitlines(), *history, row]),
+    ])  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.webhook_latency", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--invoices", type=int, default=20, help="How many invoices to create (default 20).")
+    parser.add_argument("--spacing", type=float, default=3.0, help="Seconds between two creates (default 3).")
+    parser.add_argument("--poll-every", type=float, default=0.2, help="Seconds between looks at Jira (default 0.2).")
+    parser.add_argument("--size", type=int, default=40, help="Supplier invoices in the Visma sandbox.")
+    parser.add_argument("--days", type=int, default=1, help="Days of sandbox data (the backfill's lookback).")
+    parser.add_argument("--settle-timeout", type=float, default=900.0)
+    parser.add_argument("--issue-timeout", type=float, default=120.0, help="Wait after the last create.")
+    parser.add_argument("--dagster-yaml", type=Path, default=PROJECT_ROOT / "dagster.yaml",
+                        help="The instance settings to measure (default: the repository's dagster.yaml).")
+    parser.add_argument("--inbox-wait", type=float, default=None,
+                        help="webhooks.inbox_wait_s for this run (default: connector.yaml's default).")
+    parser.add_argument("--label", default="", help="A note for this run in docs/benchmarks.md.")
+    parser.add_argument("--no-write", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
+    parser.add_argument("--keep", action="store_true", help="Keep the temp folder (logs, instance, ledger).")
+    args = parser.parse_args(argv)
+
+    settings = StackSettings(size=args.size, days=args.days, keep=args.keep, dagster_yaml=args.dagster_yaml,
+                             inbox_wait_s=args.inbox_wait)
+    try:
+        with running_stack(settings) as stack:
+            print(f"stack up in {stack.home}; waiting for the initial backfill to settle ...", flush=True)
+            settle_s = wait_until_settled(stack, quiet_s=35.0, timeout_s=args.settle_timeout)
+            with IssueWatcher(stack.urls["jira"], args.poll_every) as watcher:
+                args.load_before = os.getloadavg()[0]
+                invoices = create_invoices(stack, args.invoices, args.spacing)
+                wait_for_issues(invoices, watcher, args.issue_timeout)
+                args.load_after = os.getloadavg()[0]
+            trace(invoices)
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        return 130
+    body = summarize(invoices, args, settle_s, _previous_runs(REPORT_PATH))
+    print(body)
+    if not args.no_write:
+        write_section(HEADING, body)
+        print(f"written to {REPORT_PATH.relative_to(PROJECT_ROOT)}")
+    return 0 if all(i.latency is not None for i in invoices) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

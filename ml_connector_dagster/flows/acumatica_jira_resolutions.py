@@ -1,0 +1,148 @@
+"""The sensor of the return path: which Jira issues were resolved, from webhooks and a JQL poll.
+
+Two signals, one request per resolution. Jira webhooks land in the inbox (system ``jira``, record
+``{"entity": "issues", "id", "key"}``); an ``issue_updated`` event whose issue carries a resolution
+date in one of the flow's projects is a hint. The guarantee is the poll:
+``project in (...) AND resolved >= <epoch ms> ORDER BY resolved ASC``, read ``resolution_overlap_s``
+behind its watermark because Jira's index lags behind a resolution.
+
+The cursor is small: the last inbox id read, the watermark, and the resolutions requested within
+the overlap (pruned as the watermark moves), so each resolution is requested once however many
+signals report it. One run of ``acumatica_jira_release`` is requested per tick with the batch's
+issue ids; its run key is a digest of the batch's resolutions. Resolutions the ledger shows handled
+are left out, and an action left in doubt (its intent still pending past ``action_window_s``) is
+requested again so that a failed run's doubt is settled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, Field, ValidationError
+
+from ml_connector_dagster.config import AcumaticaJiraFlow
+from ml_connector_dagster.core.ledger import InboxEvent, Ledger
+from ml_connector_dagster.systems.jira.client import JiraClient, jql_datetime, jql_string
+from ml_connector_dagster.systems.jira.models import parse_jira_datetime
+
+from .acumatica_jira_issues import projects_of
+from .acumatica_jira_release import ACTIONS_FLOW, RESOLUTIONS_FLOW
+
+__all__ = ["ResolutionCursor", "build_resolution_sensor", "release_run_config"]
+
+INBOX_BATCH = 500
+_ISSUE_EVENTS = frozenset({"jira:issue_updated", "jira:issue_created"})
+
+
+class ResolutionCursor(BaseModel):
+    """Where the sensor is: inbox id read up to, resolution watermark, resolutions recently requested."""
+
+    inbox: int = 0
+    resolved_ms: int | None = None
+    requested: dict[str, int] = Field(default_factory=dict, description="Issue id -> resolved ms, within the overlap.")
+
+    @classmethod
+    def load(cls, raw: str | None) -> ResolutionCursor:
+        if not raw:
+            return cls()
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError:
+            return cls()  # unreadable: start again; handled resolutions are left out by the ledger
+
+
+def release_run_config(op_name: str, issues: Iterable[str]) -> dict[str, Any]:
+    """The run config handing ``issues`` to the release op."""
+    return {"ops": {op_name: {"config": {"issues": list(issues)}}}}
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _polled(client: JiraClient, settings: AcumaticaJiraFlow, since_ms: int) -> Iterator[tuple[str, int]]:
+    """(issue id, resolved ms) of issues resolved at or after ``since_ms``, oldest first, bounded per tick."""
+    projects = ", ".join(jql_string(key) for key in projects_of(settings))
+    since = datetime.fromtimestamp(since_ms / 1000, tz=UTC)
+    jql = f"project in ({projects}) AND resolved >= {jql_datetime(since)} ORDER BY resolved ASC"
+    for n, raw in enumerate(client.search(jql, ["resolutiondate"], max_results=min(100, settings.resolutions_per_tick))):
+        if n >= settings.resolutions_per_tick:
+            return
+        resolved = parse_jira_datetime((raw.get("fields") or {}).get("resolutiondate"))
+        if resolved is not None:
+            yield str(raw["id"]), _ms(resolved)
+
+
+def _hinted(events: Iterable[InboxEvent], settings: AcumaticaJiraFlow) -> Iterator[tuple[str, int]]:
+    """(issue id, resolved ms) of the inbox's issue events that show a resolution in one of our projects."""
+    prefixes = tuple(f"{key}-" for key in projects_of(settings))
+    for event in events:
+        issue = event.payload.get("issue")
+        if event.payload.get("webhookEvent") not in _ISSUE_EVENTS or not isinstance(issue, dict):
+            continue
+        fields = issue.get("fields") if isinstance(issue.get("fields"), dict) else {}
+        try:
+            resolved = parse_jira_datetime(fields.get("resolutiondate"))
+        except (TypeError, ValueError):
+            continue
+        if resolved is not None and str(issue.get("key") or "").startswith(prefixes) and issue.get("id"):
+            yield str(issue["id"]), _ms(resolved)
+
+
+def _stranded(ledger: Ledger, window: timedelta, now: datetime) -> list[tuple[str, str]]:
+    """(issue id, run key) of actions whose intent is still pending past the window: a failed run's doubt."""
+    stranded = []
+    for intent in ledger.pending_links(ACTIONS_FLOW, limit=100):
+        if now - intent.updated_at >= window and "@" in intent.source_version:
+            issue_id = intent.source_version.split("@", 1)[0]
+            stranded.append((issue_id, f"acumatica_jira_release:settle:{intent.source_id}:{_ms(intent.updated_at)}"))
+    return stranded
+
+
+def _batch_key(resolutions: dict[str, int]) -> str:
+    digest = hashlib.sha256("|".join(f"{i}@{ms}" for i, ms in sorted(resolutions.items())).encode()).hexdigest()
+    return f"acumatica_jira_release:{digest[:20]}"
+
+
+def build_resolution_sensor(settings: AcumaticaJiraFlow, job: dg.JobDefinition, op_name: str, *,
+                            lookback: timedelta, minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """``acumatica_jira_resolutions``: resolved issues (webhook hints, JQL poll) -> release runs."""
+    overlap_ms = settings.resolution_overlap_s * 1000
+
+    @dg.sensor(name="acumatica_jira_resolutions", job=job, minimum_interval_seconds=minimum_interval_seconds,
+               required_resource_keys={"jira", "ledger"}, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Requests acumatica_jira_release runs for Jira issues resolved since the last tick "
+                           "(webhooks in the inbox, and a JQL poll on the resolution date).")  # fmt: skip
+    def resolutions(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        cursor = ResolutionCursor.load(context.cursor)
+        now = datetime.now(UTC)
+        watermark = cursor.resolved_ms if cursor.resolved_ms is not None else _ms(now - lookback)
+        with context.resources.ledger.open() as ledger:
+            events = ledger.inbox_after(cursor.inbox, INBOX_BATCH, system="jira", unprocessed_only=False)
+            with context.resources.jira.client() as client:
+                polled = dict(_polled(client, settings, max(0, watermark - overlap_ms)))
+            found = polled | dict(_hinted(events, settings))
+            handled = ledger.links_for(RESOLUTIONS_FLOW, [f"{i}@{ms}" for i, ms in found.items()])
+            fresh = {i: ms for i, ms in found.items()
+                     if cursor.requested.get(i) != ms and f"{i}@{ms}" not in handled}  # fmt: skip
+            stranded = _stranded(ledger, timedelta(seconds=settings.action_window_s), now)
+        # Only the poll moves the watermark: a webhook may report a resolution the index does not show yet.
+        new_watermark = max([watermark, *polled.values()])
+        requested = {i: ms for i, ms in {**cursor.requested, **fresh}.items() if ms >= new_watermark - overlap_ms}
+        requests = [dg.RunRequest(run_key=key, run_config=release_run_config(op_name, [issue_id]),
+                                  tags={"ml_connector/trigger": "stranded_action"})
+                    for issue_id, key in stranded]  # fmt: skip
+        if fresh:
+            requests.append(dg.RunRequest(run_key=_batch_key(fresh), run_config=release_run_config(op_name, fresh),
+                                          tags={"ml_connector/trigger": "jira_resolution"}))
+        next_cursor = ResolutionCursor(inbox=events[-1].id if events else cursor.inbox, resolved_ms=new_watermark,
+                                       requested=requested)  # fmt: skip
+        if not requests:
+            return dg.SensorResult(skip_reason="no new resolutions", cursor=next_cursor.model_dump_json())
+        return dg.SensorResult(run_requests=requests, cursor=next_cursor.model_dump_json())
+
+    return resolutions

@@ -1,0 +1,238 @@
+"""Exactly-once creates, updates and dead letters of a flow's records in Jira (:class:`IssueWriter`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ml_connector_dagster.core.http import ApiError
+from ml_connector_dagster.core.ledger import Ledger, Link
+from ml_connector_dagster.systems.jira.client import BulkCreateInterrupted, JiraClient, StatusUnreachable
+from ml_connector_dagster.systems.jira.models import BulkCreateResult, JiraIssue
+
+from ..destination import CreateInDoubt
+from .records import RECHECK, Action, PlannedIssueBase
+from .workflow import TransitionMenu, comment_once, move_to_status
+
+__all__ = [
+    "DEST",
+    "CreateInDoubt",
+    "IssueWriter",
+    "PushOutcome",
+]
+
+DEST = "jira"
+
+
+class PushOutcome(BaseModel):
+    """What one push did, for the materialization's metadata."""
+
+    created: int = 0
+    updated: int = 0
+    linked: int = 0
+    commented: int = 0
+    transitioned: int = 0
+    failed: int = 0
+    deferred: list[str] = Field(default_factory=list, description="Record ids whose create is in doubt.")
+    issues: dict[str, str | None] = Field(default_factory=dict, description="Issue key -> browse URL, of issues written.")
+    succeeded: list[str] = Field(default_factory=list)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- the push --------------------------------------------------------------------------------------
+
+
+class IssueWriter:
+    """Exactly-once creates, updates and dead letters of one flow's records in Jira.
+
+    A flow subclasses it and says how a record becomes create fields (:meth:`_create_fields`) and
+    how records are found by external id (:meth:`_lookup`); :meth:`_after_create` lets it act on a
+    new issue. Only the calling thread writes to the ledger.
+    """
+
+    def __init__(self, *, flow: str, asset: str, client: JiraClient, ledger: Ledger, run_id: str,
+                 log: logging.Logger | Any, retrying: bool, consistency_window_s: float,
+                 now: Callable[[], datetime] = _utcnow, outcome: PushOutcome | None = None,
+                 initial_status: str | None = None) -> None:
+        self.flow = flow
+        self.asset = asset
+        self.client = client
+        self.ledger = ledger
+        self.run_id = run_id
+        self.log = log
+        self.retrying = retrying
+        self.now = now
+        self.window = timedelta(seconds=consistency_window_s)
+        self.outcome = outcome if outcome is not None else PushOutcome()
+        self.initial_status = initial_status
+        self.menu = TransitionMenu()
+
+    # -- what a flow says ------------------------------------------------------------------------
+    def _create_fields(self, record: Any) -> dict[str, Any]:
+        """The ``fields`` of the create request of ``record``."""
+        raise NotImplementedError
+
+    def _lookup(self, wanted: Sequence[tuple[str, str | None]]) -> Mapping[str, JiraIssue]:
+        """Issues by external id, for ``(external id, issue id if known)`` pairs."""
+        raise NotImplementedError
+
+    def _after_create(self, record: Any, issue_id: str, key: str, status: str | None) -> None:
+        """Called for each issue created (or found created by an unanswered call)."""
+
+    # -- ledger and outcome helpers --------------------------------------------------------------
+    def _link(self, record: PlannedIssueBase, issue_id: str, key: str | None, hash_: str) -> Link:
+        assert record.issue is not None
+        return Link(flow=self.flow, source_id=record.record_id, source_version=record.issue.source_version,
+                    dest_system=DEST, dest_id=issue_id, dest_key=key, dest_url=self._url(key), content_hash=hash_,
+                    run_id=self.run_id)  # fmt: skip
+
+    def _url(self, key: str | None) -> str | None:
+        return self.client.browse_url(key) if key else None
+
+    def _touched(self, key: str | None) -> None:
+        if key:
+            self.outcome.issues[key] = self._url(key)
+
+    def _dead_letter(self, source_id: str, payload: dict[str, Any] | None, error: Exception | str,
+                     partition_key: str | None) -> None:
+        self.outcome.failed += 1
+        self.ledger.add_dead_letter(self.asset, source_id, payload or {}, str(error),
+                                    partition_key=partition_key, run_id=self.run_id)  # fmt: skip
+        self.log.warning(f"{self.asset}: {source_id} failed: {error}")
+
+    def resolve_dead_letters(self) -> None:
+        """Close the dead letters of every record that succeeded (call once, at the end)."""
+        self.ledger.resolve_dead_letters_for(self.asset, self.outcome.succeeded)
+
+    # -- creates ---------------------------------------------------------------------------------
+    def _create_chunk(self, chunk: Sequence[Any]) -> None:
+        """Create the chunk's records (at most one bulk request) that no earlier attempt created."""
+        links = self.ledger.links_for(self.flow, [r.record_id for r in chunk])
+        ready: list[Any] = []
+        doubtful: list[tuple[Any, Link]] = []
+        for record in chunk:
+            link = links.get(record.record_id)
+            if link is None:
+                ready.append(record)
+            elif link.state == "linked":  # created by an earlier attempt, or a concurrent run
+                if link.run_id == self.run_id:
+                    self.outcome.created += 1
+                self.outcome.succeeded.append(record.record_id)
+            else:
+                doubtful.append((record, link))
+        ready += self._settle(doubtful, just_sent=False)
+        intents = [(r.record_id, r.issue.source_version, r.issue.content_hash) for r in ready if r.issue is not None]
+        linked = self.ledger.mark_pending_many(self.flow, intents, DEST, self.run_id)  # one commit per chunk
+        marked = []
+        for record in ready:
+            if record.record_id in linked:  # linked meanwhile (a concurrent run): nothing to create
+                self.outcome.succeeded.append(record.record_id)
+                continue
+            marked.append(record)
+        if marked:
+            self._send(marked)
+
+    def _send(self, marked: list[Any]) -> None:
+        updates = [{"fields": self._create_fields(r)} for r in marked if r.issue is not None]
+        try:
+            result = self.client.bulk_create(updates)
+        except BulkCreateInterrupted as exc:
+            self._created(marked, exc.result)
+            for index in exc.not_sent:  # never reached Jira: drop the intent, send on the retry
+                self.ledger.forget_link(self.flow, marked[index].record_id)
+                self.outcome.deferred.append(marked[index].record_id)
+            in_doubt = [marked[index] for index in exc.in_doubt]
+            self.log.warning(f"{self.asset}: no answer to a bulk create; looking up {len(in_doubt)} issue(s)")
+            self._settle([(r, None) for r in in_doubt], just_sent=True)
+            return
+        except ApiError as exc:
+            if exc.status_code is not None and exc.status_code < 500:
+                for record in marked:  # refused before anything was created (4xx, 429 included)
+                    self.ledger.forget_link(self.flow, record.record_id)
+            raise  # a 5xx may have created some: the pending marks stay, the retry looks them up
+        self._created(marked, result)
+
+    def _created(self, marked: list[Any], result: BulkCreateResult) -> None:
+        links = []
+        for created in result.created:
+            record = marked[created.index]
+            assert record.issue is not None
+            links.append(self._link(record, created.id, created.key, record.issue.content_hash))
+        self.ledger.record_links(links)
+        for created in result.created:
+            record = marked[created.index]
+            self.outcome.created += 1
+            self.outcome.succeeded.append(record.record_id)
+            self._touched(created.key)
+            self._after_create(record, created.id, created.key, self.initial_status)
+        for failed in result.failed:
+            record = marked[failed.index]
+            self.ledger.forget_link(self.flow, record.record_id)  # refused: no issue exists
+            self._dead_letter(record.record_id, record.payload, failed.message, record.partition_key)
+
+    def _settle(self, doubtful: Sequence[tuple[Any, Link | None]], *, just_sent: bool) -> list[Any]:
+        """Look pending creates up in Jira; return the ones to create (not found, window passed)."""
+        if not doubtful:
+            return []
+        found = self._lookup([(r.external_id, None) for r, _ in doubtful])
+        again = []
+        for record, link in doubtful:
+            assert record.issue is not None
+            issue = found.get(record.external_id)
+            if issue is not None:
+                same = link is None or link.content_hash == record.issue.content_hash
+                self.ledger.record_links([self._link(record, issue.id, issue.key,
+                                                     record.issue.content_hash if same else RECHECK)])
+                self.log.info(f"{self.asset}: {record.record_id} was created as {issue.key} by an unanswered call")
+                self.outcome.created += 1
+                self.outcome.succeeded.append(record.record_id)
+                self._touched(issue.key)
+                if same and issue.key:
+                    self._after_create(record, issue.id, issue.key, issue.status_name)
+            elif just_sent or link is None or self.now() - link.updated_at < self.window:
+                self.outcome.deferred.append(record.record_id)
+            else:
+                again.append(record)
+        return again
+
+    # -- updates ---------------------------------------------------------------------------------
+    def _update(self, record: PlannedIssueBase, fields: Mapping[str, Any], *,
+                comments: Sequence[tuple[dict[str, Any], str]] = (), transition_to: str | None = None,
+                path: Sequence[str] = ()) -> None:
+        """Comment (``(body, marker)`` each, once), set ``fields``, move to ``transition_to``, then link.
+
+        A LINK (an issue found without a ledger link) is linked first with a recheck hash, so a
+        failure half-way leaves the record to be compared again, never created again.
+        """
+        issue, key = record.issue, record.issue_key
+        assert issue is not None
+        if not key or not record.issue_id:
+            self._dead_letter(record.record_id, record.payload, "linked issue has no key", record.partition_key)
+            return
+        try:
+            if record.action is Action.LINK:
+                self.ledger.record_links([self._link(record, record.issue_id, key, RECHECK)])
+            for body, marker in comments:
+                comment_once(self.client, key, body, marker, look_first=self.retrying)
+                self.outcome.commented += 1
+            self.client.update_issue(key, fields)
+            if transition_to:
+                move_to_status(self.client, key, record.current_status, transition_to, path, self.menu)
+                self.outcome.transitioned += 1
+            self.ledger.record_links([self._link(record, record.issue_id, key, issue.content_hash)])
+        except (ApiError, StatusUnreachable) as exc:
+            self._dead_letter(record.record_id, record.payload, exc, record.partition_key)
+            return
+        if record.action is Action.LINK:
+            self.outcome.linked += 1
+        else:
+            self.outcome.updated += 1
+        self.outcome.succeeded.append(record.record_id)
+        self._touched(key)

@@ -1,0 +1,75 @@
+"""``AsanaResource``: the Asana client as a Dagster resource (PAT or OAuth).
+
+Secrets are plain ``str`` fields meant to be fed by ``dg.EnvVar`` (see :meth:`AsanaResource.from_settings`),
+so they never reach run config or the launchpad; ``repr=False`` keeps them out of reprs too. Asana
+refresh tokens do not rotate, so the one in the environment stays the live one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import dagster as dg
+import httpx
+from pydantic import Field
+
+from ml_connector_dagster.config import AsanaSettings
+from ml_connector_dagster.core.http import DEFAULT_TIMEOUT, rate_limiter_for
+
+from .client import SYSTEM, AsanaClient
+
+__all__ = ["AsanaResource"]
+
+
+class AsanaResource(dg.ConfigurableResource):
+    """Asana: a personal access token, or OAuth 2.0 with a (non-rotating) refresh token."""
+
+    auth: Literal["pat", "oauth"] = "pat"
+    base_url: str = Field("https://app.asana.com", description="App root: the API is under /api/1.0, OAuth under /-/.")
+    workspace_gid: str | None = Field(None, description="The workspace the connector works in (None: the token's first).")
+    rate_per_s: float = Field(2.0, gt=0, description="Shared request budget per process (150/min on free plans).")
+    burst: int = Field(10, ge=1)
+    timeout_s: float = Field(30.0, gt=0)
+    pat: str | None = Field(None, repr=False)
+    client_id: str | None = Field(None, repr=False)
+    client_secret: str | None = Field(None, repr=False)
+    refresh_token: str | None = Field(None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: AsanaSettings) -> AsanaResource:
+        """The resource for connector.yaml's Asana settings, each secret an ``EnvVar`` of its configured name."""
+        secrets: dict[str, object]
+        if settings.auth == "pat":
+            secrets = {"pat": dg.EnvVar(settings.pat_env)}
+        else:
+            secrets = {"client_id": dg.EnvVar(settings.client_id_env),
+                       "client_secret": dg.EnvVar(settings.client_secret_env),
+                       "refresh_token": dg.EnvVar(settings.refresh_token_env)}
+        return cls(
+            auth=settings.auth,
+            base_url=str(settings.base_url).rstrip("/"),
+            workspace_gid=settings.workspace_gid,
+            rate_per_s=settings.rate_per_s,
+            burst=settings.burst,
+            timeout_s=settings.timeout_s,
+            **secrets,
+        )
+
+    def _timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, DEFAULT_TIMEOUT.connect or self.timeout_s))
+
+    @contextmanager
+    def client(self, *, transport: httpx.BaseTransport | None = None) -> Iterator[AsanaClient]:
+        """A connected :class:`AsanaClient` for the duration of the block (``transport`` for tests)."""
+        limiter = rate_limiter_for(SYSTEM, self.rate_per_s, self.burst)
+        if self.auth == "pat":
+            client = AsanaClient.connect_pat(self.base_url, self.pat or "", transport=transport,
+                                             timeout=self._timeout(), rate_limiter=limiter)
+        else:
+            client = AsanaClient.connect_oauth(self.base_url, self.client_id or "", self.client_secret or "",
+                                               self.refresh_token or "", transport=transport,
+                                               timeout=self._timeout(), rate_limiter=limiter)
+        with client:
+            yield client

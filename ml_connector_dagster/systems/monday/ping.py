@@ -1,0 +1,25 @@
+"""monday.com's probe for ``ml-connector ping``: who the token acts as, in the pinned API version."""
+
+from __future__ import annotations
+
+from ml_connector_dagster.config import MondaySettings
+from ml_connector_dagster.core.http import AuthenticationFailed
+
+from .resource import MondayResource
+
+__all__ = ["fix_hint", "probe"]
+
+
+def probe(resource: MondayResource) -> str:
+    """Authenticate and read the token's user and the API version that answers."""
+    with resource.client() as client:
+        user = client.me()
+        version = client.version()
+    return f"as {user.name}, API version {version.value}"
+
+
+def fix_hint(error: Exception, settings: MondaySettings) -> str | None:
+    """What to change for monday's own refusals; None leaves the generic advice."""
+    if isinstance(error, AuthenticationFailed):
+        return f"check {settings.api_token_env}: a personal API token from monday's Developers > My access tokens"
+    return None

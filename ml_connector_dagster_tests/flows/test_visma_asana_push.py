@@ -1,0 +1,319 @@
+"""Visma POs and supplier invoices -> Asana tasks: plan and push over the wire, against the simulator.
+
+The simulated workspace is on Asana's free plan (search answers 402), so every test also shows that
+nothing relies on search. Each test lands the documents of a one-day Visma simulator in a ledger
+and runs the flow's plan and push in-process (no Dagster: test_visma_asana.py covers the assets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from ml_connector_dagster.config import SupplierAssignee, VismaAsanaFlow
+from ml_connector_dagster.core import http
+from ml_connector_dagster.core.ledger import links_table
+from ml_connector_dagster.flows.destination import replay_copies
+from ml_connector_dagster.flows.visma_asana_plan import Action, plan_records
+from ml_connector_dagster.flows.visma_asana_push import push_plan
+from ml_connector_dagster.flows.visma_asana_render import INVOICES, PURCHASE_ORDERS
+from ml_connector_dagster.sandbox.framework import FaultPlan
+from ml_connector_dagster_tests.visma_asana_sandbox import AsanaWorld, _Log, asana_world, land
+
+LARS = "lars.hansen@fjordlys.no"
+MAPPED = "*logistikk*"
+
+
+def flow(**overrides: Any) -> VismaAsanaFlow:
+    """The flow with one mapping row: suppliers named like *logistikk* go to Lars Hansen."""
+    return VismaAsanaFlow(**{"supplier_assignees": [SupplierAssignee(supplier=MAPPED, member=LARS)], **overrides})
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[AsanaWorld]:
+    with asana_world(tmp_path, flow()) as built:
+        yield built
+
+
+def _recorded(world: AsanaWorld) -> list[dict[str, Any]]:
+    with httpx.Client(transport=world.transport, base_url="http://asana.test") as inspector:
+        return inspector.get("/_sandbox/requests").json()
+
+
+def writes(world: AsanaWorld) -> list[dict[str, Any]]:
+    return [r for r in _recorded(world) if r["method"] in ("POST", "PUT") and r["path"].startswith("/api/1.0/")]
+
+
+def po_by_supplier(world: AsanaWorld, pattern: str) -> dict[str, Any]:
+    return next(raw for raw in world.visma["purchaseorder"] if pattern in raw["supplier"]["name"])
+
+
+def custom(world: AsanaWorld, task: Any) -> dict[str, Any]:
+    """A simulated task's custom values by field name (enum options by their name)."""
+    values = {}
+    for gid, value in task.custom.items():
+        field = world.sim.tenant.fields[gid]
+        values[field.name] = world.option_name(field.name, value) if field.subtype == "enum" else value
+    return values
+
+
+# -- what a task shows --------------------------------------------------------------------------------
+
+
+def test_each_purchase_order_becomes_one_task_with_its_finance_fields(world: AsanaWorld) -> None:
+    world.sync(PURCHASE_ORDERS)
+
+    tasks = world.tasks("Purchase orders")
+    for raw in world.visma["purchaseorder"]:
+        (task,) = tasks[f"purchaseorder/{raw['orderNbr']}"]
+        values = custom(world, task)
+        assert values["Vendor"] == raw["supplier"]["name"]
+        assert values["Amount"] == pytest.approx(raw["orderTotal"])
+        assert values["Currency"] == raw["currency"]
+        assert values["Due date"] == raw["promisedOn"][:10]
+        assert values["PO number"] == raw["orderNbr"]
+        assert task.name.startswith(f"Purchase order {raw['orderNbr']} – {raw['supplier']['name']} – ")
+
+
+def test_each_supplier_invoice_becomes_one_task_with_its_invoice_number_and_cost_centre(world: AsanaWorld) -> None:
+    world.sync(INVOICES)
+
+    tasks = world.tasks("Supplier invoices")
+    invoices = [raw for raw in world.visma["supplierInvoice"] if f"supplierInvoice/{raw['referenceNumber']}" in tasks]
+    assert len(invoices) == len(tasks) >= 10
+    for raw in invoices:
+        (task,) = tasks[f"supplierInvoice/{raw['referenceNumber']}"]
+        values = custom(world, task)
+        assert values["Invoice number"] == raw["supplierReference"]
+        assert values["Amount"] == pytest.approx(raw["amount"])
+        centre = raw["invoiceLines"][0]["subaccount"]["segments"][1]["segmentValue"]
+        assert values.get("Cost center") is None or values["Cost center"].startswith(f"{centre} ")
+
+
+def test_po_line_items_become_subtasks_with_their_amount_and_gl_account(world: AsanaWorld) -> None:
+    world.sync(PURCHASE_ORDERS)
+
+    raw = world.visma["purchaseorder"][0]
+    (parent,) = world.tasks("Purchase orders")[f"purchaseorder/{raw['orderNbr']}"]
+    # /batch runs its actions in no particular order: the names say which line is which.
+    subtasks = sorted((world.sim.tenant.tasks[gid] for gid in parent.subtask_gids), key=lambda s: s.name)
+    assert [custom(world, s)["Visma ID"] for s in subtasks] == [f"purchaseorder/{raw['orderNbr']}#{line['lineNbr']}"
+                                                               for line in raw["lines"]]
+    for line, subtask in zip(raw["lines"], subtasks, strict=True):
+        values = custom(world, subtask)
+        assert values["Amount"] == pytest.approx(line["amount"])
+        assert subtask.name == f"Line {line['lineNbr']}: {line['lineDescription']}"
+        if values.get("GL account"):
+            assert values["GL account"].startswith(f"{line['account']['number']} ")
+
+
+def test_a_second_sync_of_unchanged_documents_writes_nothing(world: AsanaWorld) -> None:
+    world.sync(PURCHASE_ORDERS)
+    before = len(writes(world))
+
+    plan, outcome = world.sync(PURCHASE_ORDERS)
+
+    assert plan.count(Action.SKIP) == len(plan.records) and outcome.skipped == len(plan.records)
+    assert len(writes(world)) == before
+    assert plan.listing is None  # the ledger alone decided: the project was not even listed
+
+
+def test_a_changed_document_updates_its_task_and_its_changed_line(world: AsanaWorld) -> None:
+    world.sync(PURCHASE_ORDERS)
+    raw = world.visma["purchaseorder"][0]
+    changed = {**raw, "orderTotal": raw["orderTotal"] + 100,
+               "lines": [{**raw["lines"][0], "amount": raw["lines"][0]["amount"] + 100}, *raw["lines"][1:]]}
+    land(world.ledger, "purchaseorder", [changed])
+
+    plan, outcome = world.sync(PURCHASE_ORDERS)
+
+    assert (plan.count(Action.UPDATE), outcome.updated, outcome.lines_updated, outcome.lines_created) == (1, 1, 1, 0)
+    (task,) = world.tasks("Purchase orders")[f"purchaseorder/{raw['orderNbr']}"]
+    assert custom(world, task)["Amount"] == pytest.approx(raw["orderTotal"] + 100)
+    (first,) = world.tasks("Purchase orders", lines=True)[f"purchaseorder/{raw['orderNbr']}#{raw['lines'][0]['lineNbr']}"]
+    assert custom(world, first)["Amount"] == pytest.approx(raw["lines"][0]["amount"] + 100)
+
+
+# -- supplier -> team member ----------------------------------------------------------------------
+
+
+def test_a_mapped_supplier_assigns_the_member_and_sets_no_review_flag(world: AsanaWorld) -> None:
+    world.sync(PURCHASE_ORDERS)
+
+    raw = po_by_supplier(world, "logistikk")
+    (task,) = world.tasks("Purchase orders")[f"purchaseorder/{raw['orderNbr']}"]
+    assert world.sim.tenant.users[task.assignee].email == LARS
+    assert "Review flag" not in custom(world, task)
+
+
+def test_an_unmapped_supplier_keeps_its_name_in_vendor_and_is_flagged_for_review(world: AsanaWorld) -> None:
+    _, outcome = world.sync(PURCHASE_ORDERS)
+
+    unmapped = [raw for raw in world.visma["purchaseorder"] if "logistikk" not in raw["supplier"]["name"]]
+    assert unmapped and outcome.flagged_for_review == len(unmapped)
+    for raw in unmapped:
+        (task,) = world.tasks("Purchase orders")[f"purchaseorder/{raw['orderNbr']}"]
+        assert task.assignee is None
+        assert custom(world, task)["Vendor"] == raw["supplier"]["name"]
+        assert custom(world, task)["Review flag"] == "Needs review"
+
+
+def test_a_member_who_is_not_in_the_workspace_leaves_the_task_flagged(tmp_path: Path) -> None:
+    settings = flow(supplier_assignees=[SupplierAssignee(supplier="*", member="nobody@fjordlys.no")])
+    with asana_world(tmp_path, settings) as world:
+        plan, outcome = world.sync(PURCHASE_ORDERS)
+
+        assert all(r.assignment and "not in the workspace" in (r.assignment.reason or "") for r in plan.records)
+        assert outcome.flagged_for_review == outcome.created
+
+
+def test_editing_the_mapping_assigns_new_tasks_and_leaves_existing_ones_alone(world: AsanaWorld) -> None:
+    world.sync(PURCHASE_ORDERS)
+    before = {key: (t.assignee, t.modified_at) for key, (t,) in world.tasks("Purchase orders").items()}
+    everyone_to_ingrid = flow(supplier_assignees=[SupplierAssignee(supplier="*", member="Ingrid*")])
+    newcomer = {**world.visma["purchaseorder"][0], "orderNbr": "PO009999"}
+    land(world.ledger, "purchaseorder", [newcomer])
+
+    plan, outcome = world.sync(PURCHASE_ORDERS, everyone_to_ingrid)
+
+    assert (plan.count(Action.CREATE), plan.count(Action.SKIP), outcome.updated) == (1, len(before), 0)
+    after = world.tasks("Purchase orders")
+    assert {key: (t.assignee, t.modified_at) for key, (t,) in after.items() if key in before} == before
+    (new,) = after["purchaseorder/PO009999"]
+    assert world.sim.tenant.users[new.assignee].name == "Ingrid Berg"
+
+
+def test_an_update_after_a_mapping_edit_keeps_the_assignee_the_task_was_created_with(world: AsanaWorld) -> None:
+    world.sync(PURCHASE_ORDERS)
+    raw = po_by_supplier(world, "logistikk")
+    land(world.ledger, "purchaseorder", [{**raw, "description": "Changed in Visma"}])
+
+    _, outcome = world.sync(PURCHASE_ORDERS, flow(supplier_assignees=[SupplierAssignee(supplier="*", member="Ingrid*")]))
+
+    assert outcome.updated == 1
+    (task,) = world.tasks("Purchase orders")[f"purchaseorder/{raw['orderNbr']}"]
+    assert world.sim.tenant.users[task.assignee].email == LARS
+    assert task.notes.startswith("Changed in Visma")
+
+
+# -- dedupe without search ------------------------------------------------------------------------
+
+
+def test_a_lost_ledger_is_rebuilt_from_one_listing_without_duplicates(world: AsanaWorld) -> None:
+    world.sync(PURCHASE_ORDERS)
+    gids = {key: t.gid for key, (t,) in world.tasks("Purchase orders", lines=True).items()}
+    lines = sum(len(t.subtask_gids) for (t,) in world.tasks("Purchase orders").values())
+    with world.ledger.engine.begin() as connection:
+        connection.execute(sa.delete(links_table))
+    listings_before = _listings(world)
+
+    plan, outcome = world.sync(PURCHASE_ORDERS)
+
+    assert plan.count(Action.LINK) == len(plan.records) and outcome.created == 0 and outcome.lines_created == 0
+    assert _listings(world) == listings_before + 1
+    assert {key: [t.gid for t in found] for key, found in world.tasks("Purchase orders", lines=True).items()
+            if key in gids} == {key: [gid] for key, gid in gids.items()}  # fmt: skip
+    links = world.ledger.links_for(PURCHASE_ORDERS.flow, [raw["orderNbr"] for raw in world.visma["purchaseorder"]])
+    assert {f"purchaseorder/{sid}": link.dest_id for sid, link in links.items()} == {
+        key: gid for key, gid in gids.items() if "#" not in key}
+    assert world.ledger.count_links(PURCHASE_ORDERS.lines_flow) == lines
+    assert not any("/search" in r["path"] for r in _recorded(world))
+
+
+def _listings(world: AsanaWorld) -> int:
+    project = world.sim.project_gid("Purchase orders")
+    return sum(1 for r in _recorded(world) if r["path"] == f"/api/1.0/projects/{project}/tasks"
+               and "offset" not in r["query"])  # fmt: skip
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+def test_a_refused_create_in_a_batch_is_a_dead_letter_and_its_neighbours_are_created(world: AsanaWorld) -> None:
+    plan = world.plan(INVOICES)
+    currencies = {r.task.custom_fields[world.sim.field_gid("Currency")] for r in plan.records if r.task}
+    refused = sorted(currencies)[0]  # someone disables one currency option between plan and push
+    world.sim.tenant.option(refused)[1].enabled = False
+
+    outcome = push_plan(plan, INVOICES, client=world.client, ledger=world.ledger, settings=world.settings,
+                        run_id="run-1", log=_Log())
+
+    losers = {r.record_id for r in plan.records if r.task and r.task.custom_fields[world.sim.field_gid("Currency")] == refused}
+    letters = world.ledger.open_dead_letters(INVOICES.asset)
+    assert {letter.source_id for letter in letters} == losers and outcome.failed == len(losers)
+    assert all("disabled" in letter.error for letter in letters)
+    assert outcome.created == len(plan.records) - len(losers)
+    assert world.ledger.links_for(INVOICES.flow, losers) == {}
+
+
+def test_a_replay_after_the_cause_is_fixed_creates_the_dead_letters_once(world: AsanaWorld) -> None:
+    plan = world.plan(INVOICES)
+    refused = plan.records[0].task.custom_fields[world.sim.field_gid("Currency")]  # type: ignore[union-attr]
+    world.sim.tenant.option(refused)[1].enabled = False
+    push_plan(plan, INVOICES, client=world.client, ledger=world.ledger, settings=world.settings, run_id="run-1", log=_Log())
+    world.sim.tenant.option(refused)[1].enabled = True
+    letters = world.ledger.open_dead_letters(INVOICES.asset)
+
+    copies = replay_copies(world.ledger, letters, system="visma", entity=INVOICES.entity.value)
+    replay = plan_records(INVOICES, [copies], partition_key=None, client=world.client, ledger=world.ledger,
+                          settings=world.settings, context=world.context())
+    outcome = push_plan(replay, INVOICES, client=world.client, ledger=world.ledger, settings=world.settings,
+                        run_id="replay", log=_Log())
+
+    assert outcome.created == len(letters) and world.ledger.open_dead_letters(INVOICES.asset) == []
+    assert all(len(found) == 1 for found in world.tasks("Supplier invoices").values())
+
+
+def test_creates_answered_500_are_looked_up_in_the_project_and_never_duplicated(world: AsanaWorld) -> None:
+    # Half the creates fail before anything is applied, half are applied yet answered 500.
+    world.sim.set_faults(FaultPlan(seed=3, error_rate=0.25, timeout_after_rate=0.25, paths=[r"^/tasks$"],
+                                   methods=["POST"]))
+    plan, outcome = world.sync(INVOICES)
+
+    assert outcome.created == len(plan.records) and outcome.deferred == [] and outcome.failed == 0
+    assert all(len(found) == 1 for found in world.tasks("Supplier invoices").values())
+    assert len(world.tasks("Supplier invoices")) == len(plan.records)
+
+
+def test_a_rate_limit_hit_mid_batch_is_waited_out_and_the_refused_actions_resent(
+    world: AsanaWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "default_sleep", world.sim.clock.advance)  # Retry-After passes on the sim's clock
+    plan = world.plan(INVOICES)
+    with httpx.Client(transport=world.transport, base_url="http://asana.test/api/1.0",
+                      headers={"Authorization": f"Bearer {world.sim.credentials()['pat']}"}) as raw:
+        while raw.get("users/me").status_code != 429:  # spend the free plan's 150 requests/min but a few
+            pass
+    world.sim.clock.advance(55)  # the window starts to free up, a few actions at a time
+    started = world.sim.clock.time()
+
+    outcome = push_plan(plan, INVOICES, client=world.client, ledger=world.ledger, settings=world.settings,
+                        run_id="run-1", log=_Log())
+
+    assert outcome.created == len(plan.records) and outcome.failed == 0
+    assert all(len(found) == 1 for found in world.tasks("Supplier invoices").values())
+    assert world.sim.clock.time() > started  # the client waited Retry-After before resending
+    batches = [r for r in _recorded(world) if r["path"] == "/api/1.0/batch"]
+    assert len(batches) > -(-len(plan.records) // 10)  # resends: more requests than a clean push needs
+
+
+# -- one project per PO ---------------------------------------------------------------------------
+
+
+def test_po_layout_projects_instantiates_one_project_per_po_from_the_template_once(tmp_path: Path) -> None:
+    with asana_world(tmp_path, flow(po_layout="projects"), instantiate_delay_s=0) as world:
+        world.sync(PURCHASE_ORDERS)
+        world.sync(PURCHASE_ORDERS)
+
+        orders = world.visma["purchaseorder"]
+        projects = [p for p in world.sim.tenant.projects.values() if p.template_gid]
+        assert sorted(p.name.split(" – ")[0] for p in projects) == sorted(f"PO {raw['orderNbr']}" for raw in orders)
+        for project in projects:
+            (task,) = [world.sim.tenant.tasks[g] for g in project.task_gids if world.sim.tenant.tasks[g].parent is None
+                       and world.sim.field_gid("Visma ID") in world.sim.tenant.tasks[g].custom]
+            assert world.sim.project_gid("Purchase orders") in task.project_gids
