@@ -14,20 +14,16 @@ so one pass per week rather than per day keeps a backfill linear.
 """
 
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from ml_connector_dagster.config import AcumaticaSettings
-from ml_connector_dagster.core.http import AuthenticationFailed, NotFound
-from ml_connector_dagster.core.landing import LandCounts, LandedRecord, LandingStore, content_hash
-from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.systems.acumatica.client import (
     SYSTEM,
@@ -46,6 +42,17 @@ from ml_connector_dagster.systems.acumatica.models import (
 )
 from ml_connector_dagster.systems.acumatica.resource import AcumaticaResource
 
+from . import landing
+from .landing import (
+    BACKFILL,
+    RETRY,
+    ModifiedWindow,
+    RecordRules,
+    land_pages,
+    pages_by_id,
+    partition_key_function,
+)
+
 __all__ = [
     "ACUMATICA_SOURCES",
     "BACKFILL",
@@ -63,21 +70,26 @@ __all__ = [
 
 GROUP = "acumatica"
 POOL = "acumatica_api"
-PREVIEW_ROWS = 10
-RETRY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
-BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=7)
 _UNREADABLE_TIMESTAMP = "LastModifiedDateTime: missing, or not an ISO 8601 date-time with an offset"
 
 
-class AcumaticaWindow(dg.Config):
+class AcumaticaWindow(ModifiedWindow):
     """Narrows a run to the changes a sensor found; without it the run reads its partitions' whole days."""
 
-    modified_from: str | None = None
-    modified_to: str | None = None
     ids: list[str] = Field(
         default_factory=list,
         description="Fetch exactly these records (ids from the webhook inbox) instead of reading a window.",
     )
+
+
+def _payload(plain: dict[str, Any]) -> dict[str, Any]:
+    # rowNumber is the record's position in one answer, not part of the record.
+    return {name: value for name, value in plain.items() if name != "rowNumber"}
+
+
+def _wire_id(raw: dict[str, Any]) -> str | None:
+    record_id = raw.get("id")
+    return record_id if isinstance(record_id, str) else None
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,14 @@ class AcumaticaSource:
         """The op behind the asset (where run config for :class:`AcumaticaWindow` goes)."""
         return "__".join(self.key.path)
 
+    @property
+    def rules(self) -> RecordRules:
+        """How the lander reads this entity: validated and landed plain, quarantined in wire form."""
+        return RecordRules(system=SYSTEM, entity=self.entity.value,
+                           validate=lambda plain: validate_record(self.model, plain), modified_at=modified_at,
+                           raw_id=_wire_id, unreadable_timestamp=_UNREADABLE_TIMESTAMP, preview=self.preview,
+                           to_plain=from_wire, payload=_payload, always_dated=True)
+
 
 ACUMATICA_SOURCES: tuple[AcumaticaSource, ...] = (
     AcumaticaSource("bills", AcumaticaEntity.BILL, Bill, ("Details", "TaxDetails"),
@@ -114,155 +134,41 @@ ACUMATICA_SOURCES: tuple[AcumaticaSource, ...] = (
 )  # fmt: skip
 
 
-@lru_cache(maxsize=8)
+
 def acumatica_partitions(start: date) -> dg.DailyPartitionsDefinition:
     """The one daily partitioning every Acumatica document asset (and its destinations) shares."""
-    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC", end_offset=1)
+    return landing.daily_partitions(start)
 
 
 def read_window(days: dg.TimeWindow, config: AcumaticaWindow, overlap: timedelta) -> tuple[datetime, datetime]:
-    """``[start, end)`` to read: the run's days, narrowed to the sensor's window (with ``overlap`` behind).
-
-    ``modified_to`` is inclusive (the latest change the sensor saw); the window never leaves the days.
-    """
-    start, end = days.start, days.end
-    if config.modified_from:
-        start = max(start, parse_moment(config.modified_from) - overlap)
-    if config.modified_to:
-        end = min(end, parse_moment(config.modified_to) + timedelta(microseconds=1))
-    if end <= start:
-        raise dg.Failure(f"empty window: modified_from/modified_to select nothing of "
-                         f"{days.start:%Y-%m-%d}..{days.end:%Y-%m-%d}", allow_retries=False)
-    return start, end
-
-
-def _preview_value(record: AcumaticaRecord, name: str) -> Any:
-    value = getattr(record, name, None)
-    return value.isoformat() if isinstance(value, datetime | date) else value
-
-
-@dataclass
-class _Tally:
-    read: int = 0
-    outside: int = 0
-    quarantined: int = 0
-    landed: LandCounts = field(default_factory=LandCounts)
-    preview: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _Lander:
-    """Validates pages of one source and lands or quarantines each record."""
-
-    def __init__(self, source: AcumaticaSource, ledger: Ledger, run_id: str,
-                 partition_key_for: Callable[[datetime], str]) -> None:
-        self.source = source
-        self.asset = source.key.to_user_string()
-        self.ledger = ledger
-        self.store = LandingStore(ledger)
-        self.run_id = run_id
-        self.partition_key_for = partition_key_for
-        self.tally = _Tally()
-
-    def take(self, page: Sequence[Any], window: tuple[datetime, datetime] | None) -> None:
-        """Validate one page of wire records: land the good ones of the window, quarantine the bad ones."""
-        self.tally.read += len(page)
-        landed: list[tuple[AcumaticaRecord, LandedRecord]] = []
-        for raw in (r if isinstance(r, dict) else {"value": r} for r in page):  # a non-object fails by name
-            moment = modified_at(raw)
-            if moment is None:
-                self._quarantine(raw, _UNREADABLE_TIMESTAMP, None)
-                continue
-            if window is not None and not window[0] <= moment < window[1]:
-                self.tally.outside += 1  # another partition's record: its own run lands it
-                continue
-            plain = from_wire(raw)
-            checked = validate_record(self.source.model, plain)
-            if isinstance(checked, str):
-                self._quarantine(raw, checked, self.partition_key_for(moment))
-                continue
-            landed.append((checked, LandedRecord(record_id=checked.record_id, modified_at=checked.modified_at,
-                                                 partition_key=self.partition_key_for(checked.modified_at),
-                                                 payload=_payload(plain))))
-        counts = self.store.land(SYSTEM, self.source.entity.value, [record for _, record in landed], run_id=self.run_id)
-        self.tally.landed = self.tally.landed.plus(counts)
-        self.ledger.resolve_dead_letters_for(self.asset, [record.record_id for _, record in landed])
-        room = max(PREVIEW_ROWS - len(self.tally.preview), 0)
-        self.tally.preview += [{name: _preview_value(model, name) for name in self.source.preview}
-                               for model, _ in landed[:room]]
-
-    def _quarantine(self, raw: dict[str, Any], reason: str, partition_key: str | None) -> None:
-        source_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-        self.ledger.add_dead_letter(self.asset, source_id or f"unidentified:{content_hash(raw)[:16]}", raw, reason,
-                                    partition_key=partition_key, run_id=self.run_id)
-        self.tally.quarantined += 1
-
-    def result(self, window: tuple[datetime, datetime] | None) -> dg.MaterializeResult:
-        t = self.tally
-        metadata: dict[str, Any] = {
-            "read": t.read,
-            "inserted": t.landed.inserted,
-            "updated": t.landed.updated,
-            "unchanged": t.landed.unchanged,
-            "quarantined": t.quarantined,
-            "outside_window": t.outside,
-            "preview": dg.MetadataValue.md(
-                pd.DataFrame(t.preview, columns=list(self.source.preview)).to_markdown(index=False, disable_numparse=True)
-                if t.preview else "_nothing landed_"),
-        }
-        if window is not None:
-            metadata["window"] = dg.MetadataValue.text(f"{window[0].isoformat()} .. {window[1].isoformat()}")
-        return dg.MaterializeResult(metadata=metadata)
-
-
-def _payload(plain: dict[str, Any]) -> dict[str, Any]:
-    # rowNumber is the record's position in one answer, not part of the record.
-    return {name: value for name, value in plain.items() if name != "rowNumber"}
-
-
-def _pages_by_id(client: AcumaticaClient, source: AcumaticaSource, ids: Sequence[str],
-                 log: Any, page_size: int = 100) -> Iterator[list[dict[str, Any]]]:
-    """The records a push notification named, one GET each by id; a deleted one is skipped."""
-    page: list[dict[str, Any]] = []
-    for record_id in dict.fromkeys(ids):
-        try:
-            page.append(client.get(source.entity, [record_id], expand=source.expand))
-        except NotFound:
-            log.warning(f"{source.key.to_user_string()} {record_id} no longer exists in Acumatica")
-            continue
-        if len(page) >= page_size:
-            yield page
-            page = []
-    if page:
-        yield page
+    """``[start, end)`` to read: the run's days, narrowed to the sensor's window (see :func:`landing.read_window`)."""
+    return landing.read_window(days, config, overlap, parse_moment)
 
 
 def _read_and_land(context: dg.AssetExecutionContext, source: AcumaticaSource, acumatica: AcumaticaResource,
                    ledger: LedgerResource, window: tuple[datetime, datetime] | None,
                    partition_key_for: Callable[[datetime], str], ids: Sequence[str] = ()) -> dg.MaterializeResult:
-    try:
-        with acumatica.client() as client, ledger.open() as opened:
-            lander = _Lander(source, opened, context.run_id, partition_key_for)
-            if ids:
-                pages = _pages_by_id(client, source, ids, context.log)
-            else:
-                assert window is not None, "a partition run reads a window"
-                pages = client.iter_changed(source.entity, *window, expand=source.expand)
-            for page in pages:
-                lander.take(page, window)
-    except AuthenticationFailed as exc:
-        # Retrying will not mend credentials (nor free a licence slot soon); the message is redacted.
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-    t = lander.tally
-    context.log.info(f"{source.key.to_user_string()}: read {t.read}, landed {t.landed}, quarantined {t.quarantined}")
-    return lander.result(window)
+    def pages(client: AcumaticaClient) -> Iterable[list[dict[str, Any]]]:
+        if not ids:
+            assert window is not None, "a partition run reads a window"
+            return client.iter_changed(source.entity, *window, expand=source.expand)
+
+        def gone(record_id: str) -> None:
+            context.log.warning(f"{source.key.to_user_string()} {record_id} no longer exists in Acumatica")
+
+        # The records a push notification named, one GET each by id; a deleted one is skipped.
+        return pages_by_id(lambda record_id: client.get(source.entity, [record_id], expand=source.expand), ids,
+                           missing=gone)
+
+    # An auth failure (bad credentials, no free licence slot) is not retried; the message is redacted.
+    return land_pages(context, source.key, source.rules, acumatica.client(), ledger, pages,
+                      window=window, partition_key_for=partition_key_for)
 
 
 def build_acumatica_source(source: AcumaticaSource, *, partitions_def: dg.DailyPartitionsDefinition,
                            overlap: timedelta) -> dg.AssetsDefinition:
     """The asset of one :class:`AcumaticaSource`, partitioned by the UTC day of modification."""
-
-    def partition_key_for(moment: datetime) -> str:
-        return partitions_def.get_partition_key_for_timestamp(moment.timestamp())
+    partition_key_for = partition_key_function(partitions_def)
 
     @dg.asset(key=source.key, group_name=GROUP, kinds={"acumatica"}, description=source.description, pool=POOL,
               retry_policy=RETRY, partitions_def=partitions_def, backfill_policy=BACKFILL)
@@ -279,21 +185,7 @@ def build_acumatica_source(source: AcumaticaSource, *, partitions_def: dg.DailyP
 
 def build_dead_letter_check(source: AcumaticaSource) -> dg.AssetChecksDefinition:
     """``no_open_dead_letters`` (warning): records of this asset still quarantined."""
-    asset = source.key.to_user_string()
-
-    @dg.asset_check(asset=source.key, name="no_open_dead_letters", blocking=False,
-                    description=f"No record of {asset} is waiting in the dead-letter queue.")
-    def no_open_dead_letters(ledger: LedgerResource) -> dg.AssetCheckResult:
-        with ledger.open() as opened:
-            letters = opened.open_dead_letters(asset)
-        metadata: dict[str, Any] = {"open_dead_letters": len(letters)}
-        if letters:
-            sample = pd.DataFrame([{"record": letter.source_id, "partition": letter.partition_key,
-                                    "error": letter.error[:200]} for letter in letters[:PREVIEW_ROWS]])
-            metadata["sample"] = dg.MetadataValue.md(sample.to_markdown(index=False, disable_numparse=True))
-        return dg.AssetCheckResult(passed=not letters, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
-
-    return no_open_dead_letters
+    return landing.build_dead_letter_check(source.key, per_partition=False)
 
 
 def acumatica_source_assets(settings: AcumaticaSettings) -> list[dg.AssetsDefinition]:

@@ -8,9 +8,8 @@ the guarantee. An Acumatica error (auth, licence, 5xx after retries) fails the t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import dagster as dg
 
@@ -23,7 +22,7 @@ from ml_connector_dagster.assets.acumatica import (
 from ml_connector_dagster.config import AcumaticaSettings
 from ml_connector_dagster.systems.acumatica.client import MODIFIED_FIELD, modified_at
 
-from .poll import Change, PartitionWindow, PollPolicy, build_poll_sensor
+from .poll import Change, PollPolicy, build_poll_sensor, changes_in, window_run_config
 
 __all__ = ["acumatica_changes", "acumatica_inbox_sources", "acumatica_poll_sensor", "acumatica_poll_sensors"]
 
@@ -36,24 +35,8 @@ def acumatica_changes(context: dg.SensorEvaluationContext, source: AcumaticaSour
     and the run of whichever day reads it quarantines it.
     """
     with context.resources.acumatica.client() as client:
-        for page in client.iter_changed(source.entity, since, select=(MODIFIED_FIELD,)):
-            changes = []
-            for raw in page:
-                record_id, moment = raw.get("id"), modified_at(raw)
-                if not isinstance(record_id, str) or moment is None:
-                    context.log.warning(f"{source.key.to_user_string()}: a changed record has no id or timestamp")
-                    continue
-                changes.append(Change(record_id, moment))
-            yield changes
-
-
-def _run_config(source: AcumaticaSource) -> Any:
-    def run_config_for(window: PartitionWindow) -> Mapping[str, Any]:
-        config = AcumaticaWindow(modified_from=window.modified_from.isoformat(),
-                                 modified_to=window.modified_to.isoformat())
-        return {"ops": {source.op_name: {"config": config.model_dump()}}}
-
-    return run_config_for
+        yield from changes_in(client.iter_changed(source.entity, since, select=(MODIFIED_FIELD,)), id_of=lambda raw: raw.get("id"),
+                              modified_of=modified_at, asset=source.key.to_user_string(), log=context.log)
 
 
 def acumatica_poll_sensor(
@@ -66,7 +49,7 @@ def acumatica_poll_sensor(
         target=target,
         partitions_def=acumatica_partitions(settings.partitions_start),
         probe=lambda context, since: acumatica_changes(context, source, since),
-        run_config_for=_run_config(source),
+        run_config_for=window_run_config(source.op_name, AcumaticaWindow),
         policy=policy or PollPolicy(lookback=lookback),
         minimum_interval_seconds=minimum_interval_seconds,
         required_resource_keys={"acumatica"},

@@ -7,9 +7,8 @@ validate and land. A J1P error (auth, 5xx after retries) fails the tick, visibly
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import dagster as dg
 
@@ -22,7 +21,7 @@ from ml_connector_dagster.assets.jaggaer import (
 from ml_connector_dagster.config import JaggaerSettings
 from ml_connector_dagster.systems.jaggaer.models import modified_at
 
-from .poll import Change, PartitionWindow, PollPolicy, build_poll_sensor
+from .poll import Change, PollPolicy, build_poll_sensor, changes_in, window_run_config
 
 __all__ = ["jaggaer_changes", "jaggaer_poll_sensor", "jaggaer_poll_sensors"]
 
@@ -34,24 +33,8 @@ def jaggaer_changes(context: dg.SensorEvaluationContext, source: JaggaerSource, 
     counted in the log, and the run of whichever day reads them quarantines them.
     """
     with context.resources.jaggaer.client() as client:
-        for page in client.iter_changed(source.entity, since):
-            changes = []
-            for raw in page:
-                record_id, moment = source.model.raw_id(raw), modified_at(raw)
-                if record_id is None or moment is None:
-                    context.log.warning(f"{source.key.to_user_string()}: a changed record has no id or timestamp")
-                    continue
-                changes.append(Change(record_id, moment))
-            yield changes
-
-
-def _run_config(source: JaggaerSource) -> Any:
-    def run_config_for(window: PartitionWindow) -> Mapping[str, Any]:
-        config = JaggaerWindow(modified_from=window.modified_from.isoformat(),
-                               modified_to=window.modified_to.isoformat())
-        return {"ops": {source.op_name: {"config": config.model_dump()}}}
-
-    return run_config_for
+        yield from changes_in(client.iter_changed(source.entity, since), id_of=source.model.raw_id,
+                              modified_of=modified_at, asset=source.key.to_user_string(), log=context.log)
 
 
 def jaggaer_poll_sensor(
@@ -64,7 +47,7 @@ def jaggaer_poll_sensor(
         target=target,
         partitions_def=jaggaer_partitions(settings.partitions_start),
         probe=lambda context, since: jaggaer_changes(context, source, since),
-        run_config_for=_run_config(source),
+        run_config_for=window_run_config(source.op_name, JaggaerWindow),
         policy=policy or PollPolicy(lookback=lookback),
         minimum_interval_seconds=minimum_interval_seconds,
         required_resource_keys={"jaggaer"},

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -37,6 +37,8 @@ __all__ = [
     "PollPlan",
     "PollPolicy",
     "build_poll_sensor",
+    "changes_in",
+    "window_run_config",
     "collect_changes",
     "load_cursor",
     "plan_poll",
@@ -279,3 +281,32 @@ def build_poll_sensor(
         return dg.SensorResult(run_requests=requests, cursor=plan.cursor.to_json())
 
     return poll
+
+
+def changes_in(pages: Iterable[Sequence[Any]], *, id_of: Callable[[Any], str | None],
+               modified_of: Callable[[Any], datetime | None], asset: str, log: Any) -> Iterator[list[Change]]:
+    """Pages of raw records -> pages of (id, modified).
+
+    A record without an id or a readable timestamp cannot be placed in a partition; it is logged,
+    and the run of whichever day reads it quarantines it.
+    """
+    for page in pages:
+        changes = []
+        for raw in page:
+            record_id, moment = id_of(raw), modified_of(raw)
+            if not isinstance(record_id, str) or moment is None:
+                log.warning(f"{asset}: a changed record has no id or timestamp")
+                continue
+            changes.append(Change(record_id, moment))
+        yield changes
+
+
+def window_run_config(op_name: str, window_config: type[dg.Config]) -> Callable[[PartitionWindow], Mapping[str, Any]]:
+    """``run_config_for`` that hands a partition's window to ``op_name`` as its ``window_config``."""
+
+    def run_config_for(window: PartitionWindow) -> Mapping[str, Any]:
+        config = window_config(modified_from=window.modified_from.isoformat(),
+                               modified_to=window.modified_to.isoformat())
+        return {"ops": {op_name: {"config": config.model_dump()}}}
+
+    return run_config_for

@@ -6,9 +6,8 @@ validating and landing. A Visma error (auth, 5xx after retries) fails the tick.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import dagster as dg
 
@@ -16,7 +15,7 @@ from ml_connector_dagster.assets.visma import VISMA_SOURCES, VismaSource, VismaW
 from ml_connector_dagster.config import VismaSettings
 from ml_connector_dagster.systems.visma.client import modified_at
 
-from .poll import Change, PartitionWindow, PollPolicy, build_poll_sensor
+from .poll import Change, PollPolicy, build_poll_sensor, changes_in, window_run_config
 
 __all__ = ["visma_changes", "visma_poll_sensor", "visma_poll_sensors"]
 
@@ -28,23 +27,8 @@ def visma_changes(context: dg.SensorEvaluationContext, source: VismaSource, sinc
     counted in the log, and the run of whichever day reads them quarantines them.
     """
     with context.resources.visma.client() as client:
-        for page in client.iter_changed(source.entity, since):
-            changes = []
-            for raw in page:
-                record_id, moment = source.model.raw_id(raw), modified_at(raw)
-                if record_id is None or moment is None:
-                    context.log.warning(f"{source.key.to_user_string()}: a changed record has no id or timestamp")
-                    continue
-                changes.append(Change(record_id, moment))
-            yield changes
-
-
-def _run_config(source: VismaSource) -> Any:
-    def run_config_for(window: PartitionWindow) -> Mapping[str, Any]:
-        config = VismaWindow(modified_from=window.modified_from.isoformat(), modified_to=window.modified_to.isoformat())
-        return {"ops": {source.op_name: {"config": config.model_dump()}}}
-
-    return run_config_for
+        yield from changes_in(client.iter_changed(source.entity, since), id_of=source.model.raw_id,
+                              modified_of=modified_at, asset=source.key.to_user_string(), log=context.log)
 
 
 def visma_poll_sensor(
@@ -57,7 +41,7 @@ def visma_poll_sensor(
         target=target,
         partitions_def=visma_partitions(settings.partitions_start),
         probe=lambda context, since: visma_changes(context, source, since),
-        run_config_for=_run_config(source),
+        run_config_for=window_run_config(source.op_name, VismaWindow),
         policy=policy or PollPolicy(lookback=lookback),
         minimum_interval_seconds=minimum_interval_seconds,
         required_resource_keys={"visma"},

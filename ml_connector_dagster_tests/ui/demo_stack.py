@@ -30,7 +30,10 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS = ("visma", "jira")
-SANDBOX = {"seed": 0, "size": 24, "days": 1}
+SANDBOX = {"seed": 0, "size": 24, "days": 1}  # connector.yaml: the poll sensors look back one day
+# The simulators' records all changed within the last hour and a bit: one partition (today) per poll
+# sensor, so the first ticks ask for 5 runs rather than 10, each paying a run worker's start-up.
+SIMULATED_DAYS = 0.05
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ def running_demo(home: Path, monkeypatch: pytest.MonkeyPatch, *, startup_timeout
     receiver = ServedApp(configured_receiver(config, ledger), "webhook receiver", port=receiver_port).start()
     try:
         with serve_sandbox(list(SYSTEMS), ports=ports, reuse_running=False, webhook_base_url=receiver.base_url,
-                           **SANDBOX) as urls:  # fmt: skip
+                           **{**SANDBOX, "days": SIMULATED_DAYS}) as urls:  # fmt: skip
             command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                        "-h", "127.0.0.1", "-p", str(ui_port)]  # fmt: skip
             with log_path.open("wb") as log:
