@@ -42,6 +42,7 @@ _MIGRATE_LOCK = 0x6D6C_636F_6E6E_0001
 _MIGRATE_THREAD_LOCK = threading.Lock()
 _INBOX_LOCK = 0x6D6C_636F_6E6E_0002
 _WRITE = "ml_connector_write"  # execution option: the transaction will write
+WRITE_OPTION = _WRITE  # for other stores sharing the ledger's engine (the vault, the landing store)
 
 
 def _utcnow() -> datetime:
@@ -238,7 +239,7 @@ def _chunks(ids: Iterable[Any]) -> Iterator[list[Any]]:
 def _sqlite_engine(url: sa.URL) -> Engine:
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(url, hide_parameters=True)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -295,7 +296,8 @@ class Ledger:
         if parsed.get_backend_name() == "sqlite":
             engine = _sqlite_engine(parsed)
         else:
-            engine = sa.create_engine(parsed, pool_pre_ping=True)
+            # Bound parameters (vault ciphertexts, record payloads) never belong in an error message.
+            engine = sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
         ledger = cls(engine)
         try:
             ledger.migrate()

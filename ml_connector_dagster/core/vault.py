@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import secrets as pysecrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+
+from .ledger import WRITE_OPTION
 
 __all__ = [
     "SECRET_KEY_ENV",
@@ -126,13 +129,22 @@ class Vault:
             keys = [_sandbox_key(Path(home))]
         return cls(engine, keys)
 
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        # On SQLite a writer must take its lock at BEGIN (the ledger engine's BEGIN IMMEDIATE), so
+        # busy_timeout queues it behind concurrent runs instead of failing with "database is locked".
+        with self._engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
     def put(self, name: str, value: str) -> None:
         """Store ``value`` under ``name``, replacing any previous value (one transaction)."""
         _check_name(name)
         ciphertext = self._encrypt(value)
         for _ in range(2):
             try:
-                with self._engine.begin() as conn:
+                with self._writing() as conn:
                     if self._update(conn, name, ciphertext) == 0:
                         conn.execute(vault_entries.insert().values(
                             name=name, ciphertext=ciphertext, updated_at=_now()))
@@ -159,7 +171,7 @@ class Vault:
 
     def delete(self, name: str) -> None:
         """Remove ``name`` (no error when absent)."""
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(vault_entries.delete().where(vault_entries.c.name == name))
 
     def names(self) -> list[str]:
@@ -177,13 +189,13 @@ class Vault:
         ciphertext = self._encrypt(new)
         if expected is None:
             try:
-                with self._engine.begin() as conn:
+                with self._writing() as conn:
                     conn.execute(vault_entries.insert().values(
                         name=name, ciphertext=ciphertext, updated_at=_now()))
             except IntegrityError:
                 return False
             return True
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             current = conn.execute(
                 sa.select(vault_entries.c.ciphertext).where(vault_entries.c.name == name)
             ).scalar_one_or_none()
@@ -197,7 +209,7 @@ class Vault:
         All entries are decrypted before anything is written, in one transaction: an entry that no
         key can read aborts the rotation with nothing changed.
         """
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             rows = conn.execute(sa.select(vault_entries.c.name, vault_entries.c.ciphertext)).all()
             rotated = []
             for name, ciphertext in rows:

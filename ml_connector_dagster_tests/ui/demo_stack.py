@@ -93,7 +93,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def stop_process_group(process: subprocess.Popen[bytes], *, grace_s: float = 15.0) -> None:
+def stop_process_group(process: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> None:
     """SIGINT the leader (a clean `dagster dev` shutdown), then TERM and KILL what is left of its group."""
     pgid = process.pid  # the leader of its own session: its pid is the group id
     if process.poll() is None:
