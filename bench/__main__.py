@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -103,11 +104,25 @@ def run(scenarios: Sequence[str], limits: BenchLimits, scale: str, destination: 
         except Exception as error:  # noqa: BLE001 - one broken scenario must not lose the others' figures
             traceback.print_exc()
             outcome, ok = _failed(name, error), False
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        outcome.notes.append(f"ran {time.perf_counter() - began:.0f} s; load average (1 min) as it ended: {load:.1f} "
+                             f"on {os.cpu_count()} CPUs")
         log(f"bench: {name} done in {time.perf_counter() - began:.0f} s: "
             + ", ".join(f"{t.name} {t.value:g} ({'holds' if t.holds else 'MISSED'})" for t in outcome.targets))
         outcomes.append(outcome)
         done(outcomes)
     return outcomes, ok
+
+
+def _kept_outcomes(path: Path | None, rerun: Sequence[str]) -> list[Outcome]:
+    """The outcomes of an earlier run (``--json``) of the scenarios not run now, marked as such."""
+    if path is None or not path.exists():
+        return []
+    kept = [Outcome.model_validate(o) for o in json.loads(path.read_text()) if o["key"] not in rerun]
+    for outcome in kept:
+        if not any("earlier run" in note for note in outcome.notes):
+            outcome.notes.append("measured in the earlier run recorded in the JSON file; the others were rerun")
+    return kept
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--destination", default="jira", choices=sorted(DESTINATIONS))
     parser.add_argument("--out", type=Path, default=REPORT, help="The Markdown report (default docs/benchmarks.md).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the outcomes as JSON here.")
+    parser.add_argument("--merge", action="store_true",
+                        help="Keep the other scenarios' outcomes found in --json (rerun one scenario of a run).")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(SCENARIOS))
@@ -133,7 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, began = stamp(), time.perf_counter()
     command = ("python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
 
+    kept = _kept_outcomes(args.json, chosen) if args.merge else []
+
     def report(outcomes: list[Outcome]) -> None:
+        outcomes = sorted([*kept, *outcomes], key=lambda o: SCENARIOS.index(o.key) if o.key in SCENARIOS else 99)
         block = render_sections(outcomes, limits, command=command, scale=scale, started=started,
                                 seconds=time.perf_counter() - began)
         write_report(args.out, block)

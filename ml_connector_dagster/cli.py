@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,6 +111,37 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 @click.option("--port", default=3000, show_default=True, help="Dagster UI port.")
 def demo(port: int) -> None:
     """Serve the sandbox, the webhook receiver and `dagster dev` with the sensors on: records flow with no clicks."""
+    home = connector_home()
+    with _sandbox_stack() as (urls, receiver_url):
+        for name, url in urls.items():
+            click.echo(f"  sandbox {name:<10} {url}")
+        click.echo(f"  webhook receiver    {receiver_url}/webhooks/<system>")
+        click.echo(f"  Dagster UI          http://127.0.0.1:{port}  (instance: {home})")
+        command = [
+            sys.executable, "-m", "dagster", "dev",
+            "-w", str(PROJECT_ROOT / "workspace.yaml"),
+            "-h", "127.0.0.1", "-p", str(port),
+        ]  # fmt: skip
+        process = subprocess.Popen(command, env=dict(os.environ), cwd=PROJECT_ROOT)
+        # A SIGTERM (a supervisor, `timeout`) must stop `dagster dev` too, not orphan it.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextlib.contextmanager
+def _sandbox_stack() -> Iterator[tuple[dict[str, str], str]]:
+    """The sandbox simulators of connector.yaml and the webhook receiver they deliver to, on 127.0.0.1.
+
+    Shared by `demo` and `sync`: both run against the same persistent sandbox tenants and instance
+    (`.dagster/`), and webhook registrations (Asana's handshake, monday's challenge) need the receiver up.
+    """
     from .core.ledger import Ledger
     from .definitions import use_sandbox_credentials
     from .sandbox.launch import serve_sandbox
@@ -121,48 +153,29 @@ def demo(port: int) -> None:
     config = active_config()
     # The receiver verifies with the same (sandbox demo) secrets the simulators sign with.
     use_sandbox_credentials(config)
-    env = dict(os.environ)
     ledger = Ledger.open()
-    receiver = ServedApp(configured_receiver(config, ledger), "webhook receiver",
-                         config.webhooks.host, config.webhooks.port).start()
-    with serve_sandbox(_sandboxed_systems(config), host=config.sandbox.host, ports=dict(config.sandbox.ports),
-                       state_dir=home / "sandbox", webhook_base_url=receiver.base_url, **_sandbox_settings()) as urls:
-        for name, url in urls.items():
-            click.echo(f"  sandbox {name:<10} {url}")
-        click.echo(f"  webhook receiver    {receiver.base_url}/webhooks/<system>")
-        click.echo(f"  Dagster UI          http://127.0.0.1:{port}  (instance: {home})")
-        command = [
-            sys.executable, "-m", "dagster", "dev",
-            "-w", str(PROJECT_ROOT / "workspace.yaml"),
-            "-h", "127.0.0.1", "-p", str(port),
-        ]  # fmt: skip
-        process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
-        # A SIGTERM (a supervisor, `timeout`) must stop `dagster dev` too, not orphan it.
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        receiver = ServedApp(configured_receiver(config, ledger), "webhook receiver",
+                             config.webhooks.host, config.webhooks.port).start()
         try:
-            process.wait()
-        except KeyboardInterrupt:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            with serve_sandbox(_sandboxed_systems(config), host=config.sandbox.host,
+                               ports=dict(config.sandbox.ports), state_dir=home / "sandbox",
+                               webhook_base_url=receiver.base_url, **_sandbox_settings()) as urls:
+                yield urls, receiver.base_url
         finally:
             receiver.stop()
-            ledger.dispose()
+    finally:
+        ledger.dispose()
 
 
 @main.command()
 @click.option("--partition", default=None, help="Daily partition (YYYY-MM-DD, UTC). Default: today.")
 def sync(partition: str | None) -> None:
     """Materialize the reference data and today's partitions once, headless, and print what moved."""
-    from .sandbox.launch import serve_sandbox
     from .sync import run_sync
 
     partition_key = partition or datetime.now(UTC).date().isoformat()
-    config = active_config()
-    with serve_sandbox(_sandboxed_systems(config), host=config.sandbox.host, ports=dict(config.sandbox.ports),
-                       state_dir=connector_home() / "sandbox", **_sandbox_settings()):
+    with _sandbox_stack():
         report = run_sync(partition_key)
     click.echo(report.render())
     if not report.success:

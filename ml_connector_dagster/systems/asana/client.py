@@ -90,7 +90,10 @@ BATCH_LIMIT = 10
 PAGE_SIZE = 100
 MAX_OFFSET_RESTARTS = 3
 _THROTTLED_ATTEMPTS = 5
-_RESEND_ROUNDS = 3
+# A 429 is answered before anything is applied, so resending is always safe; a free workspace's
+# 150 requests/min can refuse a long backfill for several windows in a row, each waited out via
+# Retry-After by the shared limiter. Three rounds turned a busy minute into dead letters.
+_RESEND_ROUNDS = 30
 TASK_FIELDS = ("name", "notes", "completed", "completed_at", "created_at", "modified_at", "due_on", "assignee",
                "parent", "projects", "permalink_url", "num_subtasks", "custom_fields.name",
                "custom_fields.resource_subtype", "custom_fields.text_value", "custom_fields.number_value",
