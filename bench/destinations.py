@@ -57,7 +57,7 @@ def workflow_hops(transitions: Sequence[tuple[frozenset[str], str]], start: str)
 def _jira_configure(config: dict[str, Any], url: str, limits: BenchLimits) -> None:
     jira = config["systems"]["jira"]
     jira.update(base_url=url, auth_url=url, rate_per_s=limits.jira_client_rate_per_s,
-                burst=int(limits.jira_client_rate_per_s), timeout_s=limits.client_timeout_s)
+                burst=limits.jira_client_burst, timeout_s=limits.client_timeout_s)
     config["flows"]["visma_jira"]["jira_webhooks"] = {"enabled": False}
 
 
