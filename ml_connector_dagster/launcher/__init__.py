@@ -33,9 +33,10 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClassData, serialize_value
 
+from .coordinator import FAST_LANE_TAGS, WebhookFastLaneRunCoordinator
 from .pool import WarmWorkerPool
 
-__all__ = ["WORKER_PID_TAG", "WarmProcessRunLauncher"]
+__all__ = ["FAST_LANE_TAGS", "WORKER_PID_TAG", "WarmProcessRunLauncher", "WebhookFastLaneRunCoordinator"]
 
 WORKER_PID_TAG = "ml_connector/run_worker_pid"
 

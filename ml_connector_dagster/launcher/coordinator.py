@@ -1,0 +1,59 @@
+"""The run queue, with a fast lane for the small runs that webhooks trigger.
+
+Dagster's queued coordinator holds every run until its daemon next looks at the queue (once a
+second at best) — a second or more of a webhook's few-second budget, spent waiting in an empty
+queue. :class:`WebhookFastLaneRunCoordinator` launches a run tagged as a webhook (inbox) run at
+once, from the sensor that requested it, while fewer runs are in progress than the queue allows
+and no tag limit applies to it; every other run, and a webhook run when the queue is full, is
+queued exactly as before.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from dagster import DagsterRunStatus, RunsFilter
+from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
+from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun
+
+__all__ = ["FAST_LANE_TAGS", "WebhookFastLaneRunCoordinator"]
+
+# The tags that mark a run as a webhook's: the inbox sensor sets them (sensors/inbox.py).
+FAST_LANE_TAGS = {"ml_connector/trigger": "inbox"}
+
+
+class WebhookFastLaneRunCoordinator(QueuedRunCoordinator):
+    """Queued coordinator that launches webhook runs immediately while there is room."""
+
+    _room_lock = threading.Lock()
+
+    def submit_run(self, context: SubmitRunContext) -> DagsterRun:
+        """Launch a webhook run now if the queue has room for it, else enqueue it as usual."""
+        run = context.dagster_run
+        if (
+            run.status != DagsterRunStatus.NOT_STARTED
+            or not self._fast_lane(run)
+            or context.workspace is None
+        ):
+            return super().submit_run(context)
+        # One sensor thread at a time checks and takes the room, so two cannot both take the last slot.
+        with self._room_lock:
+            if not self._room_for_one_more():
+                return super().submit_run(context)
+            self._instance.launch_run(run.run_id, context.workspace)
+        launched = self._instance.get_run_by_id(run.run_id)
+        assert launched is not None
+        return launched
+
+    def _fast_lane(self, run: DagsterRun) -> bool:
+        if any(run.tags.get(key) != value for key, value in FAST_LANE_TAGS.items()):
+            return False
+        limits = self._instance.get_concurrency_config().run_queue_config
+        return not (limits and any(limit["key"] in run.tags for limit in limits.tag_concurrency_limits))
+
+    def _room_for_one_more(self) -> bool:
+        limits = self._instance.get_concurrency_config().run_queue_config
+        maximum = limits.max_concurrent_runs if limits else self._max_concurrent_runs
+        if maximum == -1:
+            return True
+        return self._instance.get_runs_count(RunsFilter(statuses=ACTIVE_RUN_STATUSES)) < maximum
