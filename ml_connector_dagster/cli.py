@@ -12,12 +12,13 @@ import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import click
 from dagster import BetaWarning, PreviewWarning
 
 from .config import ConfigError, ConnectorConfig, SystemSettings, active_config, connector_home
+from .progress import no_progress_option
 from .sandbox.registry import SIMULATORS
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def sandbox() -> None:
 
 
 @sandbox.command("serve")
+@no_progress_option
 @click.option("--system", "systems", multiple=True, help="Serve only these (repeatable). Default: all.")
 @click.option("--host", default=None, help="Default: sandbox.host from connector.yaml (127.0.0.1).")
 @click.option("--port", "port_overrides", multiple=True, metavar="NAME=PORT", help="Override a default port.")
@@ -170,6 +172,7 @@ def _sandbox_stack() -> Iterator[tuple[dict[str, str], str]]:
 
 @main.command()
 @click.option("--partition", default=None, help="Daily partition (YYYY-MM-DD, UTC). Default: today.")
+@no_progress_option
 def sync(partition: str | None) -> None:
     """Materialize the reference data and today's partitions once, headless, and print what moved."""
     from .sync import run_sync
@@ -177,6 +180,32 @@ def sync(partition: str | None) -> None:
     partition_key = partition or datetime.now(UTC).date().isoformat()
     with _sandbox_stack():
         report = run_sync(partition_key)
+    click.echo(report.render())
+    if not report.success:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--flow", default=None, help="Only this flow's replay job (visma_jira, visma_asana, visma_monday, ...).")
+@no_progress_option
+def replay(flow: str | None) -> None:
+    """Push every flow's open dead letters again (its replay job), once, and print what went through.
+
+    Fix the cause first (a mapping, an option, a closed period): each letter goes through the
+    flow's own push, from the record's latest landed copy; the ones that pass are resolved. Exits 1
+    when a replay job fails.
+    """
+    from .definitions import build_definitions
+    from .replay import replay_jobs, run_replay
+
+    with _sandbox_stack():
+        defs = build_definitions(active_config())
+        jobs = replay_jobs(defs, flow)
+        if not jobs:
+            flows = sorted({job.tags.get("ml_connector/flow", "") for job in replay_jobs(defs)})
+            where = f"flow {flow!r} has" if flow else "no enabled flow has"
+            raise click.UsageError(f"{where} no replay job; flows with one: {', '.join(flows) or 'none'}")
+        report = run_replay(jobs)
     click.echo(report.render())
     if not report.success:
         sys.exit(1)
@@ -204,41 +233,105 @@ def ping() -> None:
 
 @main.group()
 def auth() -> None:
-    """OAuth consent: a system's refresh token, obtained once by a person, kept encrypted in the vault."""
+    """OAuth consent: a system's token, obtained once by a person, kept encrypted in the vault."""
+
+
+def _consent_options(system: str, app: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The options of every `auth <system>` command: the answer, no prompt, the redirect URI."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        from .core.consent import LOCAL_REDIRECT_URI
+
+        options = [
+            click.option("--code", "answer", default=None, metavar="ADDRESS",
+                         help="The address your browser was sent to after consenting: finishes the consent started "
+                              "before."),
+            click.option("--no-prompt", is_flag=True, help="Only print the authorize URL; finish later with --code."),
+            click.option("--redirect-uri", envvar=f"{system.upper()}_REDIRECT_URI", show_envvar=True, default=None,
+                         help=f"The callback URL registered on {app} (default {LOCAL_REDIRECT_URI})."),
+        ]  # fmt: skip
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _oauth_settings(system: str) -> SystemSettings:
+    """``system``'s settings, when it is configured for OAuth; the sandbox's demo app credentials set."""
+    from .definitions import use_sandbox_credentials
+
+    config = active_config()
+    settings = getattr(config.systems, system)
+    if settings is None:
+        raise click.UsageError(f"systems.{system} is not configured in connector.yaml")
+    if getattr(settings, "auth", None) != "oauth":
+        raise click.UsageError(f"systems.{system}.auth is {settings.auth}: there is no consent to give "
+                               "(set auth: oauth to use an OAuth app)")
+    use_sandbox_credentials(config)
+    return settings
+
+
+class _ConsentResource(Protocol):
+    vault_key: str
+
+    def process_config_and_initialize(self) -> object: ...
+
+
+def _run_consent(system: str, settings: SystemSettings, make_flow: Callable[..., CodeFlow],
+                 resource: _ConsentResource, *, answer: str | None, no_prompt: bool, redirect_uri: str | None) -> None:
+    """The consent of every `auth <system>` command: begin or finish it, store the token, then ping with it."""
+    from .core.consent import LOCAL_REDIRECT_URI
+
+    client_id = os.environ.get(settings.client_id_env, "")
+    client_secret = os.environ.get(settings.client_secret_env, "")
+    try:
+        flow = make_flow(settings, client_id, client_secret, redirect_uri=redirect_uri or LOCAL_REDIRECT_URI)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if _consent(flow, resource.vault_key, sandbox=settings.mode == "sandbox", answer=answer, prompt=not no_prompt):
+        _verify(system, settings, resource.process_config_and_initialize)
 
 
 @auth.command("jira")
-@click.option("--code", "answer", default=None, metavar="ADDRESS",
-              help="The address your browser was sent to after consenting: finishes the consent started before.")
-@click.option("--no-prompt", is_flag=True, help="Only print the authorize URL; finish later with --code.")
-@click.option("--redirect-uri", envvar="JIRA_REDIRECT_URI", show_envvar=True, default=None,
-              help="The callback URL registered on the Atlassian app (default http://127.0.0.1:8765/oauth/callback).")
+@_consent_options("jira", "the Atlassian app")
 def auth_jira(answer: str | None, no_prompt: bool, redirect_uri: str | None) -> None:
     """Atlassian 3LO consent: print the authorize URL, take the answer, keep the refresh token in the vault."""
-    from .definitions import use_sandbox_credentials
-    from .systems.jira.consent import DEFAULT_REDIRECT_URI, jira_code_flow
+    from .systems.jira.consent import jira_code_flow
     from .systems.jira.resource import JiraResource
 
-    config = active_config()
-    settings = config.systems.jira
-    if settings is None:
-        raise click.UsageError("systems.jira is not configured in connector.yaml")
-    if settings.auth != "oauth":
-        raise click.UsageError("systems.jira.auth is api_token: there is no consent to give")
-    use_sandbox_credentials(config)
-    try:
-        flow = jira_code_flow(settings, os.environ.get(settings.client_id_env, ""),
-                              os.environ.get(settings.client_secret_env, ""),
-                              redirect_uri=redirect_uri or DEFAULT_REDIRECT_URI)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    resource = JiraResource.from_settings(settings)
-    if _consent(flow, resource.vault_key, sandbox=settings.mode == "sandbox", answer=answer, prompt=not no_prompt):
-        _verify("jira", settings, resource.process_config_and_initialize)
+    settings = _oauth_settings("jira")
+    _run_consent("jira", settings, jira_code_flow, JiraResource.from_settings(settings),
+                 answer=answer, no_prompt=no_prompt, redirect_uri=redirect_uri)
+
+
+@auth.command("asana")
+@_consent_options("asana", "the Asana app")
+def auth_asana(answer: str | None, no_prompt: bool, redirect_uri: str | None) -> None:
+    """Asana OAuth consent: print the authorize URL, take the answer, keep the refresh token in the vault."""
+    from .systems.asana.consent import asana_code_flow
+    from .systems.asana.resource import AsanaResource
+
+    settings = _oauth_settings("asana")
+    _run_consent("asana", settings, asana_code_flow, AsanaResource.from_settings(settings),
+                 answer=answer, no_prompt=no_prompt, redirect_uri=redirect_uri)
+
+
+@auth.command("monday")
+@_consent_options("monday", "the monday app")
+def auth_monday(answer: str | None, no_prompt: bool, redirect_uri: str | None) -> None:
+    """monday OAuth consent: print the authorize URL, take the answer, keep the (never-expiring) access
+    token in the vault."""
+    from .systems.monday.consent import monday_code_flow
+    from .systems.monday.resource import MondayResource
+
+    settings = _oauth_settings("monday")
+    _run_consent("monday", settings, monday_code_flow, MondayResource.from_settings(settings),
+                 answer=answer, no_prompt=no_prompt, redirect_uri=redirect_uri)
 
 
 def _consent(flow: CodeFlow, vault_key: str, *, sandbox: bool, answer: str | None, prompt: bool) -> bool:
-    """Run ``flow`` from the terminal and keep its refresh token in the vault under ``vault_key``.
+    """Run ``flow`` from the terminal and keep the token it keeps in the vault under ``vault_key``.
 
     Without ``answer``: print the authorize URL and (when ``prompt``) ask for the address the browser
     was sent to; with it: finish the consent begun by an earlier call. True once a token is stored.
@@ -265,9 +358,9 @@ def _consent(flow: CodeFlow, vault_key: str, *, sandbox: bool, answer: str | Non
             grant = flow.complete(vault, answer)
         except (ConsentError, ApiError) as exc:
             raise click.ClickException(str(exc)) from None
-        vault.put(vault_key, grant.refresh_token.get_secret_value())
+        vault.put(vault_key, flow.token_to_keep(grant))
     scopes = f" with {' '.join(grant.scopes)}" if grant.scopes else ""
-    click.echo(f"{flow.system}: consent granted{scopes}; the refresh token is stored encrypted in the vault "
+    click.echo(f"{flow.system}: consent granted{scopes}; the {flow.kept_name} is stored encrypted in the vault "
                f"as {vault_key!r}")
     return True
 
@@ -339,6 +432,25 @@ def deploy_pools(path: str) -> None:
         apply_pool_limits(instance, limits)
     for pool, limit in limits.items():
         click.echo(f"  {pool:<15} {limit}")
+
+
+@main.command()
+@click.option("--schedules", "count", default=50, show_default=True, help="How many schedules to run.")
+@click.option("--seed", default=0, show_default=True, help="Master seed: the same seed draws the same schedules.")
+@click.option("--flow", "flows", multiple=True, help="Only this flow (repeatable). Default: every flow.")
+@click.option("--workers", default=1, show_default=True, help="Worker processes running schedules side by side.")
+@click.option("--no-kills", "kills", flag_value=False, default=True, help="Leave out the schedules that kill processes.")
+@click.option("--replay", "replay_id", default=None, metavar="FLOW:SEED", help="Run one schedule again and say what it left wrong.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the figures as Markdown (docs/reliability.md).")
+def chaos(count: int, seed: int, flows: tuple[str, ...], workers: int, kills: bool, replay_id: str | None,
+          report_path: Path | None) -> None:
+    """Prove exactly-once under faults: random workloads, fault plans and kills against the simulators, then
+    every destination compared with its source. Ends with `N schedules, D duplicates, L lost, M mismatched`
+    and exits 1 unless all three (and the secrets found) are 0."""
+    from .chaos.command import chaos_command
+
+    chaos_command(count, seed, flows, workers, kills, replay_id, report_path)
 
 
 def run() -> None:

@@ -150,7 +150,11 @@ class AcumaticaSettings(SystemSettings):
 
 
 class AsanaSettings(SystemSettings):
-    """Asana: a personal access token, or OAuth 2.0 with a refresh token that does not rotate."""
+    """Asana: a personal access token, or OAuth 2.0 with a refresh token that does not rotate.
+
+    OAuth reads the refresh token `ml-connector auth asana` stored in the vault; while the vault has
+    none, the one in ``refresh_token_env``.
+    """
 
     base_url: HttpUrl = Field(HttpUrl("https://app.asana.com"), description="App root: /api/1.0 and /-/oauth_token under it.")
     rate_per_s: float = Field(2.0, gt=0, description="150 requests/min per token on free plans (1,500 paid).")
@@ -158,22 +162,39 @@ class AsanaSettings(SystemSettings):
     pat_env: str = "ASANA_PAT"
     client_id_env: str = "ASANA_CLIENT_ID"
     client_secret_env: str = "ASANA_CLIENT_SECRET"
-    refresh_token_env: str = "ASANA_REFRESH_TOKEN"
+    refresh_token_env: str = Field("ASANA_REFRESH_TOKEN", description="Used while the vault holds none (see auth asana).")
     workspace_gid: str | None = Field(None, description="The workspace to work in (None: the token's first).")
 
 
 class MondaySettings(SystemSettings):
-    """monday.com: GraphQL with a personal (or app) API token sent raw, pinned to an API version."""
+    """monday.com: GraphQL with a token sent raw, pinned to an API version.
+
+    ``auth: api_token``: a personal API token from ``api_token_env``. ``auth: oauth``: the OAuth app's
+    access token that `ml-connector auth monday` stored in the vault (it never expires).
+    """
 
     base_url: HttpUrl = Field(HttpUrl("https://api.monday.com"), description="API root; requests go to <base_url>/v2.")
     api_version: Literal["2026-01", "2026-10"] = Field("2026-10", description="Sent as API-Version on every request.")
+    auth: Literal["api_token", "oauth"] = "api_token"
+    auth_url: HttpUrl | None = Field(
+        None, description="OAuth root (/oauth2/authorize, /oauth2/token). Default: https://auth.monday.com; "
+        "in the sandbox, base_url (the simulator serves both).",
+    )
     api_token_env: str = "MONDAY_API_TOKEN"
+    client_id_env: str = "MONDAY_CLIENT_ID"
+    client_secret_env: str = "MONDAY_CLIENT_SECRET"
     signing_secret_env: str = Field(
         "MONDAY_SIGNING_SECRET", description="The app's webhook signing secret (seeded in the sandbox; the receiver "
         "reads webhooks.monday.signing_secret_env).",
     )
     complexity_per_minute: int = Field(10_000_000, gt=0, description="Personal tokens 10M/min; app tokens 5M per kind.")
     max_batch: int = Field(25, ge=1, le=500, description="Most aliased writes per request (also capped by the 5M query limit).")
+
+    def oauth_root(self) -> str:
+        """Where the OAuth endpoints are: ``auth_url``, else the simulator (sandbox) or auth.monday.com."""
+        if self.auth_url is not None:
+            return str(self.auth_url).rstrip("/")
+        return str(self.base_url).rstrip("/") if self.mode == "sandbox" else "https://auth.monday.com"
 
 
 class Systems(_Strict):

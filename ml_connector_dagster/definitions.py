@@ -52,7 +52,10 @@ SANDBOX_CREDENTIALS: dict[str, dict[str, str]] = {
         "client_id_env": "client_id", "client_secret_env": "client_secret", "username_env": "username",
         "password_env": "password",
     },
-    "monday": {"api_token_env": "api_token", "signing_secret_env": "signing_secret"},
+    "monday": {
+        "api_token_env": "api_token", "signing_secret_env": "signing_secret", "client_id_env": "client_id",
+        "client_secret_env": "client_secret",
+    },
     "asana": {
         "pat_env": "pat", "client_id_env": "client_id", "client_secret_env": "client_secret",
         "refresh_token_env": "refresh_token",

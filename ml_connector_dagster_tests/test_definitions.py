@@ -27,15 +27,17 @@ def test_the_code_location_loads() -> None:
 def test_it_holds_every_visma_source_with_its_check_and_sensor() -> None:
     keys = {asset.key.to_user_string() for asset in defs.assets}
     assert {"visma/supplier_invoices", "visma/purchase_orders", "visma/customer_invoices", "visma/payments",
-            "visma/gl_transactions", "visma/suppliers", "visma/gl_accounts", "visma/dimensions"} <= keys
+            "visma/supplier_payments", "visma/gl_transactions", "visma/suppliers", "visma/gl_accounts",
+            "visma/dimensions"} <= keys
     checked = {key.asset_key.to_user_string() for check in defs.asset_checks for key in check.check_keys}
     assert {key for key in keys if key.startswith("visma/")} <= checked
-    assert {"visma_supplier_invoices_poll", "visma_gl_transactions_poll"} <= {s.name for s in defs.sensors}
+    assert {"visma_supplier_invoices_poll", "visma_supplier_payments_poll", "visma_gl_transactions_poll"} <= {
+        s.name for s in defs.sensors}
 
 
 def test_partitioned_sources_share_one_daily_utc_partitioning_that_includes_today() -> None:
     partitioned = [a for a in defs.assets if a.group_names_by_key.get(a.key) == "visma" and a.partitions_def is not None]
-    assert len(partitioned) == 5
+    assert len(partitioned) == 6
     (partitions,) = {a.partitions_def for a in partitioned}
     assert isinstance(partitions, dg.DailyPartitionsDefinition) and partitions.timezone == "UTC"
     assert partitions.end_offset == 1

@@ -1,7 +1,7 @@
 """Visma.net source assets: read changed records, validate them, land the good ones, quarantine the rest.
 
-Documents (``visma/supplier_invoices``, ``purchase_orders``, ``customer_invoices``, ``payments``,
-``gl_transactions``) share one daily UTC partitioning by *modification* date; reference data
+Documents (``visma/supplier_invoices``, ``purchase_orders``, ``customer_invoices``, ``payments``
+(customer payments), ``supplier_payments``, ``gl_transactions``) share one daily UTC partitioning by *modification* date; reference data
 (``visma/suppliers``, ``gl_accounts``, ``dimensions``) is unpartitioned and read whole. Every asset
 comes from one factory over :data:`VISMA_SOURCES`.
 
@@ -40,6 +40,7 @@ from ml_connector_dagster.systems.visma.models import (
     PurchaseOrder,
     Supplier,
     SupplierInvoice,
+    SupplierPayment,
     VismaRecord,
     parse_utc,
     validate_record,
@@ -141,8 +142,11 @@ VISMA_SOURCES: tuple[VismaSource, ...] = (
                 "Customer invoices (AR documents) by day of last modification.",
                 preview=(*_DOCUMENT_PREVIEW, "customer.number", "amount", "currency_id")),
     VismaSource("payments", VismaEntity.PAYMENT, Payment,
-                "Customer payments by day of last modification.",
+                "Customer (AR) payments by day of last modification.",
                 preview=(*_DOCUMENT_PREVIEW, "customer.number", "payment_amount", "currency")),
+    VismaSource("supplier_payments", VismaEntity.SUPPLIER_PAYMENT, SupplierPayment,
+                "Supplier (AP) payments with the invoices they settle, by day of last modification.",
+                preview=(*_DOCUMENT_PREVIEW, "supplier.number", "payment_amount", "currency_id")),
     VismaSource("gl_transactions", VismaEntity.JOURNAL_TRANSACTION, JournalTransaction,
                 "General ledger journal transactions (batches with their lines) by day of last modification.",
                 preview=(*_DOCUMENT_PREVIEW, "debit_total", "credit_total", "currency_id")),

@@ -6,7 +6,9 @@
 2. The user consents in a browser, which is sent to ``redirect_uri?code=...&state=...``.
 3. :meth:`CodeFlow.complete` takes that address, checks its ``state`` against the remembered one
    (constant-time), exchanges the code at the token endpoint and returns the grant; the caller
-   stores the refresh token where the system's resource reads it.
+   stores the token the flow keeps (:meth:`CodeFlow.token_to_keep`) where the system's resource
+   reads it: the refresh token where access tokens expire, the access token itself where they do
+   not (and no refresh token exists).
 
 A vendor contributes a :class:`CodeFlow` (its URLs, scopes and extra parameters) from
 ``systems/<vendor>/consent.py``.
@@ -29,9 +31,12 @@ import pydantic
 from ml_connector_dagster.core.http import AuthenticationFailed, build_http_client, raise_for_api_error
 from ml_connector_dagster.core.oauth import TokenStore
 
-__all__ = ["PENDING_TTL_S", "CodeFlow", "ConsentError", "ConsentGrant", "ConsentRequest"]
+__all__ = ["LOCAL_REDIRECT_URI", "PENDING_TTL_S", "CodeFlow", "ConsentError", "ConsentGrant", "ConsentRequest"]
 
 PENDING_TTL_S = 600  # authorization codes live about ten minutes at every vendor we know
+# The callback URL to register on each vendor's app (nothing needs to listen there: the person
+# copies the address the browser lands on).
+LOCAL_REDIRECT_URI = "http://127.0.0.1:8765/oauth/callback"
 
 
 class ConsentError(RuntimeError):
@@ -51,8 +56,8 @@ class ConsentRequest(pydantic.BaseModel):
 class ConsentGrant(pydantic.BaseModel):
     """The useful part of the token endpoint's answer to the code."""
 
-    refresh_token: pydantic.SecretStr
     access_token: pydantic.SecretStr
+    refresh_token: pydantic.SecretStr | None = None
     scopes: list[str] = pydantic.Field(default_factory=list)
     expires_in: float | None = None
 
@@ -70,6 +75,19 @@ class CodeFlow:
     scopes: tuple[str, ...]
     extra_params: Mapping[str, str] = field(default_factory=dict)
     token_body: Literal["json", "form"] = "form"
+    keeps: Literal["refresh_token", "access_token"] = "refresh_token"
+
+    @property
+    def kept_name(self) -> str:
+        """What the kept token is called in messages ("refresh token", "access token")."""
+        return self.keeps.replace("_", " ")
+
+    def token_to_keep(self, grant: ConsentGrant) -> str:
+        """The secret to store: the grant's refresh token, or its access token when that never expires."""
+        token = grant.refresh_token if self.keeps == "refresh_token" else grant.access_token
+        if token is None:  # _exchange refuses such a grant; kept for the type checker
+            raise ConsentError(f"{self.system}: the grant holds no {self.kept_name}")
+        return token.get_secret_value()
 
     @property
     def pending_key(self) -> str:
@@ -134,10 +152,12 @@ class CodeFlow:
                     scopes=str(answer.get("scope") or "").split(), expires_in=answer.get("expires_in"),
                 )
             except (ValueError, AttributeError, pydantic.ValidationError):
-                raise ConsentError(
-                    f"{self.system}: the token endpoint answered without a refresh token; the app must ask for "
-                    "offline access (e.g. the offline_access scope)"
-                ) from None
+                raise ConsentError(f"{self.system}: the token endpoint answered without an access token") from None
+        if self.keeps == "refresh_token" and grant.refresh_token is None:
+            raise ConsentError(
+                f"{self.system}: the token endpoint answered without a refresh token; the app must ask for "
+                "offline access (e.g. the offline_access scope)"
+            )
         return grant
 
 

@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from .ledger import WRITE_OPTION
+from .ledger import WRITE_OPTION, Ledger
 
 __all__ = [
     "SECRET_KEY_ENV",
@@ -29,6 +29,7 @@ __all__ = [
     "VaultKeyInvalid",
     "VaultKeyMissing",
     "metadata",
+    "opened_vault",
     "vault_entries",
 ]
 
@@ -243,6 +244,16 @@ class Vault:
     def __repr__(self) -> str:
         # engine.url's repr masks a database password; the keys are never shown.
         return f"Vault(url={self._engine.url!r}, keys={self._key_count})"
+
+
+@contextmanager
+def opened_vault(db_url: str | None, *, sandbox: bool, home: Path) -> Iterator[Vault]:
+    """The vault of the ledger database at ``db_url`` (None: the ledger's default), for the block."""
+    ledger = Ledger.open(db_url)
+    try:
+        yield Vault.from_env(ledger.engine, sandbox=sandbox, home=home)
+    finally:
+        ledger.dispose()
 
 
 def _check_name(name: str) -> None:

@@ -40,6 +40,7 @@ from ml_connector_dagster.config import AcumaticaJiraFlow, AcumaticaSettings
 from ml_connector_dagster.core.http import RetryPolicy
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.resources import LedgerResource
+from ml_connector_dagster.run_tags import job_tags
 from ml_connector_dagster.systems.acumatica.resource import AcumaticaResource
 from ml_connector_dagster.systems.jira.resource import JiraResource
 
@@ -198,7 +199,7 @@ def build_release_job(settings: AcumaticaJiraFlow) -> dg.JobDefinition:
         context.add_output_metadata({"issues": len(issues), **report.counts,
                                      "comments": dg.MetadataValue.json(report.comments)})
 
-    @dg.job(name=RELEASE_JOB, tags={"ml_connector/flow": "acumatica_jira"},
+    @dg.job(name=RELEASE_JOB, tags=job_tags("acumatica_jira", writes=["acumatica"]),
             description="Jira issues resolved -> Release/Approve of their Acumatica documents, after a status check.")
     def acumatica_jira_release() -> None:
         release()

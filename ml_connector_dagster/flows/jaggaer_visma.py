@@ -35,6 +35,7 @@ from ml_connector_dagster.config import JaggaerSettings, JaggaerVismaFlow, Visma
 from ml_connector_dagster.core.landing import LandingStore
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.resources import LedgerResource
+from ml_connector_dagster.run_tags import job_tags
 from ml_connector_dagster.systems.jaggaer.client import SYSTEM as JAGGAER
 from ml_connector_dagster.systems.jaggaer.client import JaggaerEntity
 from ml_connector_dagster.systems.jaggaer.resource import JaggaerResource
@@ -351,8 +352,10 @@ def build_replay_job(settings: JaggaerVismaFlow, *, with_confirmations: bool) ->
                 metadata = replay(opened, client, None, settings=settings, run_id=context.run_id, log=context.log)
         context.add_output_metadata(metadata)
 
+    writes = ["visma", "jaggaer"] if with_confirmations else ["visma"]  # confirmations go back to JAGGAER
+
     @dg.job(name=REPLAY_JOB, description="Retry the open dead letters of the JAGGAER -> Visma flow.",
-            tags={"ml_connector/flow": "jaggaer_visma"})
+            tags=job_tags("jaggaer_visma", writes=writes, kind="replay"))
     def jaggaer_visma_replay() -> None:
         replay_letters()
 

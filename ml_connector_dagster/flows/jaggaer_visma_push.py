@@ -7,41 +7,38 @@ the record is looked up by its marker among the Visma records of that kind modif
 
 Updates read the record and its ETag, build the body against what Visma holds now (line
 operations included), and PUT it with ``If-Match``; a 412 means someone changed the record
-meanwhile, so it is read and the change applied again (:func:`update_with_etag`). A document Visma
-no longer lets anyone change (released, closed) is not touched: it becomes a dead letter, as does
-every document Visma refuses, with Visma's reason. A record that goes through resolves its letter.
+meanwhile, so it is read and the change applied again (``systems.visma.conditional_update``). A
+document Visma no longer lets anyone change (released, closed) is not touched: it becomes a dead
+letter, as does every document Visma refuses, with Visma's reason. A record that goes through
+resolves its letter.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ml_connector_dagster.core.http import ApiError, NotFound, PreconditionFailed
+from ml_connector_dagster.core.http import ApiError, NotFound
 from ml_connector_dagster.core.ledger import Ledger, Link
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
-from ml_connector_dagster.systems.visma.client import VismaClient, VismaEntity
+from ml_connector_dagster.systems.visma.client import VismaClient
+from ml_connector_dagster.systems.visma.conditional_update import StillChanging, update_with_etag
 
 from .destination import CreateInDoubt, CreateIntent, create_once
 from .jaggaer_visma_plan import Action, DocumentKind, DocumentPlan, PlannedDocument
 from .jaggaer_visma_render import find_marker
 
-__all__ = ["DocumentLocked", "PushOutcome", "StillChanging", "find_by_marker", "push_plan", "update_with_etag"]
+__all__ = ["DocumentLocked", "PushOutcome", "find_by_marker", "push_plan"]
 
 CLOCK_SKEW = timedelta(minutes=5)  # between our clock (the ledger's marks) and Visma's timestamps
-PUT_ATTEMPTS = 3
 
 
 class DocumentLocked(RuntimeError):
     """The Visma document is in a status that no longer allows changes."""
-
-
-class StillChanging(RuntimeError):
-    """Every PUT met a 412: the record keeps changing under us."""
 
 
 class PushOutcome(BaseModel):
@@ -66,29 +63,6 @@ def find_by_marker(client: VismaClient, kind: DocumentKind, record_id: str, sinc
             if find_marker(raw.get("description"), kind.label) == record_id:
                 return str(raw.get(kind.visma_id_field))
     return None
-
-
-def update_with_etag(client: VismaClient, entity: VismaEntity, number: str,
-                     body_for: Callable[[Mapping[str, Any]], dict[str, Any] | None], *,
-                     attempts: int = PUT_ATTEMPTS, on_conflict: Callable[[], None] | None = None) -> bool:
-    """PUT ``body_for(current record)`` with ``If-Match``; on 412 read again and re-apply.
-
-    Returns False when ``body_for`` finds nothing to change. Raises :class:`StillChanging` when every
-    attempt met a 412; ``body_for`` may raise (e.g. :class:`DocumentLocked`) to refuse the change.
-    """
-    for _ in range(attempts):
-        current, etag = client.get(entity, number)
-        body = body_for(current)
-        if body is None:
-            return False
-        try:
-            client.update(entity, number, body, etag)
-        except PreconditionFailed:
-            if on_conflict is not None:
-                on_conflict()
-            continue
-        return True
-    raise StillChanging(f"Visma {entity.value} {number} changed under every one of {attempts} attempts (412)")
 
 
 class _Pusher:

@@ -29,11 +29,11 @@ from ml_connector_dagster.config import JaggaerVismaFlow
 from ml_connector_dagster.core.http import ApiError
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.systems.visma.client import VismaClient, VismaEntity
+from ml_connector_dagster.systems.visma.conditional_update import StillChanging, update_with_etag
 
 from .jaggaer_visma_mapping import VismaChart
 from .jaggaer_visma_matching import VendorMatch, normalise_name
 from .jaggaer_visma_plan import References
-from .jaggaer_visma_push import StillChanging, update_with_etag
 
 __all__ = ["ASSET", "AlignmentOutcome", "FieldChange", "align_vendors", "gl_gaps", "vendor_changes"]
 

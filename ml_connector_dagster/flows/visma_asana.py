@@ -42,6 +42,7 @@ from ml_connector_dagster.core.landing import LandingStore
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.core.vault import Vault
 from ml_connector_dagster.resources import LedgerResource
+from ml_connector_dagster.run_tags import job_tags
 from ml_connector_dagster.systems.asana.client import AsanaClient
 from ml_connector_dagster.systems.asana.resource import AsanaResource
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
@@ -273,7 +274,7 @@ def build_replay_job(settings: VismaAsanaFlow) -> dg.JobDefinition:
         context.add_output_metadata(metadata or {"replayed": 0})
 
     @dg.job(name=REPLAY_JOB, description="Retry the open dead letters of the Visma -> Asana flow.",
-            tags={"ml_connector/flow": "visma_asana"})
+            tags=job_tags("visma_asana", writes=["asana"], kind="replay"))
     def visma_asana_replay() -> None:
         replay()
 
@@ -301,7 +302,7 @@ def build_return_job(settings: VismaAsanaFlow) -> dg.JobDefinition:
                                     | {"documents": dg.MetadataValue.json(dict(list(outcome.documents.items())[:20]))})
 
     @dg.job(name=RETURN_JOB, description="Asana task changes -> notes on their Visma documents (non-financial).",
-            tags={"ml_connector/flow": "visma_asana"})
+            tags=job_tags("visma_asana", writes=["visma"]))
     def visma_asana_return() -> None:
         note_changes()
 
@@ -359,7 +360,8 @@ def build_visma_asana(settings: VismaAsanaFlow, visma: VismaSettings, *, workspa
     if settings.return_path.webhooks:
         parts.assets.append(build_webhooks_asset(settings, sandbox=sandbox))
         hooks_job = dg.define_asset_job("visma_asana_webhooks", selection=dg.AssetSelection.assets(WEBHOOKS_KEY),
-                                        description="Registers Asana's task webhooks where they are missing.")
+                                        description="Registers Asana's task webhooks where they are missing.",
+                                        tags=job_tags("visma_asana", writes=["asana"]))
         parts.jobs.append(hooks_job)
         parts.schedules.append(dg.ScheduleDefinition(
             name="visma_asana_webhooks_schedule", job=hooks_job, cron_schedule="0 6 * * *", execution_timezone="UTC",

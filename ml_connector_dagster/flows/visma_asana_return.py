@@ -43,9 +43,9 @@ from ml_connector_dagster.systems.asana.client import AsanaClient
 from ml_connector_dagster.systems.asana.models import Task, Webhook
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
 from ml_connector_dagster.systems.visma.client import VismaClient
+from ml_connector_dagster.systems.visma.conditional_update import StillChanging, update_with_etag
 from ml_connector_dagster.systems.visma.models import as_update_dto
 
-from .jaggaer_visma_push import StillChanging, update_with_etag
 from .visma_asana_render import KINDS, NOTES_FLOW, AsanaContext, TaskKind, resolve_context, task_state_hash
 
 __all__ = [

@@ -29,6 +29,7 @@ from ml_connector_dagster.config import VismaJiraFlow, VismaSettings
 from ml_connector_dagster.core.landing import LandedRecord, LandingStore
 from ml_connector_dagster.core.ledger import DeadLetter, Ledger
 from ml_connector_dagster.resources import LedgerResource
+from ml_connector_dagster.run_tags import job_tags
 from ml_connector_dagster.systems.jira.client import JiraClient
 from ml_connector_dagster.systems.jira.resource import JiraResource
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
@@ -92,8 +93,9 @@ PURCHASE_ORDERS = DocumentKind(
 KINDS = (INVOICES, PURCHASE_ORDERS)
 SOURCES = {INVOICES.name: dg.AssetKey(["visma", "supplier_invoices"]),
            PURCHASE_ORDERS.name: dg.AssetKey(["visma", "purchase_orders"])}  # fmt: skip
-# Lineage only: the invoice issues also read the partition's GL batches and payments (audit comments).
-AUDIT_SOURCES = (dg.AssetKey(["visma", "gl_transactions"]), dg.AssetKey(["visma", "payments"]))
+# Lineage only: the invoice issues also read the partition's GL batches and supplier payments (audit
+# comments), so those sources' poll sensors request the invoice issues too.
+AUDIT_SOURCES = (dg.AssetKey(["visma", "gl_transactions"]), dg.AssetKey(["visma", "supplier_payments"]))
 
 
 def _retry(settings: VismaJiraFlow) -> dg.RetryPolicy:
@@ -297,7 +299,7 @@ def build_replay_job(settings: VismaJiraFlow) -> dg.JobDefinition:
         context.add_output_metadata(metadata or {"replayed": 0})
 
     @dg.job(name="visma_jira_replay", description="Retry the open dead letters of the Visma -> Jira flow.",
-            tags={"ml_connector/flow": "visma_jira"})
+            tags=job_tags("visma_jira", writes=["jira"], kind="replay"))
     def visma_jira_replay() -> None:
         replay()
 

@@ -1,32 +1,31 @@
 """GL postings and payments against a supplier invoice, as read-only audit comments on its issue.
 
 A GL batch of the AP module names the invoice it posts in its lines' ``referenceNumber``; a
-supplier payment names the invoices it settles in its ``paymentLines``. Each (record, invoice)
-pair becomes one :class:`AuditEntry`, commented once on the invoice's issue. Customer payments
-(AR, the ones with a ``customer``) settle customer invoices, whose numbers may coincide with
-supplier invoice numbers: they are never matched.
+supplier payment (``/v1/supplierPayment``, landed by ``visma/supplier_payments``) names the
+invoices it settles in its ``paymentLines[].invoiceRefNbr``. Each (record, invoice) pair becomes
+one :class:`AuditEntry`, commented once on the invoice's issue. Customer payments (``/v1/payment``)
+settle customer invoices, whose numbers may coincide with supplier invoice numbers: they are not
+read here at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ml_connector_dagster.systems.jira import adf
 from ml_connector_dagster.systems.visma.client import VismaEntity
-from ml_connector_dagster.systems.visma.models import Day, JournalTransaction, Party
+from ml_connector_dagster.systems.visma.models import JournalTransaction, SupplierPayment
 
 from .visma_jira_render import format_money
 
 __all__ = ["AUDIT_ENTITIES", "AuditEntry", "audit_entries", "audit_id_prefix"]
 
 AP_MODULE = "ModuleAP"
-AUDIT_ENTITIES = (VismaEntity.JOURNAL_TRANSACTION, VismaEntity.PAYMENT)
+AUDIT_ENTITIES = (VismaEntity.JOURNAL_TRANSACTION, VismaEntity.SUPPLIER_PAYMENT)
 _PREFIX = "audit:"
 
 
@@ -50,8 +49,9 @@ class AuditEntry(BaseModel):
 
     @property
     def marker(self) -> str:
-        """Text in the comment that finds it again (after a lost answer)."""
-        return f"Audit ID {self.audit_id}"
+        """Text in the comment that finds it again (after a lost answer), as the comment shows it: ADF
+        drops control characters, so a raw id holding one would never be found again."""
+        return adf.plain_text(adf.text(f"Audit ID {self.audit_id}"))
 
 
 def _audit_id(entity: str, record_id: str, invoice_id: str) -> str:
@@ -95,65 +95,41 @@ def _gl_entries(payload: Mapping[str, Any]) -> list[AuditEntry]:
     return entries
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class _SettledDocument(_Lenient):
-    document_type: str | None = None
-    ref_nbr: str = Field(validation_alias=AliasChoices("refNbr", "referenceNumber"))
-    amount_paid: Decimal | None = None
-
-
-class _SupplierPayment(_Lenient):
-    """A supplier (AP) payment: the party it pays is a supplier."""
-
-    type: str | None = None
-    ref_nbr: str
-    status: str | None = None
-    supplier: Party
-    application_date: Day | None = None
-    currency: str = Field("", validation_alias=AliasChoices("currency", "currencyId"))
-    payment_amount: Decimal | None = Field(None, validation_alias=AliasChoices("paymentAmount", "amount"))
-    payment_ref: str | None = None
-    payment_lines: list[_SettledDocument] = Field(default_factory=list)
-
-
 def _payment_entries(payload: Mapping[str, Any]) -> list[AuditEntry]:
-    if "supplier" not in payload:
-        return []  # a customer payment: it settles customer invoices, never supplier invoices
-    payment = _SupplierPayment.model_validate(payload)
-    record_id = payment.ref_nbr
+    payment = SupplierPayment.model_validate(payload)
+    money = payment.currency_id
     entries = []
-    for invoice_id in dict.fromkeys(line.ref_nbr for line in payment.payment_lines):
-        settled = [line for line in payment.payment_lines if line.ref_nbr == invoice_id]
-        audit_id = _audit_id(VismaEntity.PAYMENT.value, record_id, invoice_id)
+    for invoice_id in dict.fromkeys(line.invoice_ref_nbr for line in payment.payment_lines):
+        settled = [line for line in payment.payment_lines if line.invoice_ref_nbr == invoice_id]
+        audit_id = _audit_id(VismaEntity.SUPPLIER_PAYMENT.value, payment.record_id, invoice_id)
         title = f"Payment {payment.ref_nbr}"
-        paid_day: date | None = payment.application_date
+        remaining = settled[-1].balance  # after the last of this payment's applications to the invoice
         facts = [
-            ["Payment", f"{payment.type or 'Payment'} {payment.ref_nbr}"],
-            ["Status", payment.status or "—"],
+            ["Payment", f"{payment.type} {payment.ref_nbr}"],
+            ["Status", payment.status],
             ["Paid to", f"{payment.supplier.name or payment.supplier.number} ({payment.supplier.number})"],
-            ["Application date", paid_day.isoformat() if paid_day else "—"],
-            ["Payment amount", format_money(payment.payment_amount, payment.currency)],
+            ["Application date", payment.application_date.isoformat()],
+            ["Payment amount", format_money(payment.payment_amount, money)],
+            ["Paid on this invoice", format_money(sum((line.amount_paid for line in settled), Decimal(0)), money)],
+            ["Invoice balance after payment", format_money(remaining, money)],
             ["Payment reference", payment.payment_ref or "—"],
         ]
-        rows = [[line.document_type or "—", line.ref_nbr, format_money(line.amount_paid, payment.currency)]
-                for line in settled]  # fmt: skip
+        rows = [[line.doc_type or "—", line.invoice_ref_nbr, format_money(line.amount_paid, money),
+                 format_money(line.balance, money)] for line in settled]  # fmt: skip
         marker = f"Audit ID {audit_id}"
-        body = _comment(title, facts, ["Document type", "Reference", "Amount paid"], rows, marker)
-        entries.append(AuditEntry(audit_id=audit_id, invoice_id=invoice_id, entity=VismaEntity.PAYMENT.value,
-                                  record_id=record_id, title=title, body=body, payload=dict(payload)))
+        body = _comment(title, facts, ["Document type", "Reference", "Amount paid", "Balance after"], rows, marker)
+        entries.append(AuditEntry(audit_id=audit_id, invoice_id=invoice_id, entity=VismaEntity.SUPPLIER_PAYMENT.value,
+                                  record_id=payment.record_id, title=title, body=body, payload=dict(payload)))
     return entries
 
 
 def audit_entries(entity: str, payload: Mapping[str, Any]) -> list[AuditEntry]:
-    """The audit comments one landed GL batch or payment asks for (none for a record that names no
-    supplier invoice, or that cannot be read: its source asset already validated it)."""
+    """The audit comments one landed GL batch or supplier payment asks for (none for a record that
+    names no supplier invoice, or that cannot be read: its source asset already validated it)."""
     try:
         if entity == VismaEntity.JOURNAL_TRANSACTION.value:
             return _gl_entries(payload)
-        if entity == VismaEntity.PAYMENT.value:
+        if entity == VismaEntity.SUPPLIER_PAYMENT.value:
             return _payment_entries(payload)
     except ValidationError:
         return []

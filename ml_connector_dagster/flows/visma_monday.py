@@ -38,6 +38,7 @@ from ml_connector_dagster.assets.visma import POOL as VISMA_POOL
 from ml_connector_dagster.config import VismaMondayFlow, VismaSettings
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.resources import LedgerResource
+from ml_connector_dagster.run_tags import destination_tags, job_tags
 from ml_connector_dagster.systems.monday.client import MondayClient
 from ml_connector_dagster.systems.monday.resource import MondayResource
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
@@ -302,7 +303,7 @@ def build_receipts_job(settings: VismaMondayFlow) -> dg.JobDefinition:
                                run_id=context.run_id, log=context.log)  # fmt: skip
         context.add_output_metadata(_receipt_metadata(outcome))
 
-    @dg.job(name=RECEIPTS_JOB, tags={"ml_connector/flow": "visma_monday"},
+    @dg.job(name=RECEIPTS_JOB, tags=job_tags("visma_monday", writes=["visma"]),
             description="Items marked received in monday -> a receipt note on their Visma document.")
     def visma_monday_receipts() -> None:
         receive()
@@ -323,7 +324,7 @@ def build_webhooks_job(settings: VismaMondayFlow) -> dg.JobDefinition:
             hooks = ensure_receipt_webhooks(client, receipt_boards(client, settings), str(settings.webhook_url))
         context.add_output_metadata({"webhooks": dg.MetadataValue.json([hook.model_dump() for hook in hooks])})
 
-    @dg.job(name=WEBHOOKS_JOB, tags={"ml_connector/flow": "visma_monday"},
+    @dg.job(name=WEBHOOKS_JOB, tags=job_tags("visma_monday", writes=["monday"]),
             description="Subscribe the boards' received columns to the webhook receiver (the receipt poll stays on).")
     def visma_monday_webhooks() -> None:
         subscribe()
@@ -362,7 +363,8 @@ def build_replay_job(settings: VismaMondayFlow, kinds: Sequence[ItemKind]) -> dg
             raise CreateInDoubt(f"{REPLAY_JOB}: {len(deferred)} write(s) in doubt; looking again")
         context.add_output_metadata(metadata or {"replayed": 0})
 
-    @dg.job(name=REPLAY_JOB, tags={"ml_connector/flow": "visma_monday"},
+    # Items go to monday; failed receipts go again to their Visma documents.
+    @dg.job(name=REPLAY_JOB, tags=job_tags("visma_monday", writes=["monday", "visma"], kind="replay"),
             description="Retry the open dead letters of the Visma -> monday flow (items and receipts).")
     def visma_monday_replay() -> None:
         replay()
@@ -412,6 +414,7 @@ def build_visma_monday(settings: VismaMondayFlow, visma: VismaSettings, *, lookb
         schedules.append(dg.ScheduleDefinition(
             name="visma_monday_reference", cron_schedule="0 5 * * *", execution_timezone="UTC",
             target=dg.AssetSelection.assets(*keys), default_status=dg.DefaultScheduleStatus.RUNNING,
+            tags=destination_tags(["monday"]),
             description="Refresh the GL accounts and dimensions on their monday reference boards daily.",
         ))  # fmt: skip
     return VismaMondayDefinitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors, schedules=schedules)

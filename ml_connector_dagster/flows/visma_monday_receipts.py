@@ -41,10 +41,10 @@ from ml_connector_dagster.systems.monday.client import MondayClient
 from ml_connector_dagster.systems.monday.models import Item, Webhook
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
 from ml_connector_dagster.systems.visma.client import VismaClient, VismaEntity
+from ml_connector_dagster.systems.visma.conditional_update import StillChanging, update_with_etag
 from ml_connector_dagster.systems.visma.models import as_update_dto
 
 from .destination import appended_once
-from .jaggaer_visma_push import StillChanging, update_with_etag
 from .visma_monday_mapping import ColumnMapping, resolve_mapping
 
 __all__ = [

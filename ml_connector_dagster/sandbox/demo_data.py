@@ -475,10 +475,12 @@ SUPPLIERS = "suppliers"
 ACCOUNTS = "accounts"
 CUSTOMER_INVOICES = "customer_invoices"
 PAYMENTS = "payments"
+SUPPLIER_PAYMENTS = "supplier_payments"
 JOURNAL_TRANSACTIONS = "journal_transactions"
 CUSTOMERS = "customers"  # referenced by AR records, not served as a collection
 VISMA_KINDS = (
     SUPPLIER_INVOICES, PURCHASE_ORDERS, SUPPLIERS, ACCOUNTS, CUSTOMER_INVOICES, PAYMENTS, JOURNAL_TRANSACTIONS,
+    SUPPLIER_PAYMENTS,
 )
 
 _SI_STATUS = (("Open", 40), ("Closed", 25), ("Balanced", 14), ("Hold", 10), ("Prebooked", 5), ("Scheduled", 3),
@@ -488,6 +490,8 @@ _SI_APPROVAL = {"Open": "ApprovedInApproval", "Closed": "ApprovedInApproval", "B
 _PO_STATUS = (("Open", 40), ("Closed", 25), ("Balanced", 10), ("Hold", 10), ("PendingPrint", 5), ("Printed", 5),
               ("Cancelled", 5))
 _AR_STATUS = (("Open", 45), ("Closed", 35), ("Balanced", 8), ("Hold", 7), ("PendingEmail", 5))
+# A generated supplier payment pays an Open invoice in part (it stays Open) or a Closed one in full.
+_PAYABLE = frozenset({"Open", "Closed"})
 INVALID_REASONS = ("missing_amount", "garbled_amount", "unknown_currency")
 INVALID_EVERY = 150  # about one supplier invoice in INVALID_EVERY is malformed on purpose
 
@@ -536,6 +540,7 @@ class VismaDemoData:
             CUSTOMER_INVOICES: max(1, size // 2),
             PAYMENTS: max(1, size // 4),
             JOURNAL_TRANSACTIONS: max(1, size // 2),
+            SUPPLIER_PAYMENTS: max(1, size // 3),
         }
         self._parties: dict[tuple[str, int], Party] = {}
         self._renderers = {
@@ -546,6 +551,7 @@ class VismaDemoData:
             CUSTOMER_INVOICES: self._customer_invoice,
             PAYMENTS: self._payment,
             JOURNAL_TRANSACTIONS: self._journal_transaction,
+            SUPPLIER_PAYMENTS: self._supplier_payment,
         }
 
     # -- identity and time ---------------------------------------------------------------------
@@ -574,11 +580,15 @@ class VismaDemoData:
 
     def modified_ms(self, kind: str, seq: int) -> int:
         """When the generated record was last modified (before anyone edits it)."""
+        if kind == SUPPLIER_PAYMENTS and (invoice := self.paid_invoice(seq)) is not None:
+            # Releasing the payment changed its invoice (balance, status) in the same transaction.
+            return self.schedule.modified_ms(SUPPLIER_INVOICES, invoice, self.counts[SUPPLIER_INVOICES])
         return self.schedule.modified_ms(kind, seq, self.counts[kind])
 
     def created_ms(self, kind: str, seq: int) -> int:
-        """Created up to 45 days before its first modification."""
-        return self.modified_ms(kind, seq) - int(Dice(self.seed, kind + "/created", seq).unit() * 45 * DAY_MS)
+        """Created up to 45 days before its first modification (a supplier payment: hours before its release)."""
+        span = DAY_MS // 4 if kind == SUPPLIER_PAYMENTS else 45 * DAY_MS
+        return self.modified_ms(kind, seq) - int(Dice(self.seed, kind + "/created", seq).unit() * span)
 
     def invalid_reason(self, kind: str, seq: int) -> str | None:
         """Why a generated record is malformed on purpose (quarantine fodder), or None."""
@@ -586,6 +596,32 @@ class VismaDemoData:
             return None
         dice = Dice(self.seed, kind + "/invalid", seq)
         return dice.choice(INVALID_REASONS) if dice.below(INVALID_EVERY) == 0 else None
+
+    def paid_invoice(self, seq: int) -> int | None:
+        """The generated supplier invoice generated supplier payment ``seq`` pays (None: a prepayment).
+
+        Payment ``seq`` looks only at its own block of invoices, so the inverse
+        (:meth:`payment_of_invoice`) is as cheap: no invoice is paid twice, none needs a scan.
+        """
+        stride = self._payment_stride()
+        for candidate in range(seq * stride, min((seq + 1) * stride, self.counts[SUPPLIER_INVOICES])):
+            if self._invoice_head(candidate)[2] in _PAYABLE and self.invalid_reason(SUPPLIER_INVOICES, candidate) is None:
+                return candidate
+        return None
+
+    def payment_of_invoice(self, seq: int) -> int | None:
+        """The generated supplier payment that pays generated supplier invoice ``seq``, if one does."""
+        payment = seq // self._payment_stride()
+        return payment if payment < self.counts[SUPPLIER_PAYMENTS] and self.paid_invoice(payment) == seq else None
+
+    def amount_paid(self, payment: int, amount: float, status: str) -> float:
+        """What generated payment ``payment`` pays of an invoice of ``amount``: all of a Closed one, part of an Open one."""
+        if status == "Closed":
+            return amount
+        return _round(amount * Dice(self.seed, SUPPLIER_PAYMENTS + "/share", payment).between(20, 80) / 100)
+
+    def _payment_stride(self) -> int:
+        return max(1, self.counts[SUPPLIER_INVOICES] // self.counts[SUPPLIER_PAYMENTS])
 
     def journal_line_count(self, seq: int) -> int:
         return Dice(self.seed, JOURNAL_TRANSACTIONS + "/lines", seq).between(2, 5)
@@ -631,11 +667,16 @@ class VismaDemoData:
         return self.party(SUPPLIERS, seq % self.counts[SUPPLIERS])
 
     # -- renderers -----------------------------------------------------------------------------
-    def _supplier_invoice(self, seq: int, created: int) -> dict[str, Any]:
+    def _invoice_head(self, seq: int) -> tuple[Dice, int, str]:
+        """The first draws of a supplier invoice: its dice (to draw on from), supplier and status."""
         dice = Dice(self.seed, SUPPLIER_INVOICES, seq)
-        supplier = self._supplier_ref(dice.below(self.counts[SUPPLIERS]))
+        supplier = dice.below(self.counts[SUPPLIERS])
+        return dice, supplier, dice.weighted(_SI_STATUS)
+
+    def _supplier_invoice(self, seq: int, created: int) -> dict[str, Any]:
+        dice, supplier_seq, status = self._invoice_head(seq)
+        supplier = self._supplier_ref(supplier_seq)
         day = local_date(created)
-        status = dice.weighted(_SI_STATUS)
         currency = supplier.currency
         rate = CURRENCY_RATES_NOK[currency]
         po_number = self.number(PURCHASE_ORDERS, dice.below(self.counts[PURCHASE_ORDERS])) if dice.chance(0.5) else None
@@ -686,6 +727,10 @@ class VismaDemoData:
             description=f"{lines[0]['transactionDescription']} - {supplier.name}",
             version=1,
         )
+        payment = self.payment_of_invoice(seq) if status == "Open" else None
+        if payment is not None:  # paid in part: the rest is still owed
+            invoice["balance"] = _round(invoice["amount"] - self.amount_paid(payment, invoice["amount"], status))
+            invoice["balanceInCurrency"] = _round(invoice["balance"] * rate)
         reason = self.invalid_reason(SUPPLIER_INVOICES, seq)
         if reason == "missing_amount":
             del invoice["amount"]
@@ -938,6 +983,26 @@ class VismaDemoData:
             "financialDetails": {"paymentDate": visma_date(day)},
         }
 
+    def _supplier_payment(self, seq: int, created: int) -> dict[str, Any]:
+        dice = Dice(self.seed, SUPPLIER_PAYMENTS, seq)
+        number = self.number(SUPPLIER_PAYMENTS, seq)
+        payment_ref = f"{dice.between(10**9, 10**10 - 1)}"
+        invoice_seq = self.paid_invoice(seq) if seq < self.counts[SUPPLIER_PAYMENTS] else None
+        if invoice_seq is None:  # paid ahead, before any invoice: applied to invoices later
+            supplier = self._supplier_ref(dice.below(self.counts[SUPPLIERS]))
+            return supplier_payment_document(
+                number=number, supplier=supplier, payment_type="Prepayment", day=local_date(created),
+                currency=supplier.currency, amount=dice.money(1000, 50000), applications=[], payment_ref=payment_ref,
+            )  # fmt: skip
+        invoice = self.render(SUPPLIER_INVOICES, invoice_seq)
+        supplier = self._supplier_ref(self._invoice_head(invoice_seq)[1])
+        day = max(local_date(created), date.fromisoformat(invoice["date"][:10]))
+        paid = self.amount_paid(seq, invoice["amount"], invoice["status"])
+        return supplier_payment_document(
+            number=number, supplier=supplier, payment_type="Payment", day=day, currency=invoice["currencyId"],
+            amount=paid, applications=[payment_application(invoice, paid, day)], payment_ref=payment_ref,
+        )  # fmt: skip
+
     def _journal_transaction(self, seq: int, created: int) -> dict[str, Any]:
         dice = Dice(self.seed, JOURNAL_TRANSACTIONS, seq)
         day = local_date(created)
@@ -1186,6 +1251,78 @@ def supplier_invoice_document(
     }
 
 
+_CURRENCY_NAMES = {"NOK": ("Norske kroner", "kr"), "SEK": ("Svenske kroner", "kr"), "DKK": ("Danske kroner", "kr"),
+                   "EUR": ("Euro", "€"), "USD": ("US-dollar", "$"), "GBP": ("Britiske pund", "£")}
+
+
+def _currency_member(code: str) -> dict[str, Any]:
+    """A ``currency`` member as SupplierPaymentDto nests it (an object, where invoices have a bare code)."""
+    name, symbol = _CURRENCY_NAMES.get(code, (code, code))
+    return {"id": code, "description": name, "symbol": symbol, "isBaseCurrency": code == COMPANY_CURRENCY,
+            "decimalPrecision": 2, "isUsedForAccounting": True}
+
+
+def payment_application(invoice: dict[str, Any], paid: float, day: date) -> dict[str, Any]:
+    """A ``SupplierPaymentAdjustmentDto``: ``paid`` of ``invoice`` (a SupplierInvoiceDto, balance after it)."""
+    return {
+        "branch": BRANCHES[0][0],
+        "docType": invoice.get("documentType", "Invoice"),
+        "invoiceRefNbr": invoice["referenceNumber"],
+        "amountPaid": paid,
+        "cashDiscountTaken": 0.0,
+        "withholdingTax": 0.0,
+        "applicationPeriod": f"{day:%Y%m}",
+        "date": invoice.get("date"),
+        "dueDate": invoice.get("dueDate"),
+        "cashDiscountDate": invoice.get("cashDiscountDate"),
+        "balance": invoice.get("balance"),
+        "cashDiscountBalance": 0.0,
+        "description": invoice.get("description"),
+        "currency": invoice.get("currencyId"),
+        "postPeriod": f"{day:%m%Y}",
+        "supplierRef": invoice.get("supplierReference"),
+    }
+
+
+def supplier_payment_document(
+    *,
+    number: str,
+    supplier: Party,
+    payment_type: str,
+    day: date,
+    currency: str,
+    amount: float,
+    applications: list[dict[str, Any]],
+    payment_ref: str | None,
+) -> dict[str, Any]:
+    """A released ``SupplierPaymentDto`` of ``amount``: Closed once applied in full, Open while some is unapplied."""
+    applied = _round(sum(line["amountPaid"] for line in applications))
+    unapplied = _round(amount - applied)
+    return {
+        "type": payment_type,
+        "refNbr": number,
+        "status": "Closed" if unapplied == 0 else "Open",
+        "hold": False,
+        "applicationDate": visma_date(day),
+        "applicationPeriod": f"{day:%Y%m}",
+        "paymentRef": payment_ref,
+        "supplier": {"internalId": supplier.internal_id, "number": supplier.number, "name": supplier.name},
+        "location": {"countryId": supplier.country.code, "id": "MAIN", "name": "Hovedlokasjon"},
+        "paymentMethod": supplier.payment_method[0],
+        "cashAccount": "1920",
+        "currency": _currency_member(currency),
+        "description": f"Betaling {supplier.name}"[:50],
+        "paymentAmount": _round(amount),
+        "financeCharges": 0.0,
+        "balance": unapplied,
+        "unappliedBalance": unapplied,
+        "appliedAmount": applied,
+        "released": True,
+        "branch": BRANCHES[0][0],
+        "paymentLines": applications,
+    }
+
+
 def purchase_order_document(
     *,
     number: str,
@@ -1263,6 +1400,7 @@ __all__ = [
     "PURCHASE_ORDERS",
     "SUPPLIERS",
     "SUPPLIER_INVOICES",
+    "SUPPLIER_PAYMENTS",
     "VISMA_KINDS",
     "Dice",
     "ModificationSchedule",
@@ -1273,9 +1411,11 @@ __all__ = [
     "from_ms",
     "local_date",
     "organisation_number",
+    "payment_application",
     "purchase_order_document",
     "stable_salt",
     "supplier_invoice_document",
+    "supplier_payment_document",
     "to_ms",
     "vat_number",
     "visma_date",

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from ..progress import progress_bar
 from .framework import Simulator
 from .registry import SIMULATORS, available_simulators, simulator_class
 from .serve import ServedSimulator
@@ -107,8 +108,11 @@ def serve_sandbox(
     ports = ports or {}
     started: list[ServedSimulator] = []
     urls: dict[str, str] = {}
+    # Building a tenant (its demo data) takes seconds at large sizes: a bar on a terminal's stderr.
+    bar = progress_bar(chosen, desc="sandbox", unit="system")
     try:
-        for name in chosen:
+        for name in bar:
+            bar.set_postfix_str(name)
             port = ports.get(name, SIMULATORS[name].default_port)
             url = f"http://{host}:{port}"
             if port and port_in_use(host, port):
@@ -123,12 +127,14 @@ def serve_sandbox(
             server = ServedSimulator(simulator, host, port).start()
             started.append(server)
             urls[name] = server.base_url
+        bar.close()
         if state_dir is None:
             yield urls
         else:
             with _autosaving([server.simulator for server in started], state_dir, AUTOSAVE_INTERVAL_S):
                 yield urls
     finally:
+        bar.close()
         for server in reversed(started):
             server.stop()
             if state_dir is not None:

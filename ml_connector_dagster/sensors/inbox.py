@@ -40,6 +40,7 @@ from typing import Any
 import dagster as dg
 
 from ml_connector_dagster.core.ledger import InboxEvent, Ledger
+from ml_connector_dagster.run_tags import tags_for_selection
 
 __all__ = ["InboxGroup", "InboxPlan", "InboxRoute", "build_inbox_sensor", "inbox_run_key", "plan_inbox"]
 
@@ -221,7 +222,8 @@ def build_inbox_sensor(
                 # A fresh cursor stays unset until there is something to read past.
                 return dg.SensorResult(skip_reason="no new inbox events", cursor=context.cursor)
             groups = read.plan.groups
-            requests = [_request(group, resolved[(group.system, group.entity)]) for group in groups]
+            requests = [_request(group, resolved[(group.system, group.entity)], context.repository_def)
+                        for group in groups]
             result = dg.SensorResult(run_requests=requests, cursor=str(read.last_id))
             _mark(ledger, groups)
         if read.unrouted or read.outside_partitions:
@@ -268,7 +270,7 @@ def _read_until_requestable(
             time.sleep(WATCH_INTERVAL_S)
 
 
-def _request(group: InboxGroup, route: InboxRoute) -> dg.RunRequest:
+def _request(group: InboxGroup, route: InboxRoute, repository: dg.RepositoryDefinition | None) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=group.run_key,
         run_config=route.run_config(group.record_ids),
@@ -278,6 +280,8 @@ def _request(group: InboxGroup, route: InboxRoute) -> dg.RunRequest:
             "ml_connector/trigger": "inbox",
             "ml_connector/inbox_system": group.system,
             "ml_connector/inbox_entity": group.entity,
+            # Every system the run writes to: the run queue's per-destination limits.
+            **tags_for_selection(repository, route.assets),
         },
     )
 

@@ -24,6 +24,7 @@ from ml_connector_dagster.config import JiraWebhookSettings, VismaJiraFlow
 from ml_connector_dagster.core.http import ApiError, redact
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.resources import LedgerResource
+from ml_connector_dagster.run_tags import destination_tags
 from ml_connector_dagster.systems.jira.client import JiraClient
 from ml_connector_dagster.systems.jira.resource import JiraResource
 
@@ -256,6 +257,7 @@ def build_webhook_refresh_schedule(settings: JiraWebhookSettings) -> dg.Schedule
     job = dg.define_asset_job(
         "jira_webhook_refresh", selection=dg.AssetSelection.assets(REGISTRATION_KEY),
         description="Registers or refreshes Jira's dynamic webhook and checks its expiry.",
+        tags=destination_tags(["jira"]),
     )  # fmt: skip
     return dg.ScheduleDefinition(
         name="jira_webhook_refresh_schedule", job=job, cron_schedule=settings.refresh_cron,

@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 import dagster as dg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator
 
+from ml_connector_dagster.run_tags import tags_for_selection
+
 __all__ = [
     "Change",
     "Collected",
@@ -250,9 +252,11 @@ def build_poll_sensor(
 
     # Runs cover the source and the assets fed directly by it (each flow's destination), so one
     # run per changed day moves a change from the source to every destination.
+    selection = dg.AssetSelection.assets(target).downstream(depth=1)
+
     @dg.sensor(
         name=name,
-        target=dg.AssetSelection.assets(target).downstream(depth=1),
+        target=selection,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys=required_resource_keys,
@@ -269,12 +273,14 @@ def build_poll_sensor(
         if plan.skipped_before_start or plan.deferred:
             context.log.warning(f"{plan.skipped_before_start} change(s) before the first partition skipped, "
                                 f"{plan.deferred} in a partition not open yet deferred")
+        # Tagged with every system the run writes to: the run queue's per-destination limits.
+        run_tags = {**(tags or {}), **tags_for_selection(context.repository_def, selection), "ml_connector/trigger": name}
         requests = [
             dg.RunRequest(
                 run_key=_run_key(name, window, plan.cursor),
                 partition_key=window.partition_key,
                 run_config=dict(run_config_for(window)),
-                tags={**(tags or {}), "ml_connector/trigger": name},
+                tags=run_tags,
             )
             for window in plan.windows
         ]

@@ -65,7 +65,7 @@ def visma_poll_sensors(
 
 
 # Visma entities its webhooks announce that the source assets can fetch one by one (GET by number).
-WEBHOOK_FETCHABLE = ("supplier_invoices", "purchase_orders", "customer_invoices")
+WEBHOOK_FETCHABLE = ("supplier_invoices", "purchase_orders", "customer_invoices", "supplier_payments")
 
 
 def visma_inbox_sources() -> dict[tuple[str, str], dg.AssetKey]:

@@ -232,6 +232,37 @@ def test_refused_credentials_fail_the_run_without_showing_the_secret(
     assert all("not-the-secret-4711" not in str(event) for event in result.all_events)
 
 
+def test_supplier_payments_land_under_their_number_and_a_malformed_one_becomes_a_dead_letter(
+    ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = VismaSimulator(size=60)
+    payments = sim.tables["supplier_payments"]
+    with sim.lock:  # a payment in a currency that is no ISO 4217 code
+        bad_seq = payments.seqs()[-1]
+        payments.changes.setdefault(bad_seq, {})["currency"] = {"id": "KR"}
+    bad = payments.number(bad_seq)
+    everything = sim.collections()["supplier_payments"]
+    day = utc_day(next(r for r in everything if r["refNbr"] == bad))
+    use_demo_credentials(monkeypatch)
+    try:
+        with served(sim) as server:
+            settings = sandbox_config(server.base_url).systems.visma
+            assert settings is not None
+            (asset,) = [a for a in visma_source_assets(settings) if a.key.path[-1] == "supplier_payments"]
+            resources = {"visma": visma_resource(server.base_url), "ledger": LedgerResource(db_url=ledger_url)}
+            result = run(asset, resources, day)
+    finally:
+        sim.close()
+
+    assert result.success
+    assert set(landed(ledger_url, "supplierPayment", day)) == {r["refNbr"] for r in everything if utc_day(r) == day} - {bad}
+    with Ledger.open(ledger_url) as ledger:
+        (letter,) = ledger.open_dead_letters("visma/supplier_payments")
+    assert (letter.source_id, letter.partition_key) == (bad, day)
+    assert letter.error.startswith("currency.id:") and "KR" in letter.error
+    assert "currency_id" in metadata_of(result)["preview"]
+
+
 def test_every_source_has_an_asset_and_a_check() -> None:
     assert {check_key.asset_key for check in visma_asset_checks() for check_key in check.check_keys} == {
         source.key for source in VISMA_SOURCES}

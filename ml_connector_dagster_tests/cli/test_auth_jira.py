@@ -3,47 +3,21 @@ consents at once for the demo user and redirects with a code."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import click
-import httpx
 import pytest
-import sqlalchemy as sa
 
-from ml_connector_dagster.core.vault import Vault
 from ml_connector_dagster.sandbox.jira import DEMO_APP_SECRET, DEMO_CLIENT_ID, DEMO_REDIRECT_URI
 from ml_connector_dagster.systems.jira.client import REFRESH_TOKEN_KEY
 
-from .conftest import SECRETS, CliRun, Sandbox
-
-
-def authorize_url(out: str) -> str:
-    match = re.search(r"(http://\S+/authorize\?\S+)", out)
-    assert match is not None, out
-    return match[1]
-
-
-def browser_consents(url: str) -> str:
-    """What a person's browser ends on after consenting: the redirect URI with code and state."""
-    response = httpx.get(url, follow_redirects=False, timeout=10)
-    assert response.status_code == 302, response.text
-    return response.headers["location"]
-
-
-def vault(home: Path) -> tuple[Vault, sa.Engine]:
-    engine = sa.create_engine(f"sqlite:///{home / 'ledger.db'}")
-    return Vault.from_env(engine, sandbox=True, home=home), engine
+from .conftest import SECRETS, CliRun, Sandbox, authorize_url, browser_consents, stored_secret
 
 
 def stored_refresh_token(home: Path) -> str | None:
-    store, engine = vault(home)
-    try:
-        return store.get(REFRESH_TOKEN_KEY)
-    finally:
-        engine.dispose()
+    return stored_secret(home, REFRESH_TOKEN_KEY)
 
 
 def test_the_authorize_url_asks_atlassian_for_3lo_consent(sandbox: Sandbox, run_cli: CliRun) -> None:

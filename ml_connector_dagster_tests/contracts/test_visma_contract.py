@@ -52,9 +52,10 @@ def workload(client: VismaClient, sim: VismaSimulator) -> None:
     """What a day of syncing asks of Visma."""
     since = datetime.now(UTC) - timedelta(days=3)
     for entity in (VismaEntity.SUPPLIER_INVOICE, VismaEntity.PURCHASE_ORDER, VismaEntity.CUSTOMER_INVOICE,
-                   VismaEntity.PAYMENT, VismaEntity.JOURNAL_TRANSACTION):
+                   VismaEntity.PAYMENT, VismaEntity.SUPPLIER_PAYMENT, VismaEntity.JOURNAL_TRANSACTION):
         for _ in client.iter_changed(entity, since):
             pass
+    client.get(VismaEntity.SUPPLIER_PAYMENT, "000001")  # a webhook's record, fetched by number
     for entity in (VismaEntity.SUPPLIER, VismaEntity.ACCOUNT):
         for _ in client.iter_pages(entity):
             pass
@@ -119,6 +120,11 @@ def test_no_request_carries_a_query_parameter_the_spec_does_not_know(recorded: l
         extras = set(call["query"]) - declared - DELIBERATE_EXTRAS.get(template, set())
         unknown |= {(template, name) for name in extras}
     assert unknown == set()
+
+
+def test_the_workload_reads_supplier_payments_by_the_spec_path(recorded: list[dict[str, Any]]) -> None:
+    paths = {call["path"] for call in api_calls(recorded) if call["path"].startswith("/v1/supplierPayment")}
+    assert paths == {"/v1/supplierPayment", "/v1/supplierPayment/000001"}
 
 
 def test_every_call_is_authenticated_with_a_bearer_token(recorded: list[dict[str, Any]]) -> None:

@@ -26,6 +26,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
+from dagster._utils.tags import TagConcurrencyLimitsCounter
 
 from ml_connector_dagster.assets.visma import VISMA_SOURCES
 from ml_connector_dagster.config import active_config
@@ -33,6 +34,7 @@ from ml_connector_dagster.core.landing import LandingStore
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.definitions import build_definitions
 from ml_connector_dagster.pools import read_pool_limits
+from ml_connector_dagster.run_tags import destination_tag, job_tags
 from ml_connector_dagster.sandbox import visma as visma_sandbox
 from ml_connector_dagster.sandbox.serve import served
 from ml_connector_dagster.sandbox.visma import VismaSimulator
@@ -127,7 +129,37 @@ def test_the_deploy_instance_is_postgres_with_a_run_queue(deployment: Deployment
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         queue = instance.get_concurrency_config().run_queue_config
         assert queue is not None
-        assert {"key": "ml_connector/destination", "value": "jira", "limit": 2} in queue.tag_concurrency_limits
+        assert {"key": destination_tag("jira"), "limit": 2} in queue.tag_concurrency_limits
+
+
+def test_the_deploy_queue_is_dequeued_every_second_in_threads(deployment: Deployment) -> None:
+    with dg.DagsterInstance.get() as instance:
+        coordinator = instance.run_coordinator
+        assert isinstance(coordinator, dg.QueuedRunCoordinator)
+        assert (coordinator.dequeue_interval_seconds, coordinator.dequeue_use_threads,
+                coordinator.dequeue_num_workers) == (1, True, 4)  # fmt: skip
+        assert instance.get_concurrency_config().pool_config.pool_granularity.value == "op"
+
+
+def test_a_run_writing_to_a_busy_destination_waits_in_the_deploy_queue(deployment: Deployment) -> None:
+    """Two Jira-writing runs in progress: a third waits (a poll run writing Jira and monday too); a
+    run writing monday only goes. Dagster's own counter, fed the deploy instance's limits."""
+
+    def run(writes: list[str], status: dg.DagsterRunStatus) -> dg.DagsterRun:
+        return dg.DagsterRun(job_name="any", run_id=secrets.token_hex(8), status=status,
+                             tags=job_tags("visma_jira", writes=writes))
+
+    with dg.DagsterInstance.get() as instance:
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None
+        limits = list(queue.tag_concurrency_limits)
+    started = [run(["jira"], dg.DagsterRunStatus.STARTED) for _ in range(2)]
+    counter = TagConcurrencyLimitsCounter(limits, started)
+    assert counter.is_blocked(run(["jira"], dg.DagsterRunStatus.NOT_STARTED))
+    assert counter.is_blocked(run(["jira", "monday", "asana"], dg.DagsterRunStatus.NOT_STARTED))
+    assert not counter.is_blocked(run(["monday"], dg.DagsterRunStatus.NOT_STARTED))
+    asana_busy = TagConcurrencyLimitsCounter(limits, [run(["asana"], dg.DagsterRunStatus.STARTED)])
+    assert asana_busy.is_blocked(run(["asana"], dg.DagsterRunStatus.NOT_STARTED))  # 150 requests/min: one at a time
 
 
 def test_the_pool_limits_are_written_into_the_instance(deployment: Deployment) -> None:

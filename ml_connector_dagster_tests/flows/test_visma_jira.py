@@ -9,9 +9,10 @@ on a search seeing what was just written.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from ml_connector_dagster.assets.visma import visma_source_assets
+from ml_connector_dagster.assets.visma import VISMA_SOURCES, visma_source_assets
 from ml_connector_dagster.config import VismaJiraFilters, VismaJiraFlow
 from ml_connector_dagster.core.landing import LandedRecord, LandingStore
 from ml_connector_dagster.core.ledger import Ledger
@@ -30,13 +31,14 @@ from ml_connector_dagster.flows.visma_jira import (
     build_visma_jira,
     dry_run_config,
 )
-from ml_connector_dagster.flows.visma_jira_render import facts_of
+from ml_connector_dagster.flows.visma_jira_render import facts_of, format_money
 from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.sandbox import jira as jira_sandbox
 from ml_connector_dagster.sandbox.framework import FaultPlan
 from ml_connector_dagster.sandbox.jira import JiraSimulator
 from ml_connector_dagster.sandbox.serve import served
 from ml_connector_dagster.sandbox.visma import VismaSimulator
+from ml_connector_dagster.sensors.visma import visma_poll_sensor
 from ml_connector_dagster.systems.jira import adf
 from ml_connector_dagster.systems.jira.resource import JiraResource
 from ml_connector_dagster.systems.visma.models import parse_utc
@@ -83,12 +85,13 @@ class World:
         return {asset.key.path[-1]: asset for asset in visma_source_assets(settings)}
 
     def run(self, settings: VismaJiraFlow, kind: Any = INVOICES, *, run_config: dict[str, Any] | None = None,
-            timeout_s: float = 10.0, land: bool = True) -> dg.ExecuteInProcessResult:
-        """Materialize the kind's source (``land``) and its issues for the partition, with the check."""
+            timeout_s: float = 10.0, land: bool = True, also_land: Sequence[str] = ()) -> dg.ExecuteInProcessResult:
+        """Materialize the kind's source (``land``), the ``also_land`` sources and the kind's issues for
+        the partition, with the check."""
         parts = build_visma_jira(settings, sandbox_config(self.visma_url).systems.visma)  # type: ignore[arg-type]
         index = 0 if kind is INVOICES else 1
         source = "supplier_invoices" if kind is INVOICES else "purchase_orders"
-        selection = [self.sources()[source]] if land else []
+        selection = [self.sources()[name] for name in ([source] if land else []) + list(also_land)]
         return dg.materialize(
             [*selection, parts.assets[index], parts.asset_checks[index]], partition_key=self.partition,
             resources=self.resources(timeout_s=timeout_s), instance=dg.DagsterInstance.ephemeral(),
@@ -376,28 +379,66 @@ def test_a_dry_run_writes_nothing_and_lists_the_planned_actions(world: World) ->
     assert figures["would_create"] == len(invoices)
 
 
-def test_a_supplier_payment_becomes_one_audit_comment_on_its_invoice(world: World) -> None:
+def test_a_supplier_payment_made_after_the_issue_exists_becomes_one_audit_comment_with_its_amount(
+    world: World,
+) -> None:
     world.run(flow())
-    invoice = world.landed("supplierInvoice")[0].payload
-    payment = {
-        "type": "Check", "refNbr": "AP-900001", "status": "Closed", "applicationDate": "2026-11-20T00:00:00",
-        "supplier": dict(invoice["supplier"]), "currency": invoice["currencyId"], "paymentAmount": invoice["amount"],
-        "paymentRef": "KID 1234567890", "lastModifiedDateTime": invoice["lastModifiedDateTime"],
-        "paymentLines": [{"documentType": "Invoice", "refNbr": invoice["referenceNumber"],
-                          "amountPaid": invoice["amount"]}],
-    }  # fmt: skip
-    with Ledger.open(world.ledger_url) as ledger:
-        LandingStore(ledger).land("visma", "payment", [LandedRecord(record_id="AP-900001", payload=payment,
-                                                                    partition_key=world.partition)])
+    invoice = next(r.payload for r in world.landed("supplierInvoice")
+                   if r.payload["status"] == "Open" and r.payload["balance"] == r.payload["amount"])  # fmt: skip
+    number, currency = invoice["referenceNumber"], invoice["currencyId"]
+    payment = world.visma.pay_supplier_invoices({number: 1000.0}, payment_ref="KID 1234567890")
+    by_webhook = {"ops": {"visma__supplier_payments": {"config": {"ids": [payment["refNbr"]]}}}}
 
-    first = world.run(flow(), land=False)
-    world.run(flow(), land=False)
+    polled = world.run(flow(), also_land=["supplier_payments"])
+    fetched_by_id = world.run(flow(), also_land=["supplier_payments"], run_config=by_webhook)
+    polled_again = world.run(flow(), also_land=["supplier_payments"])
 
-    assert metadata(first, INVOICES.asset)["audit_commented"] == 1
-    (issue,) = world.issues()[f"supplierInvoice/{invoice['referenceNumber']}"]
-    audits = [c for c in world.comments(issue["key"]) if "Payment AP-900001" in c]
-    assert len(audits) == 1
-    assert "Read-only copy of a Visma record" in audits[0]
+    assert polled.success and fetched_by_id.success and polled_again.success
+    (issue,) = world.issues()[f"supplierInvoice/{number}"]
+    (audit,) = [c for c in world.comments(issue["key"]) if f"Payment {payment['refNbr']}" in c]
+    assert f"Paid on this invoice | {format_money(Decimal('1000.00'), currency)}" in audit
+    remaining = Decimal(str(invoice["balance"])) - 1000
+    assert f"Invoice balance after payment | {format_money(remaining, currency)}" in audit
+    assert "KID 1234567890" in audit and "Read-only copy of a Visma record" in audit
+    assert metadata(fetched_by_id, INVOICES.asset)["audit_commented"] == 0
+    assert metadata(polled_again, INVOICES.asset)["audit_commented"] == 0
+
+
+def test_generated_supplier_payments_of_the_day_comment_once_on_each_invoice_they_settle(world: World) -> None:
+    first = world.run(flow(), also_land=["supplier_payments"])
+    again = world.run(flow(), also_land=["supplier_payments"])
+
+    issues = world.issues()
+    settled = [(p.payload["refNbr"], line["invoiceRefNbr"]) for p in world.landed("supplierPayment")
+               for line in p.payload.get("paymentLines", [])
+               if f"supplierInvoice/{line['invoiceRefNbr']}" in issues]  # fmt: skip
+    assert settled and metadata(first, INVOICES.asset)["audit_commented"] >= len(settled)
+    for payment, invoice in settled:
+        (issue,) = issues[f"supplierInvoice/{invoice}"]
+        assert sum(f"Payment {payment}" in c for c in world.comments(issue["key"])) == 1
+    assert metadata(again, INVOICES.asset)["audit_commented"] == 0
+
+
+def test_the_invoice_issues_read_gl_batches_and_supplier_payments_not_customer_payments(world: World) -> None:
+    parts = build_visma_jira(flow(), sandbox_config(world.visma_url).systems.visma)  # type: ignore[arg-type]
+    invoice_issues = next(iter(parts.assets[0].specs))
+    upstream = {dep.asset_key.to_user_string() for dep in invoice_issues.deps}
+    assert upstream == {"visma/supplier_invoices", "visma/gl_transactions", "visma/supplier_payments"}
+
+
+def test_the_supplier_payments_poll_sensor_runs_the_invoice_issues_with_them(world: World) -> None:
+    settings = sandbox_config(world.visma_url).systems.visma
+    assert settings is not None
+    sources = world.sources()
+    parts = build_visma_jira(flow(), settings)
+    source = next(source for source in VISMA_SOURCES if source.name == "supplier_payments")
+    sensor = visma_poll_sensor(source, sources["supplier_payments"], settings, lookback=timedelta(days=1),
+                               minimum_interval_seconds=30)
+    graph = dg.Definitions(assets=[*sources.values(), *parts.assets], resources=world.resources()).resolve_asset_graph()
+
+    selected = {key.to_user_string() for key in sensor.job.selection.resolve(graph)}
+
+    assert selected == {"visma/supplier_payments", "jira/visma_invoice_issues"}
 
 
 def test_reconciliation_passes_after_sync_and_fails_with_error_for_a_planted_duplicate(world: World) -> None:

@@ -29,11 +29,17 @@ from ml_connector_dagster.sandbox.demo_data import (
     JOURNAL_TRANSACTIONS,
     PURCHASE_ORDERS,
     SUPPLIER_INVOICES,
+    SUPPLIER_PAYMENTS,
     VismaDemoData,
     visma_datetime,
 )
 from ml_connector_dagster.systems.jira import adf
-from ml_connector_dagster.systems.visma.models import JournalTransaction, PurchaseOrder, SupplierInvoice
+from ml_connector_dagster.systems.visma.models import (
+    JournalTransaction,
+    PurchaseOrder,
+    SupplierInvoice,
+    SupplierPayment,
+)
 
 FLOW = VismaJiraFlow(status_map={"Open": "To Do", "Closed": "Done"})
 ANCHOR = datetime(2026, 11, 21, 12, tzinfo=UTC)
@@ -84,6 +90,35 @@ def test_every_demo_gl_posting_against_an_invoice_renders_a_valid_audit_comment(
         assert entry.marker in adf.plain_text(entry.body)
 
 
+def assert_payment_audits(record: dict[str, Any]) -> None:
+    """One valid, read-only comment per invoice the payment settles, naming the payment and the money."""
+    payment = SupplierPayment.model_validate(record)
+    entries = audit_entries("supplierPayment", record)
+    assert [e.invoice_id for e in entries] == list(dict.fromkeys(line.invoice_ref_nbr for line in payment.payment_lines))
+    for entry in entries:
+        adf.validate(entry.body)
+        text = adf.plain_text(entry.body)
+        settled = [line for line in payment.payment_lines if line.invoice_ref_nbr == entry.invoice_id]
+        paid = format_money(sum((line.amount_paid for line in settled), Decimal(0)), payment.currency_id)
+        assert entry.marker in text and "Read-only copy of a Visma record" in text
+        assert payment.application_date.isoformat() in text and paid in text
+        assert format_money(settled[-1].balance, payment.currency_id) in text
+        assert entry.audit_id == f"audit:supplierPayment/{payment.ref_nbr}/{entry.invoice_id}"
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), seq=st.integers(0, 199))
+def test_every_demo_supplier_payment_renders_a_valid_audit_comment_per_invoice_it_settles(seed: int, seq: int) -> None:
+    record = demo_record(SUPPLIER_PAYMENTS, seed, seq)
+    assert record is not None
+    assert_payment_audits(record)
+
+
+def test_a_customer_payment_never_becomes_an_audit_comment() -> None:
+    data = VismaDemoData(seed=3, size=60, days=14, anchor=ANCHOR)
+    assert audit_entries("payment", data.render("payments", 0)) == []
+
+
 # -- any document Visma could send ---------------------------------------------------------------------
 
 texts = st.text(max_size=80)
@@ -115,6 +150,25 @@ orders = st.fixed_dictionaries({
     "currency": currencies, "orderTotal": money, "description": optional_texts, "lastModifiedDateTime": timestamps,
     "lines": order_lines,
 })  # fmt: skip
+
+
+payment_lines = st.lists(st.fixed_dictionaries({
+    "docType": st.sampled_from(["Invoice", "CreditAdj", "DebitAdj"]), "invoiceRefNbr": texts.filter(bool),
+    "amountPaid": money, "balance": st.none() | money,
+}), max_size=5)  # fmt: skip
+supplier_payments = st.fixed_dictionaries({
+    "type": st.sampled_from(["Payment", "Prepayment", "Refund"]), "refNbr": texts.filter(bool), "status": texts,
+    "supplier": st.fixed_dictionaries({"number": texts, "name": optional_texts}),
+    "applicationDate": st.dates(), "currency": st.fixed_dictionaries({"id": currencies}), "paymentAmount": money,
+    "paymentRef": optional_texts, "lastModifiedDateTime": timestamps, "paymentLines": payment_lines,
+})  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payment=supplier_payments)
+def test_any_supplier_payment_becomes_one_valid_audit_comment_per_invoice(payment: dict[str, Any]) -> None:
+    assert_payment_audits({**payment, "applicationDate": payment["applicationDate"].isoformat(),
+                           "lastModifiedDateTime": payment["lastModifiedDateTime"].isoformat()})
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

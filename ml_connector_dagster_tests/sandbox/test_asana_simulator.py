@@ -122,6 +122,40 @@ def test_the_token_endpoint_takes_a_form_body_only(sim: AsanaSimulator, transpor
     assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
 
 
+def trade_code(transport: InProcessTransport, *, times: int = 1, **fields: str) -> httpx.Response:
+    """Consent at /-/oauth_authorize, then post the code ``times`` to /-/oauth_token with ``fields`` changed;
+    the last answer."""
+    with httpx.Client(transport=transport, base_url=IN_PROCESS_URL) as http:
+        query = {"client_id": DEMO_CLIENT_ID, "redirect_uri": DEMO_REDIRECT_URI, "response_type": "code", "state": "s"}
+        code = parse_qs(urlsplit(http.get("/-/oauth_authorize", params=query).headers["location"]).query)["code"][0]
+        body = {"grant_type": "authorization_code", "client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET,
+                "redirect_uri": DEMO_REDIRECT_URI, "code": code, **fields}
+        answers = [http.post("/-/oauth_token", data=body) for _ in range(times)]
+        return answers[-1]
+
+
+def test_a_code_is_spent_by_its_first_trade(transport: InProcessTransport) -> None:
+    response = trade_code(transport, times=2)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_a_code_traded_with_another_redirect_uri_is_an_invalid_grant(transport: InProcessTransport) -> None:
+    response = trade_code(transport, redirect_uri="http://127.0.0.1:9/elsewhere")
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_a_wrong_client_secret_at_the_token_endpoint_is_an_invalid_client(transport: InProcessTransport) -> None:
+    response = trade_code(transport, client_secret="not-the-secret")
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+
+
+def test_authorize_sends_no_code_to_an_unregistered_redirect_uri(transport: InProcessTransport) -> None:
+    with httpx.Client(transport=transport, base_url=IN_PROCESS_URL) as http:
+        response = http.get("/-/oauth_authorize", params={
+            "client_id": DEMO_CLIENT_ID, "redirect_uri": "https://evil.example/cb", "response_type": "code"})
+    assert response.status_code == 400 and "location" not in response.headers
+
+
 def test_a_token_without_the_endpoints_scope_gets_403(sim: AsanaSimulator, transport: InProcessTransport) -> None:
     token = oauth_grant(transport, scope="tasks:read")["access_token"]
     with raw_api(transport, token) as api:

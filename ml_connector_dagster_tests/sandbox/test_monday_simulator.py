@@ -8,10 +8,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from ml_connector_dagster.sandbox.monday import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    DEMO_REDIRECT_URI,
     GL_BOARD,
     INVOICE_BOARD,
     PO_BOARD,
@@ -19,7 +24,8 @@ from ml_connector_dagster.sandbox.monday import (
     sandbox_credentials,
 )
 from ml_connector_dagster.sandbox.registry import simulator_class
-from ml_connector_dagster_tests.monday_sandbox import VerifyingReceiver, post, raw_api
+from ml_connector_dagster.sandbox.transport import InProcessTransport
+from ml_connector_dagster_tests.monday_sandbox import IN_PROCESS_URL, VerifyingReceiver, post, raw_api
 
 CREATE = """mutation ($board: ID!, $name: String!, $values: JSON, $labels: Boolean) {
   created: create_item(board_id: $board, item_name: $name, column_values: $values, create_labels_if_missing: $labels) {
@@ -70,6 +76,102 @@ def test_a_bearer_prefixed_token_is_refused_with_401(sim: MondaySimulator) -> No
 def test_a_missing_token_is_refused_with_401(sim: MondaySimulator) -> None:
     with raw_api(sim, token="") as api:
         assert post(api, "{ me { id } }").status_code == 401
+
+
+@pytest.fixture
+def oauth_http(sim: MondaySimulator) -> Iterator[httpx.Client]:
+    """A browser and an app server in one: talks to auth.monday.com's paths on the simulator."""
+    transport = InProcessTransport(sim.app)
+    with httpx.Client(transport=transport, base_url=IN_PROCESS_URL) as client:
+        yield client
+    transport.close()
+
+
+def authorize(http: httpx.Client, **params: str) -> httpx.Response:
+    query = {"client_id": DEMO_CLIENT_ID, "redirect_uri": DEMO_REDIRECT_URI, "state": "s-1", **params}
+    return http.get("/oauth2/authorize", params={k: v for k, v in query.items() if v})
+
+
+def code_of(redirect: httpx.Response) -> str:
+    assert redirect.status_code == 302, redirect.text
+    return parse_qs(urlsplit(redirect.headers["location"]).query)["code"][0]
+
+
+def trade(http: httpx.Client, code: str, **fields: str) -> httpx.Response:
+    body = {"client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET, "code": code,
+            "redirect_uri": DEMO_REDIRECT_URI, **fields}
+    return http.post("/oauth2/token", data=body)
+
+
+def test_authorize_redirects_to_the_app_with_a_code_and_the_state(oauth_http: httpx.Client) -> None:
+    redirect = authorize(oauth_http, scope="me:read boards:read")
+    target = urlsplit(redirect.headers["location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == DEMO_REDIRECT_URI
+    assert parse_qs(target.query)["state"] == ["s-1"] and code_of(redirect)
+
+
+def test_authorize_sends_no_code_to_a_redirect_uri_the_app_does_not_have(oauth_http: httpx.Client) -> None:
+    response = authorize(oauth_http, redirect_uri="https://evil.example/cb")
+    assert response.status_code == 400 and "location" not in response.headers
+
+
+def test_authorize_refuses_an_unknown_client_without_redirecting(oauth_http: httpx.Client) -> None:
+    response = authorize(oauth_http, client_id="someone-elses-app")
+    assert response.status_code == 400 and "location" not in response.headers
+
+
+def test_authorize_answers_an_unknown_scope_with_an_error_redirect(oauth_http: httpx.Client) -> None:
+    redirect = authorize(oauth_http, scope="boards:read boards:delete_everything")
+    query = parse_qs(urlsplit(redirect.headers["location"]).query)
+    assert query["error"] == ["invalid_scope"] and query["state"] == ["s-1"] and "code" not in query
+
+
+def test_the_code_buys_a_never_expiring_token_and_no_refresh_token(
+    sim: MondaySimulator, oauth_http: httpx.Client
+) -> None:
+    answer = trade(oauth_http, code_of(authorize(oauth_http, scope="me:read boards:read")))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"access_token", "token_type", "scope"}
+    assert body["token_type"] == "Bearer" and body["scope"] == "me:read boards:read"
+    sim.clock.advance(400 * 86400)
+    with raw_api(sim, token=body["access_token"]) as api:  # raw in Authorization, like a personal token
+        assert post(api, "{ me { id } }").json()["data"]["me"]["id"] == str(sim.user_id)
+
+
+def test_a_code_is_good_for_one_trade(oauth_http: httpx.Client) -> None:
+    code = code_of(authorize(oauth_http))
+    assert trade(oauth_http, code).status_code == 200
+    again = trade(oauth_http, code)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+def test_an_unknown_code_is_an_invalid_grant(oauth_http: httpx.Client) -> None:
+    response = trade(oauth_http, "made-up")
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_an_expired_code_is_an_invalid_grant(sim: MondaySimulator, oauth_http: httpx.Client) -> None:
+    code = code_of(authorize(oauth_http))
+    sim.clock.advance(601)
+    assert trade(oauth_http, code).json()["error"] == "invalid_grant"
+
+
+def test_a_code_traded_with_another_redirect_uri_is_an_invalid_grant(oauth_http: httpx.Client) -> None:
+    response = trade(oauth_http, code_of(authorize(oauth_http)), redirect_uri="http://127.0.0.1:9/other")
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_a_wrong_client_secret_is_an_invalid_client(oauth_http: httpx.Client) -> None:
+    response = trade(oauth_http, code_of(authorize(oauth_http)), client_secret="not-it")
+    assert response.status_code == 401
+    assert response.json() == {"error": "invalid_client", "error_description": "Client authentication failed"}
+
+
+def test_the_token_endpoint_also_takes_a_json_body(oauth_http: httpx.Client) -> None:
+    body = {"client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET,
+            "code": code_of(authorize(oauth_http)), "redirect_uri": DEMO_REDIRECT_URI}
+    assert oauth_http.post("/oauth2/token", json=body).status_code == 200
 
 
 def test_an_omitted_api_version_is_answered_in_the_current_one(sim: MondaySimulator) -> None:

@@ -502,6 +502,126 @@ def test_background_request_answers_202_and_its_outcome_on_poll(api: httpx.Clien
     assert content["referenceNumber"] == "000007"
 
 
+# -- supplier payments -----------------------------------------------------------------------
+
+
+def refs(records: list[dict[str, Any]]) -> list[str]:
+    return [r["refNbr"] for r in records]
+
+
+def open_invoice(sim: VismaSimulator) -> dict[str, Any]:
+    """An Open supplier invoice nobody has paid anything of yet."""
+    return next(i for i in sim.collections()["supplier_invoices"]
+                if i["status"] == "Open" and i.get("balance") == i.get("amount"))  # fmt: skip
+
+
+def test_supplier_payments_need_paging_parameters_and_page_by_modification_time_then_id(
+    sim: VismaSimulator, api: httpx.Client
+) -> None:
+    refused = api.get("/v1/supplierPayment", params={"pageNumber": 1})
+    records = read_all(api, "/v1/supplierPayment", page_size=7)
+
+    assert refused.status_code == 400 and "pageSize" in refused.json()["message"]
+    order = [(instant(r["lastModifiedDateTime"]), r["refNbr"]) for r in records]
+    assert order == sorted(order)
+    assert sorted(refs(records)) == sorted(refs(sim.collections()["supplier_payments"]))
+    assert len(set(refs(records))) == len(records) == records[0]["metadata"]["totalCount"]
+
+
+def test_the_supplier_payment_filter_needs_its_condition(sim: VismaSimulator, api: httpx.Client) -> None:
+    everything = sim.collections()["supplier_payments"]
+    pivot = everything[len(everything) // 2]["lastModifiedDateTime"]
+
+    since = read_all(api, "/v1/supplierPayment", lastModifiedDateTime=pivot, lastModifiedDateTimeCondition=">=")
+    ignored = read_all(api, "/v1/supplierPayment", lastModifiedDateTime=pivot)
+
+    assert refs(since) == [r["refNbr"] for r in everything if instant(r["lastModifiedDateTime"]) >= instant(pivot)]
+    assert 0 < len(since) < len(everything) == len(ignored)
+
+
+def test_generated_payments_settle_invoices_in_full_or_in_part_and_the_invoices_agree(sim: VismaSimulator) -> None:
+    state = sim.collections()
+    invoices = {i["referenceNumber"]: i for i in state["supplier_invoices"]}
+    kinds = set()
+    for payment in (p for p in state["supplier_payments"] if p["type"] == "Payment"):
+        (line,) = payment["paymentLines"]
+        invoice = invoices[line["invoiceRefNbr"]]
+        assert payment["supplier"]["number"] == invoice["supplier"]["number"]
+        assert payment["currency"]["id"] == line["currency"] == invoice["currencyId"]
+        assert payment["paymentAmount"] == line["amountPaid"] and payment["status"] == "Closed"
+        assert line["balance"] == invoice["balance"] == round(invoice["amount"] - line["amountPaid"], 2)
+        assert payment["lastModifiedDateTime"] == invoice["lastModifiedDateTime"]  # released together
+        kinds.add("whole" if invoice["status"] == "Closed" else "partial")
+        assert invoice["status"] == ("Closed" if line["balance"] == 0 else "Open")
+    assert kinds == {"whole", "partial"}
+
+
+def test_a_supplier_payment_is_read_by_number_or_by_type_and_number_with_its_etag(api: httpx.Client) -> None:
+    listed = api.get("/v1/supplierPayment", params={"pageNumber": 1, "pageSize": 1}).json()[0]
+    number, kind = listed["refNbr"], listed["type"]
+
+    single = api.get(f"/v1/supplierPayment/{number}")
+    typed = api.get(f"/v1/supplierPayment/{kind}/{number}")
+    other_type = api.get(f"/v1/supplierPayment/{'Refund' if kind != 'Refund' else 'Payment'}/{number}")
+
+    assert single.status_code == typed.status_code == 200
+    assert single.json() == typed.json() == {k: v for k, v in listed.items() if k != "metadata"}
+    assert single.headers["ETag"] == f'"{listed["timeStamp"]}"'
+    assert other_type.status_code == 404
+
+
+def test_supplier_payments_take_no_put_by_type_and_number(api: httpx.Client) -> None:
+    assert api.put("/v1/supplierPayment/Payment/000001", json={}).status_code == 405
+
+
+def test_paying_part_of_an_invoice_adds_a_payment_past_every_cursor_and_lowers_the_balance(
+    sim: VismaSimulator, api: httpx.Client
+) -> None:
+    invoice = open_invoice(sim)
+    latest = max(p["lastModifiedDateTime"] for p in sim.collections()["supplier_payments"])
+
+    payment = sim.pay_supplier_invoices({invoice["referenceNumber"]: 100.0}, payment_ref="KID 42")
+
+    (line,) = payment["paymentLines"]
+    expected_balance = round(invoice["balance"] - 100.0, 2)
+    assert (payment["type"], payment["status"], payment["paymentAmount"]) == ("Payment", "Closed", 100.0)
+    assert (line["invoiceRefNbr"], line["amountPaid"], line["balance"]) == (invoice["referenceNumber"], 100.0,
+                                                                            expected_balance)
+    assert refs(read_all(api, "/v1/supplierPayment", lastModifiedDateTime=latest,
+                         lastModifiedDateTimeCondition=">")) == [payment["refNbr"]]
+    after = api.get(f"/v1/supplierInvoice/{invoice['referenceNumber']}").json()
+    assert (after["status"], after["balance"]) == ("Open", expected_balance)
+    assert after["lastModifiedDateTime"] > invoice["lastModifiedDateTime"]
+
+
+def test_paying_the_whole_balance_closes_the_invoice(sim: VismaSimulator, api: httpx.Client) -> None:
+    invoice = open_invoice(sim)
+
+    payment = sim.pay_supplier_invoices({invoice["referenceNumber"]: None})
+
+    assert payment["paymentAmount"] == invoice["balance"] and payment["paymentLines"][0]["balance"] == 0
+    after = api.get(f"/v1/supplierInvoice/{invoice['referenceNumber']}").json()
+    assert (after["status"], after["balance"]) == ("Closed", 0)
+
+
+@pytest.mark.parametrize("problem", ["closed", "too_much", "two_suppliers"])
+def test_a_payment_visma_would_refuse_is_refused(sim: VismaSimulator, problem: str) -> None:
+    invoices = sim.collections()["supplier_invoices"]
+    first = open_invoice(sim)
+    amounts: dict[str, float | None] = {
+        "closed": {next(i["referenceNumber"] for i in invoices if i["status"] == "Closed"): None},
+        "too_much": {first["referenceNumber"]: first["balance"] + 1},
+        "two_suppliers": {first["referenceNumber"]: None, next(
+            i["referenceNumber"] for i in invoices
+            if i["status"] == "Open" and i["supplier"]["number"] != first["supplier"]["number"]): None},
+    }[problem]  # fmt: skip
+    before = len(sim.collections()["supplier_payments"])
+
+    with pytest.raises(ValueError, match="Open invoice|balance|one supplier"):
+        sim.pay_supplier_invoices(amounts)
+    assert len(sim.collections()["supplier_payments"]) == before
+
+
 # -- webhooks --------------------------------------------------------------------------------
 
 
@@ -579,6 +699,15 @@ def test_webhooks_are_duplicated_as_the_fault_plan_says(receiver: Receiver) -> N
     assert receiver.requests[0].content == receiver.requests[1].content
 
 
+def test_paying_an_invoice_notifies_the_invoice_and_nothing_for_the_payment(receiver: Receiver) -> None:
+    with hooked(receiver) as sim:
+        invoice = open_invoice(sim)
+        sim.pay_supplier_invoices({invoice["referenceNumber"]: None})
+        assert sim.flush_webhooks()
+    (event,) = [json.loads(request.content) for request in receiver.requests]
+    assert (event["event"], event["entityId"]) == ("SupplierInvoice.StatusChanged", invoice["referenceNumber"])
+
+
 def test_api_writes_notify_too(receiver: Receiver) -> None:
     with hooked(receiver) as sim:
         with connect(sim) as http:
@@ -619,6 +748,7 @@ SCHEMAS = {
     "supplier_invoices": "SupplierInvoiceDto", "purchase_orders": "PurchaseOrderDto", "suppliers": "SupplierDto",
     "accounts": "AccountDto", "customer_invoices": "CustomerInvoiceDto", "payments": "PaymentDto",
     "journal_transactions": "JournalTransactionDto", "dimensions": "DtoDimension",
+    "supplier_payments": "SupplierPaymentDto",
 }
 
 

@@ -142,6 +142,24 @@ def test_a_restored_cursor_carries_on_where_it_stopped(
     assert tick(defs, instance, restored).run_requests == []
 
 
+def test_a_supplier_payment_made_after_the_watermark_requests_its_day_with_its_window(
+    sim: tuple[VismaSimulator, str], defs: dg.Definitions, instance: dg.DagsterInstance
+) -> None:
+    simulator, base_url = sim
+    source = next(source for source in VISMA_SOURCES if source.name == "supplier_payments")
+    sensor = next(s for s in defs.sensors if s.name == "visma_supplier_payments_poll")
+    first = tick(defs, instance, sensor=sensor)
+    simulator.clock.advance(5)
+    invoice = next(i for i in state(base_url, "supplier_invoices") if i["status"] == "Open")
+    paid = datetime.fromisoformat(simulator.pay_supplier_invoices({invoice["referenceNumber"]: None})["lastModifiedDateTime"])
+
+    (request,) = tick(defs, instance, first.cursor, sensor=sensor).run_requests
+
+    assert request.partition_key == paid.astimezone(UTC).strftime("%Y-%m-%d")
+    window = request.run_config["ops"][source.op_name]["config"]
+    assert window["modified_from"] == window["modified_to"] == paid.astimezone(UTC).isoformat()
+
+
 def test_an_unreadable_cursor_starts_fresh_from_the_lookback(
     sim: tuple[VismaSimulator, str], defs: dg.Definitions, instance: dg.DagsterInstance
 ) -> None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from ml_connector_dagster.config import AsanaSettings
 from ml_connector_dagster.core import http
 from ml_connector_dagster.core.http import AuthenticationFailed, ClientError
+from ml_connector_dagster.core.vault import opened_vault
 from ml_connector_dagster.sandbox.asana import AsanaSimulator
 from ml_connector_dagster.sandbox.framework import FaultPlan
 from ml_connector_dagster.sandbox.transport import InProcessTransport
@@ -400,9 +401,65 @@ def test_a_change_in_asana_reaches_the_inbox_through_a_registered_webhook(tmp_pa
 
 def test_the_resource_reads_every_secret_from_the_environment() -> None:
     pat = AsanaResource.from_settings(AsanaSettings(base_url="http://127.0.0.1:8805"))
-    oauth = AsanaResource.from_settings(AsanaSettings(base_url="http://127.0.0.1:8805", auth="oauth"))
+    oauth = AsanaResource.from_settings(AsanaSettings(base_url="http://127.0.0.1:8805", auth="oauth"),
+                                        environ={"ASANA_REFRESH_TOKEN": "set"})
     assert pat._convert_to_config_dictionary()["pat"] == {"env": "ASANA_PAT"}
     assert oauth._convert_to_config_dictionary()["refresh_token"] == {"env": "ASANA_REFRESH_TOKEN"}
+    assert oauth._convert_to_config_dictionary()["client_secret"] == {"env": "ASANA_CLIENT_SECRET"}
+
+
+def test_without_the_variable_the_oauth_resource_wires_no_refresh_token() -> None:
+    oauth = AsanaResource.from_settings(AsanaSettings(base_url="http://127.0.0.1:8805", auth="oauth"), environ={})
+    assert "refresh_token" not in oauth._convert_to_config_dictionary()
+
+
+@pytest.fixture
+def oauth_resource(sim: AsanaSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsanaResource:
+    """An OAuth resource on the simulator's app, its Vault in a fresh sandbox ledger under ``tmp_path``."""
+    monkeypatch.setenv("ML_CONNECTOR_HOME", str(tmp_path))
+    monkeypatch.delenv("ML_CONNECTOR_SECRET_KEY", raising=False)
+    creds = sim.credentials()
+    return AsanaResource(auth="oauth", sandbox=True, base_url=IN_PROCESS_URL, client_id=creds["client_id"],
+                         client_secret=creds["client_secret"], db_url=f"sqlite:///{tmp_path / 'ledger.db'}",
+                         rate_per_s=1000, burst=1000)
+
+
+def store_refresh_token(resource: AsanaResource, home: Path, token: str) -> None:
+    with opened_vault(resource.db_url, sandbox=True, home=home) as vault:
+        vault.put(resource.vault_key, token)
+
+
+def test_an_oauth_resource_uses_the_refresh_token_in_the_vault_over_the_environments(
+    sim: AsanaSimulator, transport: InProcessTransport, oauth_resource: AsanaResource, tmp_path: Path
+) -> None:
+    consented = sim.issue_token("refresh", sim.tenant.me, None, scopes=("default",), client_id=sim.client_id).value
+    store_refresh_token(oauth_resource, tmp_path, consented)
+    sim.revoke_token(sim.demo_refresh_token)
+    resource = oauth_resource.model_copy(update={"refresh_token": sim.demo_refresh_token})
+    with resource.client(transport=transport) as client:
+        assert client.me().name == "Ingrid Berg"
+    assert consented not in repr(resource)
+
+
+def test_an_oauth_resource_falls_back_to_the_environments_refresh_token(
+    sim: AsanaSimulator, transport: InProcessTransport, oauth_resource: AsanaResource
+) -> None:
+    resource = oauth_resource.model_copy(update={"refresh_token": sim.demo_refresh_token})
+    with resource.client(transport=transport) as client:
+        assert client.me().name == "Ingrid Berg"
+
+
+def test_an_environment_refresh_token_needs_no_vault_key_outside_the_sandbox(
+    sim: AsanaSimulator, transport: InProcessTransport, oauth_resource: AsanaResource
+) -> None:
+    resource = oauth_resource.model_copy(update={"sandbox": False, "refresh_token": sim.demo_refresh_token})
+    with resource.client(transport=transport) as client:
+        assert client.me().name == "Ingrid Berg"
+
+
+def test_an_oauth_resource_without_any_refresh_token_says_to_run_auth_asana(oauth_resource: AsanaResource) -> None:
+    with pytest.raises(ValueError, match="run `ml-connector auth asana`"), oauth_resource.client():
+        pass
 
 
 def test_the_resource_connects_with_the_sandbox_pat(sim: AsanaSimulator, transport: InProcessTransport,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from ml_connector_dagster.config import MondaySettings
 from ml_connector_dagster.core.http import AuthenticationFailed
+from ml_connector_dagster.core.vault import opened_vault
 from ml_connector_dagster.sandbox.framework import FaultPlan
 from ml_connector_dagster.sandbox.monday import GL_BOARD, INVOICE_BOARD, MondaySimulator
 from ml_connector_dagster.sandbox.transport import InProcessTransport
@@ -38,6 +40,7 @@ from ml_connector_dagster.systems.monday.columns import (
     encode_column_values,
     numbers_value,
 )
+from ml_connector_dagster.systems.monday.consent import ACCESS_TOKEN_KEY
 from ml_connector_dagster.systems.monday.models import ItemDraft, ItemUpdate
 from ml_connector_dagster.systems.monday.resource import MondayResource
 from ml_connector_dagster_tests.monday_sandbox import (
@@ -386,6 +389,37 @@ def test_the_resource_reads_its_token_from_the_environment(sim: MondaySimulator,
         transport.close()
     assert me.id == "58211407"
     assert sim.api_token not in shown
+
+
+def test_an_oauth_resource_reads_the_token_auth_monday_stored_in_the_vault(
+    sim: MondaySimulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ML_CONNECTOR_HOME", str(tmp_path))
+    monkeypatch.delenv("ML_CONNECTOR_SECRET_KEY", raising=False)
+    monkeypatch.delenv("MONDAY_API_TOKEN", raising=False)
+    db_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    oauth_token = sim.issue_token("access", str(sim.user_id), None, scopes=("me:read",)).value
+    with opened_vault(db_url, sandbox=True, home=tmp_path) as vault:
+        vault.put(ACCESS_TOKEN_KEY, oauth_token)
+    settings = MondaySettings(base_url=IN_PROCESS_URL, auth="oauth")
+    resource = MondayResource.from_settings(settings).model_copy(update={"db_url": db_url})
+    transport = InProcessTransport(sim.app)
+    try:
+        with resource.client(transport=transport) as client:
+            assert client.me().id == str(sim.user_id)
+    finally:
+        transport.close()
+    assert resource.api_token is None and oauth_token not in repr(resource)
+
+
+def test_an_oauth_resource_without_a_consent_says_to_run_auth_monday(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ML_CONNECTOR_HOME", str(tmp_path))
+    monkeypatch.delenv("ML_CONNECTOR_SECRET_KEY", raising=False)
+    resource = MondayResource(auth="oauth", sandbox=True, db_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    with pytest.raises(ValueError, match="run `ml-connector auth monday`"), resource.client():
+        pass
 
 
 def test_budget_waits_only_when_the_cost_exceeds_what_is_left() -> None:

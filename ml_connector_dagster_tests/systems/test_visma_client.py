@@ -131,6 +131,20 @@ def test_until_leaves_out_later_changes(client: VismaClient) -> None:
     assert sorted(datetime.fromisoformat(r["lastModifiedDateTime"]) for p in pages for r in p) == moments[:10]
 
 
+def test_supplier_payments_are_read_whole_across_pages_and_a_new_one_past_the_cursor(
+    sim: VismaSimulator, client: VismaClient
+) -> None:
+    everything = all_records(client, VismaEntity.SUPPLIER_PAYMENT)
+    latest = max(datetime.fromisoformat(r["lastModifiedDateTime"]) for r in everything)
+    invoice = next(i for i in sim.collections()["supplier_invoices"] if i["status"] == "Open")
+    paid = sim.pay_supplier_invoices({invoice["referenceNumber"]: None})
+
+    since_latest = all_records(client, VismaEntity.SUPPLIER_PAYMENT, latest + timedelta(milliseconds=1))
+
+    assert len(everything) == len({r["refNbr"] for r in everything}) == len(sim.collections()["supplier_payments"]) - 1
+    assert [r["refNbr"] for r in since_latest] == [paid["refNbr"]]
+
+
 # -- single records, versions, creates -------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ml_connector_dagster.systems.visma.models import (
     JournalTransaction,
     SupplierInvoice,
+    SupplierPayment,
     as_update_dto,
     parse_utc,
     validate_page,
@@ -82,3 +83,63 @@ def test_timestamps_with_an_offset_keep_their_instant(moment: datetime) -> None:
 @given(st.datetimes())
 def test_timestamps_without_an_offset_are_read_as_utc(moment: datetime) -> None:
     assert parse_utc(moment.isoformat()) == moment.replace(tzinfo=UTC)
+
+
+# -- supplier payments ---------------------------------------------------------------------------
+
+
+def supplier_payment(**changes: Any) -> dict[str, Any]:
+    raw = {
+        "type": "Payment", "refNbr": "000017", "status": "Closed", "applicationDate": "2026-11-20T00:00:00",
+        "supplier": {"internalId": 7001, "number": "10002", "name": "Bergen Stål AS"},
+        "currency": {"id": "NOK", "description": "Norske kroner", "symbol": "kr", "isBaseCurrency": True},
+        "paymentAmount": 1250.5, "paymentRef": "KID 42", "lastModifiedDateTime": "2026-11-20T16:58:29.12+01:00",
+        "paymentLines": [{"docType": "Invoice", "invoiceRefNbr": "000042", "amountPaid": 1250.5, "balance": 0.0}],
+    }  # fmt: skip
+    raw.update(changes)
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def test_a_supplier_payment_reads_its_nested_currency_and_the_invoices_it_settles() -> None:
+    parsed = SupplierPayment.model_validate(supplier_payment())
+    assert (parsed.record_id, parsed.currency_id, parsed.application_date) == ("000017", "NOK", date(2026, 11, 20))
+    (line,) = parsed.payment_lines
+    assert (line.invoice_ref_nbr, line.amount_paid, line.balance) == ("000042", Decimal("1250.5"), Decimal("0.0"))
+    assert parsed.modified_at == datetime(2026, 11, 20, 15, 58, 29, 120000, tzinfo=UTC)
+
+
+def test_a_bad_supplier_payment_is_refused_naming_each_field() -> None:
+    page = [supplier_payment(currency={"id": "NOKK"}),
+            supplier_payment(paymentLines=[{"docType": "Invoice", "amountPaid": 1.0}]),
+            supplier_payment(currency="NOK")]  # fmt: skip
+    reasons = [reason for _, reason in validate_page(SupplierPayment, page).invalid]
+    assert reasons[0].startswith("currency.id:") and "NOKK" in reasons[0]
+    assert reasons[1] == "paymentLines.0.invoiceRefNbr: Field required"
+    assert reasons[2].startswith("currency:")
+
+
+amounts = st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), places=2, allow_nan=False)
+codes = st.from_regex(r"[A-Z]{3}", fullmatch=True).filter(lambda code: code not in ("XXX", "XTS"))
+offsets = st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))])
+
+
+@given(
+    amount=amounts, code=codes, day=st.dates(), moment=st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=offsets),
+    lines=st.lists(st.tuples(st.text(min_size=1, max_size=12), amounts, st.none() | amounts), max_size=4),
+)  # fmt: skip
+def test_any_supplier_payment_parses_to_its_amounts_currency_day_instant_and_lines(
+    amount: Decimal, code: str, day: date, moment: datetime, lines: list[tuple[str, Decimal, Decimal | None]]
+) -> None:
+    raw = supplier_payment(
+        paymentAmount=float(amount), currency={"id": code}, applicationDate=f"{day.isoformat()}T00:00:00",
+        lastModifiedDateTime=moment.isoformat(),
+        paymentLines=[{"invoiceRefNbr": ref, "amountPaid": float(paid), "balance": None if left is None else float(left)}
+                      for ref, paid, left in lines],
+    )  # fmt: skip
+    parsed = SupplierPayment.model_validate(raw)
+    assert parsed.payment_amount == Decimal(str(float(amount))) and parsed.currency_id == code
+    assert parsed.application_date == day and parsed.modified_at == moment
+    assert [(line.invoice_ref_nbr, line.amount_paid, line.balance) for line in parsed.payment_lines] == [
+        (ref, Decimal(str(float(paid))), None if left is None else Decimal(str(float(left)))) for ref, paid, left in lines
+    ]
+    assert SupplierPayment.raw_id(raw) == parsed.record_id == "000017"

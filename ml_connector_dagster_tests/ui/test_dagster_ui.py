@@ -45,7 +45,8 @@ SCREENSHOTS = Path(os.environ.get("ML_CONNECTOR_SCREENSHOTS", PROJECT_ROOT / "do
 UI_TIMEOUT_MS = 45_000
 VIEWPORT = {"width": 1280, "height": 960}
 SENSOR = "visma_supplier_invoices_poll"
-VISMA_SOURCES = ("supplier_invoices", "purchase_orders", "customer_invoices", "payments", "gl_transactions")
+VISMA_SOURCES = ("supplier_invoices", "purchase_orders", "customer_invoices", "payments", "supplier_payments",
+                 "gl_transactions")
 POLL_SENSORS = tuple(f"visma_{source}_poll" for source in VISMA_SOURCES)
 
 
@@ -108,7 +109,7 @@ def test_the_asset_graph_shows_the_visma_sources_feeding_the_jira_issues(page: P
     page.get_by_text("Hide navigation").click()
     page.get_by_role("button", name="panel_show_right").click()
     page.get_by_role("button", name="zoom_out").click()
-    for name in ("supplier_invoices", "purchase_orders", "payments", "gl_transactions",
+    for name in ("supplier_invoices", "purchase_orders", "supplier_payments", "gl_transactions",
                  "visma_invoice_issues", "visma_purchase_order_issues", "webhook_registration"):
         expect(page.get_by_text(name, exact=True)).to_be_in_viewport()
     expect(page.get_by_text("Loading...")).to_have_count(0)

@@ -174,6 +174,11 @@ def test_a_purchase_order_notification_names_the_order() -> None:
     assert modified is None
 
 
+def test_a_supplier_payment_notification_is_a_supplier_payment_not_a_supplier_or_a_customer_payment() -> None:
+    ref, _ = record_of({"event": "SupplierPayment.Created", "entityId": "000123"})
+    assert ref == RecordRef(entity="supplier_payments", id="000123")
+
+
 def test_without_a_modification_time_the_partition_is_the_notification_day() -> None:
     at = datetime(2026, 5, 6, 23, 30, tzinfo=UTC)
     body, headers = delivery({"entity": "SupplierInvoice", "id": "7"}, at=at)

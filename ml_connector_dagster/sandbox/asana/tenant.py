@@ -17,7 +17,7 @@ from ..demo_data import COMPANY_NAME, COST_CENTRES, CURRENCIES, GL_BY_NUMBER
 GID_BASE = 1_209_100_000_000_000
 DEMO_CLIENT_ID = "1209100000009001"
 DEMO_CLIENT_SECRET = "sandbox-asana-client-secret-not-for-production"
-DEMO_REDIRECT_URI = "http://127.0.0.1:3000/oauth/asana/callback"
+DEMO_REDIRECT_URI = "http://127.0.0.1:8765/oauth/callback"  # where `ml-connector auth` sends the browser
 DEMO_APP_GID = "1209100000009000"
 EMAIL_DOMAIN = "fjordlys.no"
 # Enum option colours Asana hands out in turn to options created without one.

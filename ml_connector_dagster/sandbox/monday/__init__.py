@@ -5,7 +5,8 @@ configured themselves (see :mod:`.demo`), a demo user and their personal API tok
 forgiving than monday.com (``API_NOTES.md``, ``specs/monday-2026-10.graphql``):
 
 - **Auth** ``Authorization: <personal token>``, raw; ``Bearer <token>``, a wrong or a missing token:
-  401. **Versions** ``API-Version: 2026-10`` or ``2026-01`` (each validated against its own SDL);
+  401. OAuth at ``/oauth2/authorize`` and ``/oauth2/token`` (:mod:`.oauth`): the access token never
+  expires and there is no refresh token; it is sent raw like a personal token. **Versions** ``API-Version: 2026-10`` or ``2026-01`` (each validated against its own SDL);
   omitted: the current one (2026-10); anything else: 400.
 - **GraphQL** documents are parsed and validated against the SDL of the version asked for: an
   unknown field or argument answers HTTP 200 with ``errors[]`` in monday's words
@@ -38,11 +39,15 @@ from .demo import (
     WORKSPACE_ID,
     demo_api_token,
 )
+from .oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 from .simulator import DEMO_SIGNING_SECRET, MondaySimulator, sandbox_credentials
 
 __all__ = [
     "ACCOUNT_ID",
     "AR_BOARD",
+    "DEMO_CLIENT_ID",
+    "DEMO_CLIENT_SECRET",
+    "DEMO_REDIRECT_URI",
     "DEMO_SIGNING_SECRET",
     "DEMO_USER_ID",
     "DIMENSIONS_BOARD",

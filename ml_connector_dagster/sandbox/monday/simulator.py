@@ -1,7 +1,7 @@
 """The simulator: one monday.com account behind ``POST /v2``, with monday's gates in monday's order.
 
-A request passes, in turn: authentication (the raw personal token in ``Authorization``; ``Bearer``
-is refused), the ``API-Version`` header, the per-minute request limit and the concurrency limit
+A request passes, in turn: authentication (the raw personal or OAuth token in ``Authorization``;
+``Bearer`` is refused), the ``API-Version`` header, the per-minute request limit and the concurrency limit
 (both 429 with ``Retry-After``), the body, parsing and SDL validation (HTTP 200 with ``errors[]``),
 the per-query complexity cap and the per-minute complexity budget (HTTP 200,
 ``COMPLEXITY_BUDGET_EXHAUSTED`` with ``extensions.retry_in_seconds``), then execution in a worker
@@ -17,7 +17,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -42,6 +42,7 @@ from .demo import DEMO_USER_ID, USERS, build_tenant, demo_api_token
 from .errors import MondayFieldError, error_entry, http_error, monday_body
 from .graph import executable_schema
 from .mutations import apply_changes
+from .oauth import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, MondayOAuth
 from .render import (
     RequestContext,
     board_json,
@@ -73,6 +74,9 @@ def sandbox_credentials(seed: int = 0) -> dict[str, str]:
         "signing_secret": DEMO_SIGNING_SECRET,
         "api_version": CURRENT_VERSION,
         "user_id": str(DEMO_USER_ID),
+        "client_id": DEMO_CLIENT_ID,
+        "client_secret": DEMO_CLIENT_SECRET,
+        "redirect_uri": DEMO_REDIRECT_URI,
     }
 
 
@@ -96,6 +100,9 @@ class MondaySimulator(Simulator):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         mutation_hold_s: float = 0.0,
         webhook_transport: httpx.BaseTransport | None = None,
+        client_id: str = DEMO_CLIENT_ID,
+        client_secret: str = DEMO_CLIENT_SECRET,
+        redirect_uris: Sequence[str] = (DEMO_REDIRECT_URI,),
     ) -> None:
         """A fresh account with the demo workspace.
 
@@ -103,6 +110,7 @@ class MondaySimulator(Simulator):
         how long each item write keeps its board locked (makes per-board serialisation observable).
         ``time_scale`` shrinks the webhook retry schedule (every minute for 30 minutes).
         ``webhook_url`` is not used: subscriptions are made with ``create_webhook``, as in monday.
+        ``client_id``, ``client_secret``, ``redirect_uris``: the OAuth app installed on the account.
         """
         super().__init__(seed=seed, webhook_url=webhook_url)
         if start is not None:
@@ -120,10 +128,12 @@ class MondaySimulator(Simulator):
         self._in_flight = 0
         self._board_locks: dict[int, threading.Lock] = {}
         self.webhooks = WebhookHub(self, time_scale=time_scale, transport=webhook_transport)
+        self.oauth = MondayOAuth(self.clock, self._issue_oauth_token, client_id=client_id,
+                                 client_secret=client_secret, redirect_uris=redirect_uris)
 
     # -- the Simulator contract ----------------------------------------------------------------
     def vendor_routes(self) -> list[BaseRoute]:
-        return [Route(API_PATH, self._graphql_endpoint, methods=["POST"])]
+        return [Route(API_PATH, self._graphql_endpoint, methods=["POST"]), *self.oauth.routes()]
 
     def credentials(self) -> dict[str, Any]:
         return {
@@ -131,10 +141,13 @@ class MondaySimulator(Simulator):
             "signing_secret": self.signing_secret,
             "api_version": CURRENT_VERSION,
             "user_id": str(self.user_id),
+            "client_id": self.oauth.client_id,
+            "client_secret": self.oauth.client_secret,
+            "redirect_uri": self.oauth.redirect_uris[0],
         }
 
     def secret_values(self) -> list[str]:
-        return [self.api_token, self.signing_secret, *super().secret_values()]
+        return [self.api_token, self.signing_secret, self.oauth.client_secret, *super().secret_values()]
 
     def collections(self) -> dict[str, Any]:
         with self.lock:
@@ -269,10 +282,16 @@ class MondaySimulator(Simulator):
                 self._in_flight -= 1
 
     def _authenticate(self, authorization: str | None) -> int | None:
-        # The personal token goes bare in Authorization; "Bearer <token>" is not a token monday knows.
-        if authorization and authorization.strip() == self.api_token:
+        # Personal and OAuth tokens go bare in Authorization; "Bearer <token>" is not a token monday knows.
+        credential = (authorization or "").strip()
+        if credential and credential == self.api_token:
             return self.user_id
-        return None
+        token = self.valid_token(credential, "access")
+        return int(token.subject) if token is not None else None
+
+    def _issue_oauth_token(self, scopes: tuple[str, ...]) -> str:
+        # OAuth tokens live until the app is uninstalled: no expiry, no refresh token.
+        return self.issue_token("access", str(self.user_id), None, scopes=scopes, client_id=self.oauth.client_id).value
 
     async def _answer(self, request: Request, user_id: int, version: str) -> Response:
         account_id = self.tenant.account_id

@@ -26,5 +26,5 @@ def fix_hint(error: Exception, settings: AsanaSettings) -> str | None:
     if settings.auth == "pat":
         return f"check {settings.pat_env}: create a personal access token in Asana's developer console"
     if "invalid_grant" in error.detail:
-        return f"the refresh token in {settings.refresh_token_env} is revoked: consent again in Asana"
-    return f"check {settings.client_id_env}, {settings.client_secret_env} and {settings.refresh_token_env}"
+        return "the refresh token is revoked: consent again with `ml-connector auth asana`"
+    return f"check {settings.client_id_env} and {settings.client_secret_env}, then run `ml-connector auth asana`"

@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ml_connector_dagster.config import JiraSettings
-from ml_connector_dagster.core.consent import CodeFlow
+from ml_connector_dagster.core.consent import LOCAL_REDIRECT_URI, CodeFlow
 
 from .client import REFRESH_TOKEN_KEY, SYSTEM
 
 __all__ = ["DEFAULT_REDIRECT_URI", "REFRESH_TOKEN_KEY", "SCOPES", "jira_code_flow"]
 
 SCOPES = ("read:jira-work", "write:jira-work", "read:jira-user", "manage:jira-webhook", "offline_access")
-# The callback URL registered on the app in the Atlassian developer console (nothing needs to listen
-# there: the user copies the address the browser lands on).
-DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/oauth/callback"
+# The callback URL registered on the app in the Atlassian developer console.
+DEFAULT_REDIRECT_URI = LOCAL_REDIRECT_URI
 
 
 def jira_code_flow(settings: JiraSettings, client_id: str, client_secret: str, *,

@@ -20,6 +20,8 @@ def probe(resource: MondayResource) -> str:
 
 def fix_hint(error: Exception, settings: MondaySettings) -> str | None:
     """What to change for monday's own refusals; None leaves the generic advice."""
-    if isinstance(error, AuthenticationFailed):
-        return f"check {settings.api_token_env}: a personal API token from monday's Developers > My access tokens"
-    return None
+    if not isinstance(error, AuthenticationFailed):
+        return None
+    if settings.auth == "oauth":
+        return "the app's token no longer works (was the app uninstalled?): consent again with `ml-connector auth monday`"
+    return f"check {settings.api_token_env}: a personal API token from monday's Developers > My access tokens"

@@ -1,32 +1,39 @@
 """``MondayResource``: the monday.com client as a Dagster resource.
 
-The API token is a plain ``str`` field fed by ``dg.EnvVar`` (see :meth:`MondayResource.from_settings`),
-so it never reaches run config or the launchpad; ``repr=False`` keeps it out of reprs too. Every
-client of one token in the process shares one complexity budget (:func:`complexity_budget_for`)
-and one request-rate limiter.
+The token is a personal API token in a plain ``str`` field fed by ``dg.EnvVar`` (see
+:meth:`MondayResource.from_settings`), so it never reaches run config or the launchpad, and
+``repr=False`` keeps it out of reprs; or (``auth="oauth"``) the OAuth access token that
+`ml-connector auth monday` stored in the Vault, read when a client is made. Every client of one
+token in the process shares one complexity budget (:func:`complexity_budget_for`) and one
+request-rate limiter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import dagster as dg
 import httpx
 from pydantic import Field
 
-from ml_connector_dagster.config import MondaySettings
+from ml_connector_dagster.config import MondaySettings, connector_home
 from ml_connector_dagster.core.http import DEFAULT_TIMEOUT, rate_limiter_for
+from ml_connector_dagster.core.vault import opened_vault
 
 from .client import SYSTEM, MondayClient, complexity_budget_for
+from .consent import ACCESS_TOKEN_KEY
 from .sdl import CURRENT_VERSION, SUPPORTED_VERSIONS
 
 __all__ = ["MondayResource"]
 
 
 class MondayResource(dg.ConfigurableResource):
-    """monday.com's GraphQL API with a personal (or app) API token, pinned to one API version."""
+    """monday.com's GraphQL API with a personal API token or an OAuth token, pinned to one API version."""
 
+    auth: Literal["api_token", "oauth"] = "api_token"
+    sandbox: bool = Field(False, description="Talking to the sandbox simulator (the Vault may use its generated key).")
     base_url: str = Field("https://api.monday.com", description="API root; requests go to <base_url>/v2.")
     api_version: str = Field(CURRENT_VERSION, description=f"Sent as API-Version; one of {', '.join(SUPPORTED_VERSIONS)}.")
     complexity_per_minute: int = Field(10_000_000, gt=0, description="The token's budget (app tokens: 5M per kind).")
@@ -34,12 +41,21 @@ class MondayResource(dg.ConfigurableResource):
     rate_per_s: float = Field(10.0, gt=0, description="Shared request budget per process.")
     burst: int = Field(10, ge=1)
     timeout_s: float = Field(30.0, gt=0)
-    api_token: str = Field(repr=False)
+    api_token: str | None = Field(None, repr=False, description="The personal API token (auth api_token).")
+    db_url: str | None = Field(
+        None, repr=False, description="Ledger database holding the Vault (may hold a password: feed it with EnvVar). "
+        "Default: Ledger.default_url().",
+    )
+    vault_key: str = Field(ACCESS_TOKEN_KEY, description="Vault entry of the OAuth token `auth monday` stored.")
 
     @classmethod
     def from_settings(cls, settings: MondaySettings) -> MondayResource:
-        """The resource for connector.yaml's monday settings, the token an ``EnvVar`` of its configured name."""
+        """The resource for connector.yaml's monday settings: the API token an ``EnvVar`` of its configured
+        name, or (``auth: oauth``) the Vault's token."""
+        secrets = {"api_token": dg.EnvVar(settings.api_token_env)} if settings.auth == "api_token" else {}
         return cls(
+            auth=settings.auth,
+            sandbox=settings.mode == "sandbox",
             base_url=str(settings.base_url).rstrip("/"),
             api_version=settings.api_version,
             complexity_per_minute=settings.complexity_per_minute,
@@ -47,18 +63,29 @@ class MondayResource(dg.ConfigurableResource):
             rate_per_s=settings.rate_per_s,
             burst=settings.burst,
             timeout_s=settings.timeout_s,
-            api_token=dg.EnvVar(settings.api_token_env),
+            **secrets,
         )
 
     @contextmanager
     def client(self, *, transport: httpx.BaseTransport | None = None) -> Iterator[MondayClient]:
         """A connected :class:`MondayClient` for the duration of the block (``transport`` for tests)."""
-        if not self.api_token:
-            raise ValueError("monday needs an API token (is MONDAY_API_TOKEN set?)")
+        token = self.token()
         timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, DEFAULT_TIMEOUT.connect or self.timeout_s))
         with MondayClient.connect(
-            self.base_url, self.api_token, api_version=self.api_version, transport=transport, timeout=timeout,
+            self.base_url, token, api_version=self.api_version, transport=transport, timeout=timeout,
             rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst),
-            budget=complexity_budget_for(self.api_token, self.complexity_per_minute), max_batch=self.max_batch,
+            budget=complexity_budget_for(token, self.complexity_per_minute), max_batch=self.max_batch,
         ) as client:  # fmt: skip
             yield client
+
+    def token(self) -> str:
+        """The personal API token, or the OAuth token `ml-connector auth monday` stored in the Vault."""
+        if self.auth == "api_token":
+            if not self.api_token:
+                raise ValueError("monday needs an API token (is MONDAY_API_TOKEN set?)")
+            return self.api_token
+        with opened_vault(self.db_url, sandbox=self.sandbox, home=connector_home()) as vault:
+            stored = vault.get(self.vault_key)
+        if not stored:
+            raise ValueError("monday OAuth has no token yet: run `ml-connector auth monday`")
+        return stored

@@ -69,7 +69,8 @@ class VismaEntity(StrEnum):
     SUPPLIER = "supplier"
     ACCOUNT = "account"
     CUSTOMER_INVOICE = "customerinvoice"
-    PAYMENT = "payment"
+    PAYMENT = "payment"  # customer (AR) payments
+    SUPPLIER_PAYMENT = "supplierPayment"  # supplier (AP) payments
     JOURNAL_TRANSACTION = "journaltransaction"
     DIMENSION = "dimension"
 
@@ -90,6 +91,7 @@ _ROUTES: dict[VismaEntity, _Route] = {
     VismaEntity.ACCOUNT: _Route("/v1/account", ("accountCD",)),
     VismaEntity.CUSTOMER_INVOICE: _Route("/v1/customerinvoice", ("documentType", "referenceNumber")),
     VismaEntity.PAYMENT: _Route("/v1/payment", ("type", "refNbr")),
+    VismaEntity.SUPPLIER_PAYMENT: _Route("/v1/supplierPayment", ("type", "refNbr")),
     VismaEntity.JOURNAL_TRANSACTION: _Route(
         "/v2/journaltransaction", ("module", "batchNumber"), lines_field="journalTransactionLines"
     ),

@@ -33,6 +33,7 @@ __all__ = [
     "PurchaseOrder",
     "Supplier",
     "SupplierInvoice",
+    "SupplierPayment",
     "VismaRecord",
     "as_update_dto",
     "describe_error",
@@ -245,7 +246,7 @@ class PaymentLine(_VismaModel):
 
 
 class Payment(VismaRecord):
-    """A customer payment (``/v1/payment``)."""
+    """A customer (AR) payment (``/v1/payment``); supplier payments are :class:`SupplierPayment`."""
 
     id_field: ClassVar[str] = "ref_nbr"
 
@@ -259,6 +260,50 @@ class Payment(VismaRecord):
     payment_ref: str | None = None
     last_modified_date_time: UtcDateTime
     payment_lines: list[PaymentLine] = Field(default_factory=list)
+
+
+class CurrencyRef(_VismaModel):
+    """A currency as supplier payments nest it (``{"id": "NOK", "description": ...}``)."""
+
+    id: Currency
+    description: str | None = None
+
+
+class SupplierPaymentLine(_VismaModel):
+    """One document a supplier payment settles (``SupplierPaymentAdjustmentDto``)."""
+
+    doc_type: str | None = None
+    invoice_ref_nbr: str
+    amount_paid: Money
+    balance: Money | None = Field(None, description="What is still owed on the document after this payment.")
+    date: Day | None = None
+    due_date: Day | None = None
+    currency: str | None = None
+
+
+class SupplierPayment(VismaRecord):
+    """A supplier (AP) payment (``/v1/supplierPayment``); ``paymentLines`` name the invoices it settles."""
+
+    id_field: ClassVar[str] = "ref_nbr"
+
+    ref_nbr: str
+    type: str
+    status: str
+    supplier: Party
+    application_date: Day
+    currency: CurrencyRef
+    payment_amount: Money
+    payment_ref: str | None = None
+    unapplied_balance: Money | None = None
+    released: bool | None = None
+    last_modified_date_time: UtcDateTime
+    time_stamp: str | None = None
+    payment_lines: list[SupplierPaymentLine] = Field(default_factory=list)
+
+    @property
+    def currency_id(self) -> str:
+        """The payment's ISO 4217 code."""
+        return self.currency.id
 
 
 class JournalTransactionLine(_VismaModel):

@@ -67,6 +67,7 @@ _ENTITIES: tuple[tuple[str, str], ...] = (
     ("apinvoice", "supplier_invoices"),
     ("arinvoice", "customer_invoices"),
     ("journaltransaction", "journal_transactions"),
+    ("supplierpayment", "supplier_payments"),  # before "supplier" and "payment"
     ("supplier", "suppliers"),
     ("customer", "customers"),
     ("payment", "payments"),
