@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from dagster import BetaWarning, PreviewWarning
 from .config import ConfigError, ConnectorConfig, SystemSettings, active_config, connector_home
 from .progress import no_progress_option
 from .sandbox.registry import SIMULATORS
+from .shutdown import StopSignals, stop_process_group
 
 if TYPE_CHECKING:
     from .core.consent import CodeFlow
@@ -105,14 +105,24 @@ def webhooks_serve(host: str | None, port: int | None) -> None:
         uvicorn.run(app, host=host or config.webhooks.host, port=port or config.webhooks.port, log_level="info")
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 @main.command()
 @click.option("--port", default=3000, show_default=True, help="Dagster UI port.")
 def demo(port: int) -> None:
-    """Serve the sandbox, the webhook receiver and `dagster dev` with the sensors on: records flow with no clicks."""
+    """Serve the sandbox, the webhook receiver and `dagster dev` with the sensors on: records flow with no clicks.
+
+    Ctrl-C, SIGTERM and SIGHUP all stop every part of it; exits 128 + the signal's number for the
+    latter two (143 for SIGTERM), 0 for Ctrl-C.
+    """
+    with StopSignals() as stop:
+        returncode = 0
+        with contextlib.suppress(KeyboardInterrupt):
+            returncode = _serve_demo(port, stop)
+    if stop.exit_code or returncode:
+        sys.exit(stop.exit_code or returncode)
+
+
+def _serve_demo(port: int, stop: StopSignals) -> int:
+    """The demo until `dagster dev` exits (its return code) or a stop signal interrupts it."""
     home = connector_home()
     with _sandbox_stack() as (urls, receiver_url):
         for name, url in urls.items():
@@ -124,17 +134,17 @@ def demo(port: int) -> None:
             "-w", str(PROJECT_ROOT / "workspace.yaml"),
             "-h", "127.0.0.1", "-p", str(port),
         ]  # fmt: skip
-        process = subprocess.Popen(command, env=dict(os.environ), cwd=PROJECT_ROOT)
-        # A SIGTERM (a supervisor, `timeout`) must stop `dagster dev` too, not orphan it.
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        process: subprocess.Popen[bytes] | None = None
         try:
-            process.wait()
-        except KeyboardInterrupt:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            # Its own session: one signal reaches it (from us, not twice from a terminal or `timeout`
+            # too), and its group holds all it starts, so nothing is left when the group is stopped.
+            with stop.deferred():
+                process = subprocess.Popen(command, env=dict(os.environ), cwd=PROJECT_ROOT,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            return process.wait()
+        finally:
+            if process is not None:
+                stop_process_group(process)
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ from ml_connector_dagster.systems.visma.client import VismaClient
 from ml_connector_dagster.systems.visma.conditional_update import StillChanging, update_with_etag
 from ml_connector_dagster.systems.visma.models import as_update_dto
 
+from .destination import appended_once
 from .visma_asana_render import KINDS, NOTES_FLOW, AsanaContext, TaskKind, resolve_context, task_state_hash
 
 __all__ = [
@@ -157,10 +158,8 @@ class _Reporter:
         line = f"Asana {day}: {state.describe()} {marker}"
 
         def note_body(current: Mapping[str, Any]) -> dict[str, Any] | None:
-            note = str(current.get("note") or "")
-            if marker in note:
-                return None  # written by an earlier attempt whose answer was lost
-            return as_update_dto({"note": f"{note.rstrip()}\n{line}" if note.strip() else line})
+            note = appended_once(current.get("note"), line, marker)  # None: an earlier attempt wrote it
+            return None if note is None else as_update_dto({"note": note})
 
         def conflicted() -> None:
             self.outcome.conflicts += 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from ml_connector_dagster.shutdown import stop_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS = ("visma", "jira")
@@ -81,37 +82,6 @@ def demo_connector_yaml(ports: dict[str, int], receiver_port: int) -> dict[str, 
         "flows": {"visma_jira": flow},
         "webhooks": {"host": "127.0.0.1", "port": receiver_port},
     }
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_process_group(process: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> None:
-    """SIGINT the leader (a clean `dagster dev` shutdown), then TERM and KILL what is left of its group."""
-    pgid = process.pid  # the leader of its own session: its pid is the group id
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace_s)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _group_alive(pgid):
-            break
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
-        deadline = time.monotonic() + 5
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.2)
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=5)
 
 
 def wait_until_ui_answers(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -178,7 +148,7 @@ def running_demo(home: Path, monkeypatch: pytest.MonkeyPatch, *, startup_timeout
                 wait_until_ui_answers(stack.ui_url, process, startup_timeout_s)
                 yield stack
             finally:
-                stop_process_group(process)
+                stop_process_group(process, grace_s=5.0)
     finally:
         receiver.stop()
         ledger.dispose()
