@@ -137,7 +137,7 @@ def test_the_sensors_are_listed_running_with_their_cursors(page: Page, demo: Dem
     cursors = sensor_cursors(demo.ui_url)
     assert all(cursors[name] for name in POLL_SENSORS), cursors
     page.goto(f"{demo.ui_url}/locations/ml_connector/sensors/{SENSOR}")
-    expect(page.get_by_text("Cursor", exact=True)).to_be_visible()
+    expect(page.get_by_text("Cursor", exact=True).first).to_be_visible()
     expect(page.get_by_text(cursors[SENSOR], exact=True).first).to_be_visible()
     expect(page.get_by_text("Running", exact=True).first).to_be_visible()
     expect(page.get_by_text("View logs").first).to_be_visible()  # the tick table has rendered
