@@ -302,7 +302,7 @@ def inbox_contribution(config: ConnectorConfig, assets: Sequence[Any]) -> Contri
     if not routes:
         return None
     # A webhook is the fast path: tick often (the inbox read is one indexed query), and watch in between.
-    sensor = build_inbox_sensor(routes, minimum_interval_seconds=3, wait_for_events_s=config.webhooks.inbox_wait_s)
+    sensor = build_inbox_sensor(routes, minimum_interval_seconds=1, wait_for_events_s=config.webhooks.inbox_wait_s)
     return Contribution(sensors=[sensor])
 
 

@@ -6,17 +6,27 @@ queue. :class:`WebhookFastLaneRunCoordinator` launches a run tagged as a webhook
 once, from the sensor that requested it, while fewer runs are in progress than the queue allows
 and no tag limit applies to it; every other run, and a webhook run when the queue is full, is
 queued exactly as before.
+
+It also carries one setting for the daemon process it is loaded in: ``sensor_loop_interval_seconds``.
+Dagster's sensor daemon starts sensor ticks at most every 5 s (a constant, not a setting), so a
+webhook that lands just after the inbox sensor's tick returned waits up to 5 s before anything looks
+at it. The embedded instance sets 1 s; the constant is checked to exist, so a Dagster upgrade that
+moves it fails loudly at start instead of silently slowing webhooks down.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from typing import Any
 
-from dagster import DagsterRunStatus, RunsFilter
+from dagster import DagsterRunStatus, Field, RunsFilter
+from dagster._config.config_schema import UserConfigSchema
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun
+from dagster._serdes import ConfigurableClassData
 
-__all__ = ["FAST_LANE_TAGS", "WebhookFastLaneRunCoordinator"]
+__all__ = ["FAST_LANE_TAGS", "WebhookFastLaneRunCoordinator", "set_sensor_loop_interval"]
 
 # The tags that mark a run as a webhook's: the inbox sensor sets them (sensors/inbox.py).
 FAST_LANE_TAGS = {"ml_connector/trigger": "inbox"}
@@ -26,6 +36,24 @@ class WebhookFastLaneRunCoordinator(QueuedRunCoordinator):
     """Queued coordinator that launches webhook runs immediately while there is room."""
 
     _room_lock = threading.Lock()
+
+    @classmethod
+    def config_type(cls) -> UserConfigSchema:
+        schema = dict(super().config_type())  # type: ignore[arg-type]
+        schema["sensor_loop_interval_seconds"] = Field(
+            float, is_required=False,
+            description="How often the sensor daemon may start sensor ticks (Dagster's built-in: 5 s).",
+        )  # fmt: skip
+        return schema
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
+    ) -> WebhookFastLaneRunCoordinator:
+        interval = config_value.get("sensor_loop_interval_seconds")
+        if interval is not None:
+            set_sensor_loop_interval(interval)
+        return super().from_config_value(inst_data, config_value)
 
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
         """Launch a webhook run now if the queue has room for it, else enqueue it as usual."""
@@ -57,3 +85,17 @@ class WebhookFastLaneRunCoordinator(QueuedRunCoordinator):
         if maximum == -1:
             return True
         return self._instance.get_runs_count(RunsFilter(statuses=ACTIVE_RUN_STATUSES)) < maximum
+
+
+def set_sensor_loop_interval(seconds: float) -> None:
+    """Let this process's sensor daemon start sensor ticks every ``seconds`` (Dagster's default: 5)."""
+    from dagster._daemon import sensor as sensor_daemon
+
+    if not hasattr(sensor_daemon, "MIN_INTERVAL_LOOP_TIME"):
+        raise RuntimeError(
+            "sensor_loop_interval_seconds: this Dagster version has no dagster._daemon.sensor.MIN_INTERVAL_LOOP_TIME; "
+            "remove the setting from dagster.yaml"
+        )
+    if not 0.2 <= seconds <= 60:
+        raise ValueError(f"sensor_loop_interval_seconds: {seconds} is outside 0.2..60")
+    sensor_daemon.MIN_INTERVAL_LOOP_TIME = seconds

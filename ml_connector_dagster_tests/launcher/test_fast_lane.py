@@ -13,7 +13,8 @@ from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOr
 from dagster._core.run_coordinator import SubmitRunContext
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from ml_connector_dagster.launcher import FAST_LANE_TAGS
+from ml_connector_dagster.launcher import FAST_LANE_TAGS, WebhookFastLaneRunCoordinator
+from ml_connector_dagster.launcher.coordinator import set_sensor_loop_interval
 
 from . import recording
 
@@ -95,3 +96,24 @@ def test_a_webhook_run_under_a_tag_limit_queues(tmp_path: Path) -> None:
         run = _submit(instance, {**WEBHOOK_TAGS, "ml_connector/destination/jira": "true"})
     assert recording.LAUNCHED == []
     assert run.status == DagsterRunStatus.QUEUED
+
+
+def test_the_sensor_loop_interval_setting_reaches_the_sensor_daemon(tmp_path: Path) -> None:
+    from dagster._daemon import sensor as sensor_daemon
+
+    built_in = sensor_daemon.MIN_INTERVAL_LOOP_TIME
+    home = tmp_path / "home"
+    home.mkdir()
+    coordinator = {"module": "ml_connector_dagster.launcher", "class": "WebhookFastLaneRunCoordinator",
+                   "config": {"sensor_loop_interval_seconds": 1.0}}  # fmt: skip
+    try:
+        with DagsterInstance.local_temp(str(home), overrides={"run_coordinator": coordinator}) as instance:
+            assert isinstance(instance.run_coordinator, WebhookFastLaneRunCoordinator)
+            assert sensor_daemon.MIN_INTERVAL_LOOP_TIME == 1.0
+    finally:
+        sensor_daemon.MIN_INTERVAL_LOOP_TIME = built_in
+
+
+def test_a_sensor_loop_interval_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="sensor_loop_interval_seconds"):
+        set_sensor_loop_interval(0.0)
