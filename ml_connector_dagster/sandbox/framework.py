@@ -10,7 +10,9 @@ clock, issued-token bookkeeping, a sliding rate window, and deterministic fault 
 - ``POST /_sandbox/faults``       install a :class:`FaultPlan` (``DELETE`` removes it)
 - ``GET  /_sandbox/deliveries``   the webhook deliveries it attempted
 
-Faults are decided by a seeded RNG, so a failing schedule is reproducible from its seed.
+Faults are decided by a seeded RNG, so a failing schedule is reproducible from its seed. Every fault
+a simulator injects is counted by kind in ``fault_counts`` (shown in ``GET /_sandbox/faults``), so a
+chaos run can say what it survived.
 
 A simulator is also a tenant that can outlive its process: :meth:`Simulator.save_state` writes the
 attributes named in ``state_attributes`` to a file, :meth:`Simulator.restore_state` reads them back
@@ -30,6 +32,7 @@ import secrets as secrets_module
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,6 +75,22 @@ class FaultPlan(BaseModel):
     reset_rate: float = Field(0, ge=0, le=1, description="Drop the connection without applying.")
     hang_s: float = Field(31, ge=0, description="How long a served simulator hangs on a timeout fault.")
     expire_tokens: bool = Field(False, description="Every access token issued so far stops working now.")
+    revoke_refresh_tokens: bool = Field(
+        False, description="Every refresh token issued so far is revoked now (the user withdrew the app's access): "
+        "only a new consent brings the client back.",
+    )
+    etag_race_rate: float = Field(
+        0, ge=0, le=1, description="A conditional write (If-Match) meets a concurrent edit that landed just before "
+        "it, and answers 412 (vendors with ETags).",
+    )
+    search_index_delay_s: float | None = Field(
+        None, ge=0, description="While installed, a write stays invisible to search this long (vendors with a "
+        "search index).",
+    )
+    action_interrupt_rate: float = Field(
+        0, ge=0, le=1, description="A long-running action (Acumatica Release/Approve) is interrupted half-way: it "
+        "fails without changing the document (vendors with actions).",
+    )
     webhook_drop_rate: float = Field(0, ge=0, le=1)
     webhook_duplicate_rate: float = Field(0, ge=0, le=1)
     webhook_reorder_rate: float = Field(0, ge=0, le=1)
@@ -229,6 +248,7 @@ class Simulator:
         self._fault_rng = random.Random(0)
         self._burst_left = 0
         self._tokens_expired_at: float | None = None
+        self.fault_counts: Counter[str] = Counter()
         # True when served on a socket: timeouts then hang for real instead of signalling the transport.
         self.served = False
         self._app: Starlette | None = None
@@ -395,6 +415,14 @@ class Simulator:
             if token is not None and token.revoked_at is None:
                 token.revoked_at = self.clock.time()
 
+    def revoke_refresh_tokens(self) -> int:
+        """Revoke every live refresh token (a user withdrawing the app's access); how many were live."""
+        with self.lock:
+            live = [t.value for t in self.tokens.values() if t.kind == "refresh" and t.revoked_at is None]
+            for value in live:
+                self.revoke_token(value)
+            return len(live)
+
     # -- faults --------------------------------------------------------------------------------
     def set_faults(self, plan: FaultPlan) -> None:
         """Install a fault plan (replacing the previous one); its seed restarts the RNG."""
@@ -404,16 +432,27 @@ class Simulator:
             self._burst_left = plan.rate_limit_burst
             if plan.expire_tokens:
                 self._tokens_expired_at = self.clock.time()
+                self.count_fault("token_expiry")
+            if plan.revoke_refresh_tokens and self.revoke_refresh_tokens():
+                self.count_fault("refresh_token_revoked")
+
+    def count_fault(self, kind: str) -> None:
+        """Count one injected fault of ``kind`` (what ``GET /_sandbox/faults`` reports)."""
+        with self.lock:
+            self.fault_counts[kind] += 1
 
     def clear_faults(self) -> None:
         self.set_faults(FaultPlan())
 
-    def fault_roll(self, probability: float) -> bool:
-        """One deterministic draw from the fault RNG."""
+    def fault_roll(self, probability: float, kind: str | None = None) -> bool:
+        """One deterministic draw from the fault RNG; a hit is counted under ``kind`` when given."""
         if probability <= 0:
             return False
         with self.lock:
-            return self._fault_rng.random() < probability
+            hit = self._fault_rng.random() < probability
+            if hit and kind is not None:
+                self.fault_counts[kind] += 1
+            return hit
 
     def _faults_apply_to(self, method: str, path: str) -> bool:
         plan = self.fault_plan
@@ -459,7 +498,8 @@ class Simulator:
             self.set_faults(plan)
         elif request.method == "DELETE":
             self.clear_faults()
-        return JSONResponse(self.fault_plan.model_dump())
+        with self.lock:
+            return JSONResponse({**self.fault_plan.model_dump(), "injected": dict(self.fault_counts)})
 
     async def _deliveries_endpoint(self, request: Request) -> Response:
         with self.lock:
@@ -523,19 +563,20 @@ class _FaultAndRecordMiddleware:
             burst = sim._burst_left > 0
             if burst:
                 sim._burst_left -= 1
+                sim.fault_counts["rate_limit_429"] += 1
         if burst:
             await sim.rate_limited_response(plan.retry_after_s)(scope, replay, send)
             return
-        if sim.fault_roll(plan.reset_rate):
-            await self._signal(send, "reset")
+        if sim.fault_roll(plan.reset_rate, "connection_reset"):
+            await self._reset(send)
             return
-        if sim.fault_roll(plan.timeout_before_rate):
+        if sim.fault_roll(plan.timeout_before_rate, "timeout_before_apply"):
             await self._hang_or_signal(send, "timeout")
             return
-        if sim.fault_roll(plan.error_rate):
+        if sim.fault_roll(plan.error_rate, "server_error_5xx"):
             await sim.server_error_response(plan.error_status)(scope, replay, send)
             return
-        if sim.fault_roll(plan.timeout_after_rate):
+        if sim.fault_roll(plan.timeout_after_rate, "timeout_after_apply"):
             # The write is applied; only the answer is lost.
             await self.app(scope, replay, _discard)
             await self._hang_or_signal(send, "timeout")
@@ -546,6 +587,18 @@ class _FaultAndRecordMiddleware:
         if self.sim.served:
             await asyncio.sleep(self.sim.fault_plan.hang_s)
         await self._signal(send, kind)
+
+    async def _reset(self, send: Send) -> None:
+        # Served, the connection really drops (the client sees no answer at all, as after a TCP reset):
+        # an HTTP answer, even a 599, would be a response the client had to read. uvicorn's cycle owns
+        # the socket; once the loop has seen the close, returning without a response logs nothing.
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if not self.sim.served or transport is None:
+            await self._signal(send, "reset")
+            return
+        transport.close()
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     @staticmethod
     async def _signal(send: Send, kind: str) -> None:

@@ -160,6 +160,16 @@ def test_served_simulator_answers_on_loopback() -> None:
         assert httpx.get(f"{server.base_url}/notes").json() == []
 
 
+def test_a_served_reset_drops_the_connection_without_an_answer_or_the_write() -> None:
+    sim = NotesSimulator()
+    with served(sim) as server:
+        sim.set_faults(FaultPlan(reset_rate=1.0))
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            httpx.post(f"{server.base_url}/notes", json={"text": "lost"}, timeout=5)
+        sim.clear_faults()
+        assert httpx.get(f"{server.base_url}/notes", timeout=5).json() == []
+
+
 class _Receiver:
     """A webhook target that fails its first ``failures`` deliveries."""
 
