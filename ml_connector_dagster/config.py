@@ -66,6 +66,8 @@ class VismaSettings(SystemSettings):
     page_size: int = Field(500, ge=1, le=1000)
     overlap_s: int = Field(300, ge=0, description="Re-read window behind the cursor (late commits, equal timestamps).")
     partitions_start: date = Field(date(2026, 1, 1), description="First daily partition of the Visma source assets.")
+    op_retries: int = Field(3, ge=0, le=20, description="Retries of a source asset's step (exponential backoff, jitter).")
+    op_retry_delay_s: float = Field(10.0, ge=0, description="First retry delay of a source asset's step.")
 
 
 class JiraSettings(SystemSettings):
@@ -118,6 +120,8 @@ class JaggaerSettings(SystemSettings):
     page_size: int = Field(100, ge=1, le=1000)
     overlap_s: int = Field(300, ge=0, description="Re-read window behind the cursor (late commits, equal timestamps).")
     partitions_start: date = Field(date(2026, 1, 1), description="First daily partition of the JAGGAER source assets.")
+    op_retries: int = Field(3, ge=0, le=20, description="Retries of a source asset's step (exponential backoff, jitter).")
+    op_retry_delay_s: float = Field(10.0, ge=0, description="First retry delay of a source asset's step.")
     cxml_url: HttpUrl | None = Field(None, description="The cXML endpoint (unset: no cXML confirmations).")
     cxml_shared_secret_env: str = "JAGGAER_CXML_SHARED_SECRET"
     cxml_from: CxmlPartySettings = Field(default_factory=lambda: CxmlPartySettings(identity="ML-CONNECTOR"))
@@ -147,6 +151,8 @@ class AcumaticaSettings(SystemSettings):
     page_size: int = Field(100, ge=1, le=1000)
     overlap_s: int = Field(300, ge=0, description="Re-read window behind the cursor (late commits, equal timestamps).")
     partitions_start: date = Field(date(2026, 1, 1), description="First daily partition of the Acumatica source assets.")
+    op_retries: int = Field(3, ge=0, le=20, description="Retries of a source asset's step (exponential backoff, jitter).")
+    op_retry_delay_s: float = Field(10.0, ge=0, description="First retry delay of a source asset's step.")
 
 
 class AsanaSettings(SystemSettings):
@@ -590,10 +596,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ConnectorConfig:
         text = chosen.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read connector config {chosen}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{chosen} is not UTF-8 text: byte {exc.start} is {exc.object[exc.start]:#04x}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{chosen} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{chosen} is nested too deeply to be a connector config") from None
     return parse_config(data, str(chosen))
 
 

@@ -18,7 +18,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_connector_dagster.core.http import AuthenticationFailed, NotFound
-from ml_connector_dagster.core.landing import LandCounts, LandedRecord, LandingStore, content_hash
+from ml_connector_dagster.core.landing import LandCounts, LandedRecord, LandingStore, content_hash, id_problem
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.resources import LedgerResource
 
@@ -26,6 +26,7 @@ __all__ = [
     "BACKFILL",
     "PREVIEW_ROWS",
     "RETRY",
+    "source_retry",
     "Lander",
     "LandingTally",
     "ModifiedWindow",
@@ -42,6 +43,11 @@ __all__ = [
 
 PREVIEW_ROWS = 10
 RETRY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def source_retry(retries: int, delay_s: float) -> dg.RetryPolicy:
+    """A source step's retries (``op_retries``, ``op_retry_delay_s`` of its system): backoff and jitter as :data:`RETRY`."""
+    return dg.RetryPolicy(max_retries=retries, delay=delay_s, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 # A run covers up to a week of partitions in one pass: the vendors' filters page through everything
 # since the window's start, so one pass per week rather than per day keeps a backfill linear.
 BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=7)
@@ -195,7 +201,10 @@ class Lander:
         return self.partition_key_for(moment) if self.partition_key_for and moment else None
 
     def _quarantine(self, raw: dict[str, Any], reason: str, partition_key: str | None) -> None:
-        source_id = self.rules.raw_id(raw) or f"unidentified:{content_hash(raw)[:16]}"
+        # A broken record's id may be as broken as the rest: one the ledger cannot key is replaced.
+        source_id = self.rules.raw_id(raw)
+        if source_id is None or id_problem(source_id):
+            source_id = f"unidentified:{content_hash(raw)[:16]}"
         self.ledger.add_dead_letter(self.asset, source_id, raw, reason, partition_key=partition_key, run_id=self.run_id)
         self.tally.quarantined += 1
 

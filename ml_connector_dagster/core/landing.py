@@ -25,7 +25,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ml_connector_dagster.core.ledger import Ledger, _UtcDateTime
 
-__all__ = ["LandCounts", "LandedRecord", "LandingStore", "content_hash", "landed_records", "metadata"]
+__all__ = [
+    "MAX_ID_LENGTH",
+    "LandCounts",
+    "LandedRecord",
+    "LandingStore",
+    "content_hash",
+    "id_problem",
+    "landed_records",
+    "metadata",
+]
 
 T = TypeVar("T")
 _BATCH = 500  # rows per statement: well under SQLite's bound-parameter limit
@@ -46,6 +55,24 @@ landed_records = sa.Table(
     sa.Column("landed_at", _UtcDateTime(), nullable=False),
     sa.Index("ix_landed_records_partition", "system", "entity", "partition_key"),
 )
+
+
+# The ledger's and this store's id columns (String(255)): Postgres refuses a longer value or a NUL.
+MAX_ID_LENGTH = 255
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot key a record in the ledger (landing, links, dead letters), or None.
+
+    Phrased to follow "the id": ``"is empty"``, ``"is longer than 255 characters (300)"`` ...
+    """
+    if not value.strip():
+        return "is empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"is longer than {MAX_ID_LENGTH} characters ({len(value)})"
+    if "\x00" in value:
+        return "contains a NUL character"
+    return None
 
 
 def _canonical(payload: Mapping[str, Any]) -> str:

@@ -77,7 +77,12 @@ def parse_timestamp(value: str) -> datetime:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except (ValueError, OverflowError, OSError):
         raise Malformed("malformed_timestamp") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00: valid ISO 8601, outside datetime's range in UTC
+        raise Malformed("malformed_timestamp") from None
 
 
 def require_fresh(moment: datetime, now: datetime, tolerance: timedelta) -> None:

@@ -16,11 +16,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from ml_connector_dagster.core.landing import id_problem
+from ml_connector_dagster.core.moments import to_utc
 
 __all__ = [
     "AcumaticaRecord",
@@ -143,7 +154,7 @@ def parse_moment(value: Any) -> datetime:
         raise ValueError("expected an ISO 8601 date-time")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("the date-time has no offset")
-    return moment.astimezone(UTC)
+    return to_utc(moment)
 
 
 def _day(value: Any) -> Any:
@@ -193,6 +204,13 @@ class AcumaticaRecord(_AcumaticaModel):
     def record_id(self) -> str:
         """The key the connector files this record under (ledger links, landing store, webhooks)."""
         return self.id
+
+    @model_validator(mode="after")
+    def _keyable_id(self) -> Self:
+        problem = id_problem(self.id)
+        if problem:
+            raise ValueError(f"id: the id {problem}")
+        return self
 
     @property
     def reference(self) -> str:

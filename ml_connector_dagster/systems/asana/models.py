@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ml_connector_dagster.core.moments import to_utc
 
 __all__ = [
     "AsanaRef",
@@ -51,7 +53,7 @@ def parse_asana_datetime(value: Any) -> datetime | None:
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"Asana timestamp without an offset: {value!r}")
-    return moment.astimezone(UTC)
+    return to_utc(moment)
 
 
 class _Lenient(BaseModel):

@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+
+from ml_connector_dagster.core.landing import id_problem
+from ml_connector_dagster.core.moments import to_utc
 
 __all__ = [
     "GlAccount",
@@ -47,7 +58,7 @@ def parse_timestamp(value: Any) -> datetime:
         raise ValueError("expected an ISO 8601 timestamp")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("the timestamp has no offset")
-    return moment.astimezone(UTC)
+    return to_utc(moment)
 
 
 def modified_at(raw: Mapping[str, Any]) -> datetime | None:
@@ -83,6 +94,13 @@ class JaggaerRecord(_J1pModel):
     def record_id(self) -> str:
         """The key the connector files this record under (ledger links, landing store)."""
         return str(getattr(self, self.id_field))
+
+    @model_validator(mode="after")
+    def _keyable_id(self) -> Self:
+        problem = id_problem(self.record_id)
+        if problem:
+            raise ValueError(f"{type(self).model_fields[self.id_field].alias or self.id_field}: the id {problem}")
+        return self
 
     @property
     def modified_at(self) -> datetime:

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ml_connector_dagster.core.moments import to_utc
+
 __all__ = [
     "AccessibleResource",
     "BulkCreateResult",
@@ -41,7 +43,11 @@ def parse_jira_datetime(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
-        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+        try:
+            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+        except (OverflowError, OSError):
+            # A ValueError, so that a model field reading it fails validation by name, not with a crash.
+            raise ValueError(f"Jira timestamp out of range: {value!r:.40}") from None
     else:
         text = str(value)
         # Jira writes "2019-06-01T12:42:30.000+0000"; fromisoformat wants "+00:00".
@@ -50,7 +56,7 @@ def parse_jira_datetime(value: Any) -> datetime | None:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"Jira timestamp without an offset: {value!r}")
-    return moment.astimezone(UTC)
+    return to_utc(moment)
 
 
 class AccessibleResource(_Lenient):
@@ -187,12 +193,24 @@ class JiraUser(_Lenient):
 
 
 class CreatedIssue(_Lenient):
-    """One issue created by a bulk create, with the caller's index of the element that made it."""
+    """One issue created by a bulk create, with the caller's index of the element that made it.
+
+    ``transition_status`` answers the transition the element asked for (Jira applies it right after
+    the create): 204 when the issue moved, 4xx with ``transition_error`` when it stayed in its
+    workflow's initial status, None when none was asked for or Jira said nothing of it.
+    """
 
     index: int
     id: str
     key: str
     self_url: str | None = None
+    transition_status: int | None = None
+    transition_error: str | None = None
+
+    @property
+    def transitioned(self) -> bool:
+        """Whether the transition the create asked for was applied."""
+        return self.transition_status is not None and 200 <= self.transition_status < 300
 
 
 class FailedElement(_Lenient):

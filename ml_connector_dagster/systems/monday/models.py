@@ -155,18 +155,13 @@ class Item(_Model):
     column_values: dict[str, ColumnValue] = Field(default_factory=dict)
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> Item:
-        """An item as ``ItemFields`` answers it (board/group nested, column values a list)."""
-        values = {}
-        for entry in raw.get("column_values") or []:
-            labels = [option["label"] for option in entry["values"]] if entry.get("values") is not None else None
-            values[entry["id"]] = ColumnValue(id=entry["id"], type=entry["type"], text=entry.get("text"),
-                                              value=entry.get("value"), labels=labels)  # fmt: skip
-        return cls(
-            id=str(raw["id"]), name=raw["name"], state=raw.get("state"),
-            board_id=(raw.get("board") or {}).get("id"), group_id=(raw.get("group") or {}).get("id"),
-            created_at=raw.get("created_at"), updated_at=raw.get("updated_at"), column_values=values,
-        )  # fmt: skip
+    def from_api(cls, raw: Any) -> Item:
+        """An item as ``ItemFields`` answers it (board/group nested, column values a list).
+
+        The answer is reshaped without trusting it, then validated: a malformed item is a
+        ``ValidationError`` naming the field (``column_values.#2.type``), never a KeyError.
+        """
+        return cls.model_validate(_item_fields(raw))
 
     def text(self, column_id: str) -> str | None:
         value = self.column_values.get(column_id)
@@ -178,6 +173,39 @@ class Item(_Model):
         if column is None:
             return None
         return decode_column_value(column.type, column.value, column.text, column.labels)
+
+
+def _item_fields(raw: Any) -> Any:
+    if not isinstance(raw, Mapping):
+        return raw  # refused by validation as not an object
+    fields = {key: raw[key] for key in ("id", "name", "state", "created_at", "updated_at") if key in raw}
+    if isinstance(fields.get("id"), int) and not isinstance(fields["id"], bool):
+        fields["id"] = str(fields["id"])
+    for nested in ("board", "group"):
+        value = raw.get(nested)
+        if value is not None:
+            fields[f"{nested}_id"] = value.get("id") if isinstance(value, Mapping) else value
+    if raw.get("column_values") is not None:
+        fields["column_values"] = _column_values(raw["column_values"])
+    return fields
+
+
+def _column_values(entries: Any) -> Any:
+    """``[{id, type, text, value, values}]`` -> ``{id: {...}}``; what cannot be keyed stays for validation to name."""
+    if not isinstance(entries, list):
+        return entries
+    keyed: dict[str, Any] = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str):
+            keyed[f"#{index}"] = entry
+            continue
+        fields = dict(entry)
+        options = fields.pop("values", None)
+        if options is not None:
+            fields["labels"] = ([o.get("label") if isinstance(o, Mapping) else o for o in options]
+                                if isinstance(options, list) else options)  # fmt: skip
+        keyed[entry["id"]] = fields
+    return keyed
 
 
 class Webhook(_Model):

@@ -17,10 +17,21 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, NamedTuple, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+
+from ml_connector_dagster.core.landing import id_problem
+from ml_connector_dagster.core.moments import to_utc
 
 __all__ = [
     "Account",
@@ -51,7 +62,7 @@ def parse_utc(value: Any) -> datetime:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     else:
         raise ValueError("expected an ISO 8601 timestamp")
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else to_utc(moment)
 
 
 def _to_date(value: Any) -> Any:
@@ -92,6 +103,14 @@ class VismaRecord(_VismaModel):
     def record_id(self) -> str:
         """The key the connector files this record under (ledger links, landing store)."""
         return str(getattr(self, self.id_field))
+
+    @model_validator(mode="after")
+    def _keyable_id(self) -> Self:
+        # The id field itself too: a composite key (a GL batch's "module:batch") hides a blank part.
+        problem = id_problem(str(getattr(self, self.id_field))) or id_problem(self.record_id)
+        if problem:
+            raise ValueError(f"{type(self).model_fields[self.id_field].alias or self.id_field}: the id {problem}")
+        return self
 
     @classmethod
     def raw_id(cls, raw: Mapping[str, Any]) -> str | None:
