@@ -87,7 +87,8 @@ def test_a_credential_with_one_character_changed_is_refused(
     name, value = next((k, v) for k, v in delivery.headers.items()
                        if k.lower() in {"x-vwd-signature-v1", "authorization", "x-hub-signature",
                                         "x-hook-signature", "x-ml-connector-token"})  # fmt: skip
-    flipped = value[:-2] + ("A" if value[-2] != "A" else "B") + value[-1]
+    # A digit, not a letter: hex signatures may be compared case-insensitively, and 'a' -> 'A' is no change.
+    flipped = value[:-2] + ("0" if value[-2] != "0" else "1") + value[-1]
     assert_refused(post(client, delivery, headers={**delivery.headers, name: flipped}), ledger)
 
 
