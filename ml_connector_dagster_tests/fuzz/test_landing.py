@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ml_connector_dagster.assets.landing import Lander
@@ -44,6 +44,10 @@ def test_a_page_lands_its_good_records_and_quarantines_each_broken_one_by_field(
     half = max(1, len(samples) // 2)
     good, to_break = samples[:half], samples[half:] or samples[:1]
     broken: list[tuple[Any, Mutation]] = [data.draw(mutated([record]), label="broken") for record in to_break]
+    # A vendor never returns one id twice in a page; a mutation that gives a broken record a good one's
+    # id would make "which copy wins" the question, which this test does not ask.
+    good_ids = {source.rules.raw_id(raw) for raw in good}
+    assume(all(letter_id(source, raw) not in good_ids for raw, _ in broken))
     page = data.draw(st.permutations([*good, *(raw for raw, _ in broken)]), label="page")
     asset = f"{source.name}_{uuid.uuid4().hex[:8]}"  # each example its own asset: letters never mix
     lander = Lander(dg.AssetKey(asset.split("/")), source.rules, ledger, "run-1", None)
