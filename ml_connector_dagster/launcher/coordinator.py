@@ -7,6 +7,12 @@ once, from the sensor that requested it, while fewer runs are in progress than t
 and no tag limit applies to it; every other run, and a webhook run when the queue is full, is
 queued exactly as before.
 
+A backlog must not take a webhook's room: when poll and backfill runs fill ``max_concurrent_runs``
+(slow runs on a busy machine do), a webhook run would wait behind them for minutes. The
+``webhook_run_allowance`` setting lets that many webhook runs be in progress beyond the limit — they
+are small (a few records fetched by id) — and the inbox sensor's runs carry ``dagster/priority``, so
+they are dequeued first and claim a vendor pool's op slots before a backlog's steps do.
+
 It also carries one setting for the daemon process it is loaded in: ``sensor_loop_interval_seconds``.
 Dagster's sensor daemon starts sensor ticks at most every 5 s (a constant, not a setting), so a
 webhook that lands just after the inbox sensor's tick returned waits up to 5 s before anything looks
@@ -36,10 +42,15 @@ class WebhookFastLaneRunCoordinator(QueuedRunCoordinator):
     """Queued coordinator that launches webhook runs immediately while there is room."""
 
     _room_lock = threading.Lock()
+    _webhook_run_allowance = 0
 
     @classmethod
     def config_type(cls) -> UserConfigSchema:
         schema = dict(super().config_type())  # type: ignore[arg-type]
+        schema["webhook_run_allowance"] = Field(
+            int, is_required=False, default_value=0,
+            description="How many webhook runs may be in progress beyond max_concurrent_runs.",
+        )  # fmt: skip
         schema["sensor_loop_interval_seconds"] = Field(
             float, is_required=False,
             description="How often the sensor daemon may start sensor ticks (Dagster's built-in: 5 s).",
@@ -53,7 +64,13 @@ class WebhookFastLaneRunCoordinator(QueuedRunCoordinator):
         interval = config_value.get("sensor_loop_interval_seconds")
         if interval is not None:
             set_sensor_loop_interval(interval)
-        return super().from_config_value(inst_data, config_value)
+        allowance = config_value.get("webhook_run_allowance") or 0
+        if allowance < 0:
+            raise ValueError(f"webhook_run_allowance: {allowance} is below 0")
+        # Dagster's own constructor takes its settings by name and ignores the two above.
+        coordinator = super().from_config_value(inst_data, config_value)
+        coordinator._webhook_run_allowance = allowance
+        return coordinator
 
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
         """Launch a webhook run now if the queue has room for it, else enqueue it as usual."""
@@ -84,7 +101,12 @@ class WebhookFastLaneRunCoordinator(QueuedRunCoordinator):
         maximum = limits.max_concurrent_runs if limits else self._max_concurrent_runs
         if maximum == -1:
             return True
-        return self._instance.get_runs_count(RunsFilter(statuses=ACTIVE_RUN_STATUSES)) < maximum
+        if self._instance.get_runs_count(RunsFilter(statuses=ACTIVE_RUN_STATUSES)) < maximum:
+            return True
+        if not self._webhook_run_allowance:
+            return False
+        webhook_runs = RunsFilter(statuses=ACTIVE_RUN_STATUSES, tags=FAST_LANE_TAGS)
+        return self._instance.get_runs_count(webhook_runs) < self._webhook_run_allowance
 
 
 def set_sensor_loop_interval(seconds: float) -> None:

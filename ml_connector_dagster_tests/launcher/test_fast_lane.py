@@ -31,14 +31,14 @@ def small_job() -> None:
     noop()
 
 
-def _instance(tmp_path: Path, concurrency_runs: dict[str, Any]) -> DagsterInstance:
+def _instance(tmp_path: Path, concurrency_runs: dict[str, Any], **coordinator: Any) -> DagsterInstance:
     home = tmp_path / "home"
     home.mkdir()
     return DagsterInstance.local_temp(
         str(home),
         overrides={
             "run_coordinator": {"module": "ml_connector_dagster.launcher", "class": "WebhookFastLaneRunCoordinator",
-                                "config": {"dequeue_interval_seconds": 1}},
+                                "config": {"dequeue_interval_seconds": 1, **coordinator}},
             "run_launcher": {"module": "ml_connector_dagster_tests.launcher.recording",
                              "class": "RecordingRunLauncher"},
             "concurrency": {"runs": concurrency_runs},
@@ -87,6 +87,23 @@ def test_a_webhook_run_queues_when_max_concurrent_runs_are_in_progress(instance:
     run = _submit(instance, WEBHOOK_TAGS)
     assert recording.LAUNCHED == []
     assert run.status == DagsterRunStatus.QUEUED
+
+
+def test_webhook_runs_within_the_allowance_launch_while_a_backlog_fills_the_queue(tmp_path: Path) -> None:
+    recording.LAUNCHED.clear()
+    with _instance(tmp_path, {"max_concurrent_runs": 2}, webhook_run_allowance=2) as instance:
+        for _ in range(2):
+            instance.create_run_for_job(small_job, status=DagsterRunStatus.STARTED)
+        first, second = (_submit(instance, WEBHOOK_TAGS) for _ in range(2))
+        third = _submit(instance, WEBHOOK_TAGS)
+        poll = _submit(instance, {"ml_connector/trigger": "poll"})
+    assert [first.run_id, second.run_id] == recording.LAUNCHED
+    assert (third.status, poll.status) == (DagsterRunStatus.QUEUED, DagsterRunStatus.QUEUED)
+
+
+def test_a_webhook_run_allowance_below_zero_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="webhook_run_allowance"):
+        _instance(tmp_path, {"max_concurrent_runs": 2}, webhook_run_allowance=-1).run_coordinator  # noqa: B018
 
 
 def test_a_webhook_run_under_a_tag_limit_queues(tmp_path: Path) -> None:

@@ -113,6 +113,13 @@ def test_the_ids_go_to_the_source_op_config(ledger: Ledger, ledger_url: str) -> 
     assert request.run_config == {"ops": {"visma__supplier_invoices": {"config": {"ids": ["INV-1"]}}}}
 
 
+def test_webhook_runs_go_ahead_of_a_backlog_in_the_queue_and_the_pools(ledger: Ledger, ledger_url: str) -> None:
+    announce(ledger, "e1", "supplier_invoices", "INV-1", "2026-03-01")
+    [request] = tick(ledger_url).run_requests or []
+    assert request.tags["ml_connector/trigger"] == "inbox"
+    assert int(request.tags["dagster/priority"]) > 0
+
+
 def test_the_requested_run_config_is_accepted_by_the_source_asset(ledger: Ledger, ledger_url: str) -> None:
     announce(ledger, "e1", "supplier_invoices", "INV-1", "2026-03-01")
     [request] = tick(ledger_url).run_requests or []
