@@ -191,6 +191,10 @@ def running_stack(settings: StackSettings) -> Iterator[Stack]:
     process: subprocess.Popen[bytes] | None = None
     log_path = home / "dagster-dev.log"
     try:
+        if settings.priority is not None:
+            # The simulators and the receiver are threads of this process: the vendors' servers and the
+            # receiver's host would not share a CPU with everyone's test runs either.
+            set_session_priority(os.getpid(), settings.priority)
         receiver = ServedApp(configured_receiver(config, ledger), "webhook receiver", port=receiver_port).start()
         with serve_sandbox(list(SYSTEMS), ports=ports, reuse_running=False, webhook_base_url=receiver.base_url,
                            seed=settings.seed, size=settings.size, days=settings.days) as urls:  # fmt: skip

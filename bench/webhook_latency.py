@@ -305,8 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inbox-wait", type=float, default=None,
                         help="webhooks.inbox_wait_s for this run (default: connector.yaml's default).")
     parser.add_argument("--priority", type=int, default=None, metavar="NICE",
-                        help="Run `dagster dev`'s session at this autogroup nice (e.g. -15: approximates a "
-                             "dedicated machine when other work shares it; Linux, root).")
+                        help="Run `dagster dev`'s session, and this one (simulators, receiver), at this autogroup "
+                             "nice (e.g. -15: approximates a dedicated machine when other work shares it; "
+                             "Linux, root; start the benchmark with `setsid` to leave your shell alone).")
     parser.add_argument("--label", default="", help="A note for this run in docs/benchmarks.md.")
     parser.add_argument("--no-write", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
     parser.add_argument("--keep", action="store_true", help="Keep the temp folder (logs, instance, ledger).")
