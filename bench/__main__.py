@@ -1,7 +1,8 @@
 """``python -m bench``: run the benchmark scenarios and write their part of docs/benchmarks.md.
 
-Scenarios: backfill, memory, incremental, overhead, peer (``--only`` picks some). Sizes come in
-three scales: full (the issue's: 100k backfill, 25k/50k/100k memory, 10k/100k/1M incremental),
+Scenarios: backfill (into Jira), backfill_asana, backfill_monday, memory, incremental, overhead, peer
+(``--only`` picks some). Sizes come in three scales: full (the issue's: 100k backfills, a monday
+board's capacity, 25k/50k/100k memory, 10k/100k/1M incremental),
 ``--quick`` (a smoke run of a few minutes) and ``--tiny`` (the CI test, well under a minute).
 The exit code is non-zero only when a scenario could not run; targets that do not hold are
 reported, not failed.
@@ -20,8 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .backfill import BackfillRun, backfill_outcome, memory_outcome, run_backfill
-from .destinations import DESTINATIONS
+from ml_connector_dagster.progress import configure_progress, printing_beside_bars, progress_bar
+
+from .backfill import BackfillRun, backfill_outcome, memory_outcome, run_backfill, sized
+from .destinations import DESTINATIONS, Destination
 from .document import render_sections, stamp, write_report
 from .incremental import incremental_outcome, measure_incremental
 from .limits import BenchLimits
@@ -29,13 +32,17 @@ from .overhead import measure_overhead, overhead_outcome
 from .peer import measure_peer, peer_outcome
 from .results import Outcome
 
-SCENARIOS = ("backfill", "memory", "incremental", "overhead", "peer")
+SCENARIOS = ("backfill", "backfill_asana", "backfill_monday", "memory", "incremental", "overhead", "peer")
+OTHER_BACKFILLS = {"backfill_asana": "asana", "backfill_monday": "monday"}  # scenario -> destination
 SCALES: dict[str, dict[str, Any]] = {
-    "full": {"backfill": 100_000, "memory": (25_000, 50_000, 100_000), "incremental": (10_000, 100_000, 1_000_000),
+    "full": {"backfill": 100_000, "backfill_asana": 100_000, "backfill_monday": 100_000,
+             "memory": (25_000, 50_000, 100_000), "incremental": (10_000, 100_000, 1_000_000),
              "overhead": 5_000, "peer": 20_000},
-    "quick": {"backfill": 5_000, "memory": (1_250, 2_500, 5_000), "incremental": (1_000, 10_000, 100_000),
-              "overhead": 1_000, "peer": 5_000},
-    "tiny": {"backfill": 300, "memory": (150, 300), "incremental": (500, 5_000), "overhead": 200, "peer": 500},
+    "quick": {"backfill": 5_000, "backfill_asana": 3_000, "backfill_monday": 2_000,
+              "memory": (1_250, 2_500, 5_000), "incremental": (1_000, 10_000, 100_000), "overhead": 1_000,
+              "peer": 5_000},
+    "tiny": {"backfill": 300, "backfill_asana": 100, "backfill_monday": 100, "memory": (150, 300),
+             "incremental": (500, 5_000), "overhead": 200, "peer": 500},
 }
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -62,7 +69,19 @@ class _Runner:
 
     def backfill(self) -> Outcome:
         run = self.backfill_of(self.sizes["backfill"])
-        return backfill_outcome(run, self.limits, self.destination, rerun=_rerun("backfill", self.scale))
+        return backfill_outcome(run, self.limits, self.destination, key="backfill",
+                                rerun=_rerun("backfill", self.scale))
+
+    def _other_backfill(self, scenario: str) -> Outcome:
+        destination: Destination = DESTINATIONS[OTHER_BACKFILLS[scenario]]
+        run = run_backfill(sized(self.sizes[scenario], destination, self.limits), self.limits, destination)
+        return backfill_outcome(run, self.limits, destination, key=scenario, rerun=_rerun(scenario, self.scale))
+
+    def backfill_asana(self) -> Outcome:
+        return self._other_backfill("backfill_asana")
+
+    def backfill_monday(self) -> Outcome:
+        return self._other_backfill("backfill_monday")
 
     def memory(self) -> Outcome:
         runs = {size: self.backfill_of(size) for size in self.sizes["memory"]}
@@ -96,21 +115,28 @@ def run(scenarios: Sequence[str], limits: BenchLimits, scale: str, destination: 
     # The backfill runs before memory so that memory reuses its largest run.
     ordered = [name for name in SCENARIOS if name in scenarios]
     outcomes, ok = [], True
-    for name in ordered:
-        began = time.perf_counter()
-        log(f"bench: {name} ({scale}) ...")
-        try:
-            outcome = getattr(runner, name)()
-        except Exception as error:  # noqa: BLE001 - one broken scenario must not lose the others' figures
-            traceback.print_exc()
-            outcome, ok = _failed(name, error), False
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        outcome.notes.append(f"ran {time.perf_counter() - began:.0f} s; load average (1 min) as it ended: {load:.1f} "
-                             f"on {os.cpu_count()} CPUs")
-        log(f"bench: {name} done in {time.perf_counter() - began:.0f} s: "
-            + ", ".join(f"{t.name} {t.value:g} ({'holds' if t.holds else 'MISSED'})" for t in outcome.targets))
-        outcomes.append(outcome)
-        done(outcomes)
+
+    def say(line: str) -> None:
+        with printing_beside_bars():
+            log(line)
+
+    with progress_bar(ordered, desc="bench", unit="scenario") as bar:
+        for name in bar:
+            bar.set_postfix_str(name)
+            began = time.perf_counter()
+            say(f"bench: {name} ({scale}) ...")
+            try:
+                outcome = getattr(runner, name)()
+            except Exception as error:  # noqa: BLE001 - one broken scenario must not lose the others' figures
+                traceback.print_exc()
+                outcome, ok = _failed(name, error), False
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            outcome.notes.append(f"ran {time.perf_counter() - began:.0f} s; load average (1 min) as it ended: "
+                                 f"{load:.1f} on {os.cpu_count()} CPUs")
+            say(f"bench: {name} done in {time.perf_counter() - began:.0f} s: "
+                + ", ".join(f"{t.name} {t.value:g} ({'holds' if t.holds else 'MISSED'})" for t in outcome.targets))
+            outcomes.append(outcome)
+            done(outcomes)
     return outcomes, ok
 
 
@@ -138,7 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="Also write the outcomes as JSON here.")
     parser.add_argument("--merge", action="store_true",
                         help="Keep the other scenarios' outcomes found in --json (rerun one scenario of a run).")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="No progress bar on stderr (it is only drawn on a terminal anyway).")
     args = parser.parse_args(argv)
+    configure_progress(enabled=not args.no_progress)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(SCENARIOS))
     if unknown:

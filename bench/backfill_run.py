@@ -1,10 +1,11 @@
 """One backfill of the product, in a process of its own: ``python -m bench.backfill_run '<json>'``.
 
 The child materializes, through Dagster, the Visma ``supplier_invoices`` source and the
-destination's invoice asset for one daily partition (read -> validate -> land -> plan -> push),
+destination's (Jira, Asana or monday.com) invoice asset for one daily partition (read -> validate
+-> land -> plan -> push),
 with the shipped sandbox connector.yaml pointed at the served simulators, a fresh SQLite ledger
 and the connector budgets of :class:`bench.limits.BenchLimits`. It prints one JSON line: the
-outcome (records, creates, failures), the wall time of each step, and the peak RSS of the process
+outcome (records, creates, failures), the wall time of each step, the CPU time and the peak RSS of the process
 (``resource.getrusage``), which is why it runs alone: the peak is this run's, nothing else's.
 """
 
@@ -64,19 +65,30 @@ def _materialized(result: Any) -> dict[str, dict[str, Any]]:
     return figures
 
 
-def _workflow_moves(config: Any, destination: Any, partition: str) -> int:
-    """The fewest workflow transitions the created issues need (from the landed records' statuses)."""
+def _workflow_moves(config: Any, destination: Any, partition: str) -> tuple[int, int]:
+    """The fewest workflow transitions the created records need (from the landed records' statuses):
+    all of them, and those beyond the first hop (which a create can carry)."""
     from ml_connector_dagster.core.landing import LandingStore
     from ml_connector_dagster.core.ledger import Ledger
 
     hops = destination.hops_by_status(config)
-    moves = 0
+    if not hops:
+        return 0, 0
+    moves = later = 0
     with Ledger.open() as ledger:
         for chunk in LandingStore(ledger).iter_partition("visma", "supplierInvoice", partition):
-            linked = ledger.links_for("visma_jira.invoice_issues", [record.record_id for record in chunk])
-            moves += sum(hops.get(record.payload.get("status"), 0) for record in chunk
-                         if getattr(linked.get(record.record_id), "state", None) == "linked")
-    return moves
+            linked = ledger.links_for(destination.flow, [record.record_id for record in chunk])
+            for record in chunk:
+                if getattr(linked.get(record.record_id), "state", None) == "linked":
+                    needed = hops.get(record.payload.get("status"), 0)
+                    moves += needed
+                    later += max(0, needed - 1)
+    return moves, later
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run(settings: dict[str, Any]) -> dict[str, Any]:
@@ -96,29 +108,32 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
     destination = DESTINATIONS[settings["destination"]]
     config = parse_config(_connector_yaml(settings["visma_url"], destination, settings["destination_url"], limits))
     use_sandbox_credentials(config)
-    assert config.systems.visma is not None and config.systems.jira is not None
+    assert config.systems.visma is not None
     source = next(a for a in visma_source_assets(config.systems.visma) if a.key.path[-1] == "supplier_invoices")
     resources: dict[str, Any] = {"visma": VismaResource.from_settings(config.systems.visma),
                                  "ledger": LedgerResource.from_env()}
-    if destination.name == "jira":
-        from ml_connector_dagster.systems.jira.resource import JiraResource
-
-        resources["jira"] = JiraResource.from_settings(config.systems.jira)
+    if not settings.get("source_only"):
+        resources |= destination.resources(config)
     assets = [source, *destination.invoice_assets(config)] if not settings.get("source_only") else [source]
     instance = dg.DagsterInstance.ephemeral()
     rss_before = _rss_mb()
+    cpu_before = _cpu_s()
     started = time.perf_counter()
     result = dg.materialize(assets, partition_key=settings["partition"], resources=resources, instance=instance,
                             raise_on_error=False)
     seconds = time.perf_counter() - started
+    cpu = _cpu_s() - cpu_before
     figures = _materialized(result)
+    moves, later = (0, 0) if settings.get("source_only") else _workflow_moves(config, destination,
+                                                                              settings["partition"])
     return {
         "success": result.success,
         "seconds": round(seconds, 3),
+        "cpu_s": round(cpu, 3),
         "steps": _step_seconds(instance, result.run_id),
         "assets": figures,
-        "workflow_moves": 0 if settings.get("source_only") else _workflow_moves(config, destination,
-                                                                                  settings["partition"]),
+        "workflow_moves": moves,
+        "later_moves": later,
         "rss_before_mb": round(rss_before, 1),
         "peak_rss_mb": round(_rss_mb(), 1),
     }

@@ -1,10 +1,11 @@
 """Where a benchmarked flow writes: what the scenarios need to know of each destination.
 
 A scenario is written once against :class:`Destination`; each destination says which simulator to
-start, how to point connector.yaml at it, which assets make up its part of a backfill, which
-counted endpoints draw on which rate budget, and the minimum calls a job needs (bulk sizes
-applied). Jira (the visma_jira flow) is the first; Asana, Monday.com and the others add an entry
-to :data:`DESTINATIONS` when their flows exist.
+start, how to point connector.yaml at it, which assets and resources make up its part of a
+backfill, which counted endpoints draw on which rate budget, its budgets as the simulator enforces
+them, and what a job cannot avoid on each endpoint (:class:`~bench.limits.Need`, bulk sizes applied).
+Jira (visma_jira), Asana (visma_asana) and monday.com (visma_monday) are registered in
+:data:`DESTINATIONS`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,26 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 
 from ml_connector_dagster.config import ConnectorConfig
 
-from .limits import BenchLimits
+from .limits import BenchLimits, Budget, Need
 
-__all__ = ["DESTINATIONS", "Destination", "JIRA", "workflow_hops"]
+__all__ = ["ASANA", "DESTINATIONS", "JIRA", "MONDAY", "Destination", "JobFacts", "workflow_hops"]
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What a backfill had to do, from its outcome: the records written and the workflow moves they needed."""
+
+    created: int
+    moves: int = 0  # transitions from the initial status to the mapped one, all of them
+    later_moves: int = 0  # those a create cannot carry (beyond the first hop)
 
 
 @dataclass(frozen=True)
@@ -29,14 +40,20 @@ class Destination:
     """One destination of the Visma supplier-invoice backfill."""
 
     name: str
+    noun: str  # what a record becomes there: issues, tasks, items
+    flow: str  # the ledger's flow name of the invoice links
+    asset: str  # the invoice asset's key
     simulator: str  # the bench.sandbox simulator name
     simulator_settings: Callable[[BenchLimits], dict[str, Any]]
     configure: Callable[[dict[str, Any], str, BenchLimits], None]  # connector.yaml dict, simulator URL
     invoice_assets: Callable[[ConnectorConfig], Sequence[dg.AssetsDefinition]]
-    budget_of: Callable[[str], str | None]  # counted endpoint -> rate budget (None: not rate limited)
-    rates: Callable[[BenchLimits], dict[str, float]]
-    hops_by_status: Callable[[ConnectorConfig], dict[str, int]]  # source status -> least workflow moves
-    minimum_calls: Callable[[int, int, BenchLimits], dict[str, int]]  # (created, workflow moves) -> calls
+    resources: Callable[[ConnectorConfig], dict[str, Any]]
+    label_of: Callable[[str], str | None]  # counted endpoint -> its name in the report (None: auth, not counted)
+    budgets: Callable[[BenchLimits], dict[str, Budget]]
+    needs: Callable[[JobFacts, BenchLimits], list[Need]]
+    hops_by_status: Callable[[ConnectorConfig], dict[str, int]] = field(default=lambda config: {})
+    capacity: Callable[[BenchLimits], int | None] = field(default=lambda limits: None)  # most records it can hold
+    notes: Callable[[BenchLimits], list[str]] = field(default=lambda limits: [])
 
 
 def workflow_hops(transitions: Sequence[tuple[frozenset[str], str]], start: str) -> dict[str, int]:
@@ -52,6 +69,11 @@ def workflow_hops(transitions: Sequence[tuple[frozenset[str], str]], start: str)
     return hops
 
 
+def _asset_keyed(assets: Sequence[dg.AssetsDefinition], key: str) -> list[dg.AssetsDefinition]:
+    wanted = dg.AssetKey(key.split("/"))
+    return [asset for asset in assets if wanted in asset.keys]
+
+
 # -- Jira ------------------------------------------------------------------------------------------
 
 def _jira_configure(config: dict[str, Any], url: str, limits: BenchLimits) -> None:
@@ -65,10 +87,18 @@ def _jira_invoice_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
     from ml_connector_dagster.flows.visma_jira import build_visma_jira
 
     assert config.flows.visma_jira is not None and config.systems.visma is not None
-    return [build_visma_jira(config.flows.visma_jira, config.systems.visma).assets[0]]
+    return _asset_keyed(build_visma_jira(config.flows.visma_jira, config.systems.visma).assets,
+                        "jira/visma_invoice_issues")
 
 
-def _jira_budget(endpoint: str) -> str | None:
+def _jira_resources(config: ConnectorConfig) -> dict[str, Any]:
+    from ml_connector_dagster.systems.jira.resource import JiraResource
+
+    assert config.systems.jira is not None
+    return {"jira": JiraResource.from_settings(config.systems.jira)}
+
+
+def _jira_label(endpoint: str) -> str | None:
     method, _, path = endpoint.partition(" ")
     if path.startswith("/oauth/"):
         return None  # the token endpoints are not under the API's burst budget
@@ -89,25 +119,159 @@ def _jira_hops(config: ConnectorConfig) -> dict[str, int]:
     return {visma: reach[status_ids[jira.casefold()]] for visma, jira in flow.status_map.items()}
 
 
-def _jira_rates(limits: BenchLimits) -> dict[str, float]:
-    return {"jira POST /issue/bulk": limits.jira_burst_per_s,
-            "jira POST /issue/{id}/transitions": limits.jira_burst_per_s}
+_JIRA_LIMITED = ("POST /issue/bulk", "POST /search/jql", "POST /issue/{id}/transitions", "GET /issue/{id}/transitions",
+                 "GET /field", "PUT /issue/{id}", "POST /issue/{id}/comment", "GET /issue/{id}/comment")
 
 
-def _jira_minimum(created: int, moves: int, limits: BenchLimits) -> dict[str, int]:
-    """Bulk creates of 50, one POST per workflow hop (the simulator has no bulk transition), the
-    field list once (custom field ids)."""
-    return {"jira POST /issue/bulk": math.ceil(created / limits.jira_bulk_size),
-            "jira POST /issue/{id}/transitions": moves,
-            "jira GET /field": 1}
+def _jira_budgets(limits: BenchLimits) -> dict[str, Budget]:
+    return {f"jira {endpoint}": limits.jira_budget for endpoint in _JIRA_LIMITED}
+
+
+def _jira_needs(job: JobFacts, limits: BenchLimits) -> list[Need]:
+    """Bulk creates of 50, each new issue's first workflow hop riding on its create (``transition``), one
+    POST per further hop, the lookup of the records the ledger does not link by external id (100 per
+    JQL search: DESIGN.md's dedupe before a create), the field list once (custom field ids)."""
+    bulk = math.ceil(job.created / limits.jira_bulk_size)
+    lookups = math.ceil(job.created / limits.jira_lookup_batch)
+    return [
+        Need(endpoint="jira POST /issue/bulk", calls=bulk, budget="jira POST /issue/bulk", units=bulk),
+        Need(endpoint="jira POST /search/jql", calls=lookups, budget="jira POST /search/jql", units=lookups),
+        Need(endpoint="jira POST /issue/{id}/transitions", calls=job.later_moves,
+             budget="jira POST /issue/{id}/transitions", units=job.later_moves),
+        Need(endpoint="jira GET /field", calls=1, budget="jira GET /field", units=1),
+    ]
 
 
 JIRA = Destination(
-    name="jira", simulator="jira",
+    name="jira", noun="issues", flow="visma_jira.invoice_issues", asset="jira/visma_invoice_issues", simulator="jira",
     simulator_settings=lambda limits: {"burst_per_s": limits.jira_burst_per_s,
                                        "index_delay_s": limits.jira_index_delay_s},
-    configure=_jira_configure, invoice_assets=_jira_invoice_assets, budget_of=_jira_budget, rates=_jira_rates,
-    hops_by_status=_jira_hops, minimum_calls=_jira_minimum,
+    configure=_jira_configure, invoice_assets=_jira_invoice_assets, resources=_jira_resources, label_of=_jira_label,
+    budgets=_jira_budgets, needs=_jira_needs, hops_by_status=_jira_hops,
+    notes=lambda limits: [
+        "a new issue's first workflow hop rides on its bulk create (IssueUpdateDetails.transition; Jira answers each "
+        "one's outcome); only further hops, and issues whose transition was refused, are POSTed one by one",
+    ],
 )
 
-DESTINATIONS: dict[str, Destination] = {JIRA.name: JIRA}
+
+# -- Asana -----------------------------------------------------------------------------------------
+
+ASANA_BUDGET = "asana requests per token"
+
+
+def _asana_configure(config: dict[str, Any], url: str, limits: BenchLimits) -> None:
+    config["systems"]["asana"].update(base_url=url, rate_per_s=limits.asana_client_rate_per_s,
+                                      burst=limits.asana_client_burst, timeout_s=limits.client_timeout_s)
+    config["flows"]["visma_asana"]["return_path"] = {"enabled": False}
+
+
+def _asana_invoice_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
+    from ml_connector_dagster.flows.visma_asana import build_visma_asana
+
+    assert config.flows.visma_asana is not None and config.systems.visma is not None
+    assert config.systems.asana is not None
+    parts = build_visma_asana(config.flows.visma_asana, config.systems.visma,
+                              workspace_gid=config.systems.asana.workspace_gid, sandbox=True)
+    return _asset_keyed(parts.assets, "asana/visma_invoice_tasks")
+
+
+def _asana_resources(config: ConnectorConfig) -> dict[str, Any]:
+    from ml_connector_dagster.systems.asana.resource import AsanaResource
+
+    assert config.systems.asana is not None
+    return {"asana": AsanaResource.from_settings(config.systems.asana)}
+
+
+def _asana_label(endpoint: str) -> str | None:
+    return None if endpoint.partition(" ")[2].startswith("/-/") else f"asana {endpoint}"
+
+
+def _asana_needs(job: JobFacts, limits: BenchLimits) -> list[Need]:
+    """Creates through POST /batch, 10 actions a request; the budget counts the request and every action."""
+    batches = math.ceil(job.created / limits.asana_batch_size)
+    return [Need(endpoint="asana POST /api/1.0/batch", calls=batches, budget=ASANA_BUDGET,
+                 units=batches + job.created)]
+
+
+ASANA = Destination(
+    name="asana", noun="tasks", flow="visma_asana.invoice_tasks", asset="asana/visma_invoice_tasks", simulator="asana",
+    simulator_settings=lambda limits: {"premium": True}, configure=_asana_configure,
+    invoice_assets=_asana_invoice_assets, resources=_asana_resources, label_of=_asana_label,
+    budgets=lambda limits: {ASANA_BUDGET: limits.asana_budget}, needs=_asana_needs,
+    notes=lambda limits: [
+        "dedupe lists the project once (Asana's search is premium-only and eventually consistent); the plan's "
+        "context reads (users, projects, custom fields) and that listing are the calls above the minimum",
+    ],
+)
+
+
+# -- monday.com ------------------------------------------------------------------------------------
+
+MONDAY_BUDGET = "monday complexity per token"
+
+
+def _monday_configure(config: dict[str, Any], url: str, limits: BenchLimits) -> None:
+    per_request = limits.monday_per_query_limit // limits.monday_item_write_cost  # the shipped default is 25
+    config["systems"]["monday"].update(base_url=url, timeout_s=limits.client_timeout_s, max_batch=min(500, per_request),
+                                       complexity_per_minute=limits.monday_complexity_per_minute)
+    config["flows"]["visma_monday"]["return_path"] = False
+    config["flows"]["visma_monday"]["boards"] = {"supplier_invoices": config["flows"]["visma_monday"]["boards"]
+                                                 ["supplier_invoices"]}  # fmt: skip
+
+
+def _monday_invoice_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
+    from ml_connector_dagster.flows.visma_monday import build_visma_monday
+
+    assert config.flows.visma_monday is not None and config.systems.visma is not None
+    parts = build_visma_monday(config.flows.visma_monday, config.systems.visma, lookback=timedelta(days=1),
+                               minimum_interval_seconds=60)
+    return _asset_keyed(parts.assets, "monday/visma_invoice_items")
+
+
+def _monday_resources(config: ConnectorConfig) -> dict[str, Any]:
+    from ml_connector_dagster.systems.monday.resource import MondayResource
+
+    assert config.systems.monday is not None
+    return {"monday": MondayResource.from_settings(config.systems.monday)}
+
+
+def _monday_room(limits: BenchLimits) -> int:
+    """Items the demo invoice board still holds: its capacity less the invoices its users entered by hand."""
+    from datetime import UTC, datetime
+
+    from ml_connector_dagster.sandbox.monday.demo import INVOICE_BOARD, build_tenant
+
+    entered = sum(1 for item in build_tenant(0, datetime.now(UTC)).items.values() if item.board_id == INVOICE_BOARD)
+    return limits.monday_board_capacity - entered
+
+
+def _monday_label(endpoint: str) -> str | None:
+    return f"monday {endpoint}" if endpoint.endswith(" /v2") else None
+
+
+def _monday_needs(job: JobFacts, limits: BenchLimits) -> list[Need]:
+    """Creates as aliased mutations, as many a request as the 5M points per query allow, each costing a
+    create_item and its id read back; the board read once (its columns: the mapping) and its items
+    listed once to find those entered by hand (dedupe)."""
+    per_request = limits.monday_per_query_limit // limits.monday_item_write_cost
+    requests = math.ceil(job.created / per_request)
+    return [Need(endpoint="monday POST /v2", calls=requests + 2, budget=MONDAY_BUDGET, units=job.created)]
+
+
+MONDAY = Destination(
+    name="monday", noun="items", flow="visma_monday.supplier_invoices", asset="monday/visma_invoice_items",
+    simulator="monday", simulator_settings=lambda limits: {"complexity_per_minute": limits.monday_complexity_per_minute},
+    configure=_monday_configure, invoice_assets=_monday_invoice_assets, resources=_monday_resources,
+    label_of=_monday_label, budgets=lambda limits: {MONDAY_BUDGET: limits.monday_budget}, needs=_monday_needs,
+    capacity=_monday_room,
+    notes=lambda limits: [
+        f"a monday board holds at most {limits.monday_board_capacity:,} items (ItemsLimitationException), so the "
+        "backfill is sized to what the invoice board still holds, not 100,000: the flow maps one Visma entity to one "
+        "board",
+        f"{limits.monday_complexity_per_minute:,} points a minute pay for {limits.monday_creates_per_minute:,} "
+        "creates: the complexity budget, not the request rate, is the limit",
+    ],
+)
+
+DESTINATIONS: dict[str, Destination] = {d.name: d for d in (JIRA, ASANA, MONDAY)}

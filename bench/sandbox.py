@@ -157,6 +157,14 @@ def _build(name: str, settings: dict[str, Any]) -> Simulator:
         from ml_connector_dagster.sandbox.jira import JiraSimulator
 
         return JiraSimulator(burst_per_s=settings["burst_per_s"], index_delay_s=settings["index_delay_s"])
+    if name == "asana":
+        from ml_connector_dagster.sandbox.asana import AsanaSimulator
+
+        return AsanaSimulator(premium=settings.get("premium", True))
+    if name == "monday":
+        from ml_connector_dagster.sandbox.monday import MondaySimulator
+
+        return MondaySimulator(complexity_per_minute=settings["complexity_per_minute"])
     raise SystemExit(f"no benchmark simulator called {name!r}")
 
 
@@ -247,7 +255,7 @@ def simulator_process(name: str, **settings: Any) -> Iterator[SimProcess]:
 
 def _main() -> None:
     parser = argparse.ArgumentParser(description="Serve one simulator for the benchmarks (used by the scenarios).")
-    parser.add_argument("name", choices=["visma", "jira"])
+    parser.add_argument("name", choices=["visma", "jira", "asana", "monday"])
     parser.add_argument("settings", help="JSON object of simulator settings")
     arguments = parser.parse_args()
     serve_simulator(arguments.name, json.loads(arguments.settings))

@@ -166,12 +166,12 @@ def _read_and_land(context: dg.AssetExecutionContext, source: AcumaticaSource, a
 
 
 def build_acumatica_source(source: AcumaticaSource, *, partitions_def: dg.DailyPartitionsDefinition,
-                           overlap: timedelta) -> dg.AssetsDefinition:
+                           overlap: timedelta, retry: dg.RetryPolicy = RETRY) -> dg.AssetsDefinition:
     """The asset of one :class:`AcumaticaSource`, partitioned by the UTC day of modification."""
     partition_key_for = partition_key_function(partitions_def)
 
     @dg.asset(key=source.key, group_name=GROUP, kinds={"acumatica"}, description=source.description, pool=POOL,
-              retry_policy=RETRY, partitions_def=partitions_def, backfill_policy=BACKFILL)
+              retry_policy=retry, partitions_def=partitions_def, backfill_policy=BACKFILL)
     def documents(context: dg.AssetExecutionContext, config: AcumaticaWindow, acumatica: AcumaticaResource,
                   ledger: LedgerResource) -> dg.MaterializeResult:
         if config.ids:
@@ -192,7 +192,9 @@ def acumatica_source_assets(settings: AcumaticaSettings) -> list[dg.AssetsDefini
     """Every Acumatica source asset, for connector.yaml's Acumatica settings."""
     partitions_def = acumatica_partitions(settings.partitions_start)
     overlap = timedelta(seconds=settings.overlap_s)
-    return [build_acumatica_source(source, partitions_def=partitions_def, overlap=overlap) for source in ACUMATICA_SOURCES]
+    retry = landing.source_retry(settings.op_retries, settings.op_retry_delay_s)
+    return [build_acumatica_source(source, partitions_def=partitions_def, overlap=overlap, retry=retry)
+            for source in ACUMATICA_SOURCES]
 
 
 def acumatica_asset_checks() -> list[dg.AssetChecksDefinition]:

@@ -126,10 +126,10 @@ def _read_and_land(context: dg.AssetExecutionContext, source: JaggaerSource, jag
 
 
 def build_jaggaer_source(source: JaggaerSource, *, partitions_def: dg.DailyPartitionsDefinition,
-                         overlap: timedelta) -> dg.AssetsDefinition:
+                         overlap: timedelta, retry: dg.RetryPolicy = RETRY) -> dg.AssetsDefinition:
     """The asset of one :class:`JaggaerSource`: partitioned by modification day, or reference data."""
     common: dict[str, Any] = {"key": source.key, "group_name": GROUP, "kinds": {"jaggaer"},
-                              "description": source.description, "pool": POOL, "retry_policy": RETRY}
+                              "description": source.description, "pool": POOL, "retry_policy": retry}
     if not source.partitioned:
         @dg.asset(**common)
         def reference(context: dg.AssetExecutionContext, jaggaer: JaggaerResource,
@@ -153,7 +153,9 @@ def jaggaer_source_assets(settings: JaggaerSettings) -> list[dg.AssetsDefinition
     """Every JAGGAER source asset, for connector.yaml's JAGGAER settings."""
     partitions_def = jaggaer_partitions(settings.partitions_start)
     overlap = timedelta(seconds=settings.overlap_s)
-    return [build_jaggaer_source(source, partitions_def=partitions_def, overlap=overlap) for source in JAGGAER_SOURCES]
+    retry = landing.source_retry(settings.op_retries, settings.op_retry_delay_s)
+    return [build_jaggaer_source(source, partitions_def=partitions_def, overlap=overlap, retry=retry)
+            for source in JAGGAER_SOURCES]
 
 
 def jaggaer_asset_checks() -> list[dg.AssetChecksDefinition]:

@@ -191,11 +191,11 @@ def _read_and_land(context: dg.AssetExecutionContext, source: VismaSource, visma
 
 
 def build_visma_source(source: VismaSource, *, partitions_def: dg.DailyPartitionsDefinition,
-                       overlap: timedelta) -> dg.AssetsDefinition:
+                       overlap: timedelta, retry: dg.RetryPolicy = RETRY) -> dg.AssetsDefinition:
     """The asset of one :class:`VismaSource`: partitioned by modification day, or reference data."""
     common: dict[str, Any] = {
         "key": source.key, "group_name": GROUP, "kinds": {"visma"}, "description": source.description,
-        "pool": POOL, "retry_policy": RETRY,
+        "pool": POOL, "retry_policy": retry,
     }
     if not source.partitioned:
         @dg.asset(**common)
@@ -227,7 +227,9 @@ def visma_source_assets(settings: VismaSettings) -> list[dg.AssetsDefinition]:
     """Every Visma source asset, for connector.yaml's Visma settings."""
     partitions_def = visma_partitions(settings.partitions_start)
     overlap = timedelta(seconds=settings.overlap_s)
-    return [build_visma_source(source, partitions_def=partitions_def, overlap=overlap) for source in VISMA_SOURCES]
+    retry = landing.source_retry(settings.op_retries, settings.op_retry_delay_s)
+    return [build_visma_source(source, partitions_def=partitions_def, overlap=overlap, retry=retry)
+            for source in VISMA_SOURCES]
 
 
 def visma_asset_checks() -> list[dg.AssetChecksDefinition]:

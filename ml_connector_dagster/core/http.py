@@ -9,7 +9,8 @@ Logging: this module logs to ``ml_connector.http`` with redacted URLs only. The 
 :func:`build_http_client` raises them to WARNING; never hand them to Dagster's managed loggers.
 
 Tests replace the module-level :func:`default_sleep` (``monkeypatch.setattr(http, "default_sleep",
-...)``) or pass ``sleep=`` so that nothing waits for real.
+...)``) or pass ``sleep=`` so that nothing waits for real; the chaos harness also replaces
+:func:`default_transport` to reach the simulators in-process from clients built deep inside Dagster ops.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "AuthenticationFailed",
     "ClientError",
     "Conflict",
+    "KeyedRateLimiter",
     "NotFound",
     "PreconditionFailed",
     "RateLimited",
@@ -45,7 +47,9 @@ __all__ = [
     "TransportFailure",
     "build_http_client",
     "default_sleep",
+    "default_transport",
     "raise_for_api_error",
+    "rate_cost",
     "rate_limiter_for",
     "redact",
     "redact_headers",
@@ -63,6 +67,11 @@ Sleep = Callable[[float], None]
 def default_sleep(seconds: float) -> None:
     """Block the calling thread; the single place where this module really waits (tests replace it)."""
     time.sleep(seconds)
+
+
+def default_transport() -> httpx.BaseTransport:
+    """The network transport of a client built without one (replaceable, like :func:`default_sleep`)."""
+    return httpx.HTTPTransport()
 
 
 def _sleep_with(sleep: Sleep | None, seconds: float) -> None:
@@ -330,19 +339,30 @@ class RateLimiter:
             self.rate_per_s = rate_per_s
             self.burst = burst
             self._interval = 1.0 / rate_per_s
-            self._tolerance = (burst - 1) * self._interval
 
-    def acquire(self) -> float:
-        """Block until a token is free; return the seconds waited."""
+    def acquire(self, tokens: int = 1) -> float:
+        """Block until ``tokens`` are free (a request the server counts as several); return the seconds waited.
+
+        Thread-safe: each caller reserves its slot under the lock and sleeps outside it, so callers on
+        many threads together never exceed ``burst`` at once nor ``rate_per_s`` on average. A request
+        costing more than the burst waits until the tokens beyond it have been earned.
+        """
+        if tokens < 1:
+            raise ValueError("tokens must be >= 1")
         with self._lock:
             now = self._clock()
-            arrival = max(self._theoretical_arrival, now)
-            ready_at = max(arrival - self._tolerance, self._paused_until, now)
-            self._theoretical_arrival = max(arrival, ready_at) + self._interval
+            # After a pause the bucket is full again, but nothing leaves it before the pause ends.
+            start = max(self._theoretical_arrival, now, self._paused_until)
+            ready_at = max(start + (tokens - self.burst) * self._interval, self._paused_until, now)
+            self._theoretical_arrival = start + tokens * self._interval
         wait = ready_at - now
         if wait > 0:
             _sleep_with(self._sleep, wait)
         return wait
+
+    def for_request(self, request: httpx.Request) -> RateLimiter:
+        """The budget ``request`` draws on: this one (a :class:`KeyedRateLimiter` picks one per key)."""
+        return self
 
     def pause_for(self, seconds: float) -> None:
         """Let no token out for ``seconds`` from now (capped at ``max_pause_s``)."""
@@ -364,6 +384,53 @@ class RateLimiter:
         return f"RateLimiter(rate_per_s={self.rate_per_s}, burst={self.burst})"
 
 
+class KeyedRateLimiter(RateLimiter):
+    """One budget per key of a request, each with the same rate and burst (a server counting per endpoint).
+
+    ``key`` names the budget a request draws on (e.g. its method and path template); requests it
+    maps to None draw on this limiter's own budget. Each key's budget is a :class:`RateLimiter`, so
+    it is thread-safe and learns pauses (Retry-After) on its own: a 429 of one endpoint holds back
+    that endpoint only. :meth:`configure` and :meth:`pause_for` apply to every budget.
+    """
+
+    def __init__(self, rate_per_s: float, burst: int, key: Callable[[httpx.Request], str | None], *,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+                 sleep: Sleep | None = None, max_pause_s: float = 3600.0) -> None:
+        self._key = key
+        self._keyed: dict[str, RateLimiter] = {}
+        super().__init__(rate_per_s, burst, clock=clock, wall_clock=wall_clock, sleep=sleep, max_pause_s=max_pause_s)
+
+    def for_request(self, request: httpx.Request) -> RateLimiter:
+        name = self._key(request)
+        if name is None:
+            return self
+        with self._lock:
+            limiter = self._keyed.get(name)
+            if limiter is None:
+                limiter = self._keyed[name] = RateLimiter(
+                    self.rate_per_s, self.burst, clock=self._clock, wall_clock=self._wall_clock, sleep=self._sleep,
+                    max_pause_s=self._max_pause_s,
+                )  # fmt: skip
+            return limiter
+
+    def configure(self, rate_per_s: float, burst: int) -> None:
+        super().configure(rate_per_s, burst)
+        for limiter in self._budgets():
+            limiter.configure(rate_per_s, burst)
+
+    def pause_for(self, seconds: float) -> None:
+        super().pause_for(seconds)
+        for limiter in self._budgets():
+            limiter.pause_for(seconds)
+
+    def _budgets(self) -> list[RateLimiter]:
+        with self._lock:
+            return list(self._keyed.values())
+
+    def __repr__(self) -> str:
+        return f"KeyedRateLimiter(rate_per_s={self.rate_per_s}, burst={self.burst}, budgets={len(self._keyed)})"
+
+
 DEFAULT_RATE_PER_S = 10.0
 DEFAULT_BURST = 10
 
@@ -371,16 +438,19 @@ _limiters: dict[str, RateLimiter] = {}
 _limiters_lock = threading.Lock()
 
 
-def rate_limiter_for(system: str, rate_per_s: float | None = None, burst: int | None = None) -> RateLimiter:
+def rate_limiter_for(system: str, rate_per_s: float | None = None, burst: int | None = None, *,
+                     per: Callable[[httpx.Request], str | None] | None = None) -> RateLimiter:
     """The process-wide limiter of ``system``: every client of one system shares one budget.
 
-    The first call creates it (defaults: 10/s, burst 10); a later call that passes ``rate_per_s`` or
-    ``burst`` reconfigures the same limiter rather than creating a second budget.
+    The first call creates it (defaults: 10/s, burst 10), a :class:`KeyedRateLimiter` when ``per``
+    says which budget a request draws on (a system that counts per endpoint); a later call that
+    passes ``rate_per_s`` or ``burst`` reconfigures the same limiter rather than creating a second budget.
     """
     with _limiters_lock:
         limiter = _limiters.get(system)
         if limiter is None:
-            limiter = RateLimiter(rate_per_s or DEFAULT_RATE_PER_S, burst or DEFAULT_BURST)
+            rate, size = rate_per_s or DEFAULT_RATE_PER_S, burst or DEFAULT_BURST
+            limiter = RateLimiter(rate, size) if per is None else KeyedRateLimiter(rate, size, per)
             _limiters[system] = limiter
             return limiter
     if rate_per_s is not None or burst is not None:
@@ -396,6 +466,15 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # Failures before a single byte reached the server: retrying them cannot apply a request twice.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+RATE_COST_EXTENSION = "ml_connector.rate_cost"
+
+
+def rate_cost(tokens: int) -> dict[str, Any]:
+    """Request extensions saying the request spends ``tokens`` of its rate budget (the server counts
+    each action of a batch, say). Combine with :func:`retry_safe` by merging the dicts."""
+    return {RATE_COST_EXTENSION: max(1, int(tokens))}
 
 
 def retry_safe() -> dict[str, Any]:
@@ -459,8 +538,10 @@ class RetryingTransport(httpx.BaseTransport):
         replayable = _is_replayable(request)
         url = redact(str(request.url), self._secrets)
         attempts = self._policy.max_attempts
+        limiter = self._limiter.for_request(request)
+        cost = int(request.extensions.get(RATE_COST_EXTENSION, 1))
         for attempt in range(1, attempts + 1):
-            self._limiter.acquire()
+            limiter.acquire(cost)
             try:
                 response = self._inner.handle_request(request)
             except _RETRYABLE_ERRORS as exc:
@@ -471,7 +552,7 @@ class RetryingTransport(httpx.BaseTransport):
                 self._warn_retry(request.method, url, type(exc).__name__, delay, attempt)
                 _sleep_with(self._sleep, delay)
                 continue
-            self._limiter.observe(response)
+            limiter.observe(response)
             logger.debug("%s %s -> %s (attempt %d)", request.method, url, response.status_code, attempt)
             delay = self._delay_before_retry(response, attempt) if replayable else None
             if delay is None or attempt == attempts:
@@ -550,7 +631,7 @@ def build_http_client(
     """
     _quiet_httpx_loggers()
     retrying = RetryingTransport(
-        transport if transport is not None else httpx.HTTPTransport(),
+        transport if transport is not None else default_transport(),
         system=system,
         policy=retry or RetryPolicy(),
         limiter=rate_limiter if rate_limiter is not None else rate_limiter_for(system),

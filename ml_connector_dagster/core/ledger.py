@@ -410,21 +410,25 @@ class Ledger:
         One commit (one fsync on SQLite) for a whole bulk request instead of one per record. Returns
         the source ids already linked, which were left alone (creating them would duplicate them).
         """
+        if not intents:
+            return set()
         t = links_table
         now = _utcnow()
-        linked: set[str] = set()
+        rows = {source_id: {"flow": flow, "source_id": source_id, "state": "pending", "created_at": now,
+                            "source_version": source_version, "dest_system": dest_system, "content_hash": content_hash,
+                            "run_id": run_id, "updated_at": now}
+                for source_id, source_version, content_hash in intents}  # one row per record: the last intent
+        statement = self._insert(t)
+        # One statement for every row; a row the conflict clause leaves alone (already linked) is not
+        # returned, so the linked ones are known without a second read (and without a race).
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.c.flow, t.c.source_id], where=t.c.state == "pending",
+            set_={name: statement.excluded[name] for name in ("source_version", "dest_system", "content_hash",
+                                                              "run_id", "updated_at")},
+        ).returning(t.c.source_id)  # fmt: skip
         with self._write() as connection:
-            for source_id, source_version, content_hash in intents:
-                values = {"source_version": source_version, "dest_system": dest_system,
-                          "content_hash": content_hash, "run_id": run_id, "updated_at": now}
-                statement = self._insert(t).values(flow=flow, source_id=source_id, state="pending", created_at=now,
-                                                   **values)
-                statement = statement.on_conflict_do_update(
-                    index_elements=[t.c.flow, t.c.source_id], set_=values, where=t.c.state == "pending"
-                )
-                if connection.execute(statement).rowcount == 0:
-                    linked.add(source_id)
-        return linked
+            marked = {row.source_id for row in connection.execute(statement, list(rows.values()))}
+        return set(rows) - marked
 
     def record_links(self, links: Sequence[Link]) -> None:
         """Upsert these links as ``linked`` in one transaction (``created_at`` of existing rows kept)."""

@@ -29,6 +29,7 @@ from ml_connector_dagster.core.http import (
 
 __all__ = [
     "ClientCredentialsAuth",
+    "ConsentRequired",
     "MemoryTokenStore",
     "RotatingRefreshTokenAuth",
     "StaticTokenAuth",
@@ -86,6 +87,10 @@ class MemoryTokenStore:
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore(names={sorted(self._values)})"
+
+
+class ConsentRequired(AuthenticationFailed):
+    """The stored grant is missing, expired or revoked: only a person consenting again helps, never a retry."""
 
 
 class _TokenResponse(pydantic.BaseModel):
@@ -174,12 +179,13 @@ class _CachedBearerAuth(httpx.Auth):
                 secrets=secrets,
             ) from None
 
-    def _raise_token_error(self, response: httpx.Response, secrets: tuple[str, ...], hint: str = "") -> None:
+    def _raise_token_error(self, response: httpx.Response, secrets: tuple[str, ...], hint: str = "",
+                           error_class: type[AuthenticationFailed] = AuthenticationFailed) -> None:
         if response.status_code == 429 or response.status_code >= 500:
             raise_for_api_error(response, self._system, secrets)  # transient: not a credentials problem
         error, description = _oauth_error(response)
         detail = ": ".join(part for part in (error, description) if part) or "token request refused"
-        raise AuthenticationFailed(
+        raise error_class(
             system=self._system, status_code=response.status_code, method="POST", url=self._token_url,
             detail=f"{detail}{hint}", secrets=secrets,
         )
@@ -266,7 +272,7 @@ class RotatingRefreshTokenAuth(_CachedBearerAuth):
     def _fetch_token(self) -> _AccessToken:
         refresh_token = self._store.load(self._store_key)
         if not refresh_token:
-            raise AuthenticationFailed(
+            raise ConsentRequired(
                 system=self._system, method="POST", url=self._token_url,
                 detail=f"no refresh token stored under {self._store_key!r}; {self._consent_hint}",
             )
@@ -283,8 +289,10 @@ class RotatingRefreshTokenAuth(_CachedBearerAuth):
             response = client.post(self._token_url, json=body)
             if response.status_code != 200:
                 error, _ = _oauth_error(response)
-                hint = f" (the refresh token is no longer valid; {self._consent_hint})" if error == "invalid_grant" else ""
-                self._raise_token_error(response, secrets, hint)
+                if error == "invalid_grant":
+                    self._raise_token_error(response, secrets, f" (the refresh token is no longer valid; {self._consent_hint})",
+                                            ConsentRequired)
+                self._raise_token_error(response, secrets)
             parsed = self._parse(response, secrets)
         if parsed.refresh_token is not None:
             self._keep_refresh_token(refresh_token, parsed.refresh_token.get_secret_value())

@@ -257,12 +257,20 @@ class _Releaser:
         return self._confirm(doc_id, key, ref, "done")
 
     def _failed(self, ref: DocumentRef, action: DocumentAction, doc_id: str, key: str, exc: ActionFailed) -> _Result:
-        """Acumatica says the action failed: believed once the document confirms it did not run."""
+        """Acumatica says the action failed: believed once the document confirms it did not run.
+
+        A document still ready for the action holds no reason for the failure: the process itself
+        failed (an interrupted operation), and resolving the issue again would not change that. The
+        error goes up as a dead letter, which the replay acts on again; only a document that moved on
+        makes a refusal to comment.
+        """
         status = self._read(ref).get("Status")
         if status in action.done:
             return self._confirm(doc_id, key, ref, "done")
         self.ledger.forget_link(ACTIONS_FLOW, doc_id)
         self.ledger.delete_state(_LOCATION_STATE + doc_id)
+        if status in action.ready:
+            raise exc
         return _Result(Outcome.REFUSED, ref, exc.reason or exc.detail or "the action failed", status)
 
     def _confirm(self, doc_id: str, key: str, ref: DocumentRef, how: str) -> _Result:

@@ -61,7 +61,13 @@ from .visma_asana_plan import Action, TaskPlan, plan_partitions, plan_records
 from .visma_asana_push import PushOutcome, push_plan
 from .visma_asana_reference import landed_reference, sync_options
 from .visma_asana_render import INVOICES, KINDS, PURCHASE_ORDERS, AsanaContext, TaskKind, resolve_context
-from .visma_asana_return import ReturnOutcome, build_return_sensor, ensure_task_webhooks, report_changes
+from .visma_asana_return import (
+    RETURN_ASSET,
+    ReturnOutcome,
+    build_return_sensor,
+    ensure_task_webhooks,
+    report_changes,
+)
 
 __all__ = [
     "GROUP",
@@ -282,7 +288,7 @@ def build_replay_job(settings: VismaAsanaFlow) -> dg.JobDefinition:
 
 
 class ReturnConfig(dg.Config):
-    """The tasks whose changes to note (gids, from the sensor)."""
+    """The tasks whose changes to note (gids, from the sensor); none: the return path's open dead letters."""
 
     tasks: list[str] = Field(default_factory=list)
 
@@ -295,7 +301,9 @@ def build_return_job(settings: VismaAsanaFlow) -> dg.JobDefinition:
     def note_changes(context: dg.OpExecutionContext, config: ReturnConfig, asana: AsanaResource, visma: VismaResource,
                      ledger: LedgerResource) -> None:
         with asana.client() as client, visma.client() as visma_client, ledger.open() as opened:
-            outcome: ReturnOutcome = report_changes(config.tasks, asana=client, visma=visma_client, ledger=opened,
+            # No tasks given: the open dead letters of the return path, so that a failed note is not lost.
+            tasks = config.tasks or [letter.source_id for letter in opened.open_dead_letters(RETURN_ASSET)]
+            outcome: ReturnOutcome = report_changes(tasks, asana=client, visma=visma_client, ledger=opened,
                                                     context=_context(client, asana, settings), run_id=context.run_id,
                                                     log=context.log)  # fmt: skip
         context.add_output_metadata(outcome.model_dump(exclude={"documents"})

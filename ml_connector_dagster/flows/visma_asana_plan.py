@@ -6,6 +6,10 @@ create, or a ledger that was lost) make the plan list the project's tasks — on
 no search: search is premium-only and eventually consistent. A task found there by its Visma ID
 custom field is adopted (LINK: updated and linked), never duplicated; the others are created.
 Nothing is written here: the plan is a value the push (or a dry run) acts on.
+
+A partition's plan is *lean*: a create keeps its ids and its assignee, not its rendered task or
+payload, which the push renders again from the landing store one chunk at a time
+(:func:`restore_tasks`), so the plan of a 100,000-record backfill stays small.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from ml_connector_dagster.systems.visma.models import describe_error
 from .visma_asana_mapping import Assignment, SupplierDirectory
 from .visma_asana_render import AsanaContext, RenderedTask, TaskKind, render_task
 
-__all__ = ["CHUNK", "Action", "PlannedTask", "TaskPlan", "plan_partitions", "plan_records", "project_listing"]
+__all__ = ["CHUNK", "Action", "PlannedTask", "TaskPlan", "plan_partitions", "plan_records", "project_listing",
+           "restore_tasks"]
 
 CHUNK = 200  # landed records planned together: one ledger read
 
@@ -52,6 +57,7 @@ class PlannedTask(BaseModel):
     reason: str | None = None
     payload: dict | None = Field(None, description="The landed record, kept for a dead letter.")
     partition_key: str | None = None
+    stored: bool = Field(False, description="task and payload left in the landing store (restore_tasks).")
 
 
 class TaskPlan(BaseModel):
@@ -81,10 +87,48 @@ def project_listing(client: AsanaClient, context: AsanaContext, kind: TaskKind) 
     return {external_id: task.gid for external_id, task in found.items()}
 
 
+def _rendered(kind: TaskKind, landed: LandedRecord, context: AsanaContext,
+              settings: VismaAsanaFlow) -> RenderedTask | str:
+    """The task of a landed record, or why it has none (it is not a valid Visma record)."""
+    try:
+        record = kind.model.model_validate(landed.payload)
+    except ValidationError as error:
+        return describe_error(error)
+    return render_task(kind, record, context, settings)
+
+
+def restore_tasks(kind: TaskKind, records: Sequence[PlannedTask], *, ledger: Ledger, context: AsanaContext,
+                  settings: VismaAsanaFlow) -> list[PlannedTask]:
+    """``records`` with the task and payload of the stored ones rendered again from the landing store.
+
+    The newest landed copy is rendered (a run may have landed a later one since the plan); a record
+    no longer there, or no longer valid, comes back ``FAILED``.
+    """
+    wanted = [record.record_id for record in records if record.stored]
+    if not wanted:
+        return list(records)
+    landed = LandingStore(ledger).get_many(VISMA, kind.entity.value, wanted)
+    restored = []
+    for record in records:
+        copy = landed.get(record.record_id) if record.stored else None
+        if not record.stored:
+            restored.append(record)
+        elif copy is None:
+            restored.append(record.model_copy(update={"action": Action.FAILED, "stored": False,
+                                                      "reason": "the landed record is no longer in the landing store"}))
+        elif isinstance(task := _rendered(kind, copy, context, settings), str):
+            restored.append(record.model_copy(update={"action": Action.FAILED, "reason": task, "stored": False,
+                                                      "payload": copy.payload}))
+        else:
+            restored.append(record.model_copy(update={"task": task, "payload": copy.payload, "stored": False}))
+    return restored
+
+
 class _Planner:
     def __init__(self, kind: TaskKind, *, client: AsanaClient, ledger: Ledger, settings: VismaAsanaFlow,
-                 plan: TaskPlan) -> None:
+                 plan: TaskPlan, lean: bool) -> None:
         self.kind, self.client, self.ledger, self.settings, self.plan = kind, client, ledger, settings, plan
+        self.lean = lean
         self.directory = SupplierDirectory.from_settings(settings, plan.context.users)
 
     def listing(self) -> dict[str, str]:
@@ -95,14 +139,12 @@ class _Planner:
     def chunk(self, chunk: Sequence[LandedRecord]) -> Iterator[PlannedTask]:
         rendered: list[tuple[LandedRecord, RenderedTask]] = []
         for landed in chunk:
-            try:
-                record = self.kind.model.model_validate(landed.payload)
-            except ValidationError as error:
+            task = _rendered(self.kind, landed, self.plan.context, self.settings)
+            if isinstance(task, str):
                 yield PlannedTask(record_id=landed.record_id, external_id=landed.record_id, action=Action.FAILED,
-                                  reason=describe_error(error), payload=landed.payload,
-                                  partition_key=landed.partition_key)  # fmt: skip
+                                  reason=task, payload=landed.payload, partition_key=landed.partition_key)
                 continue
-            rendered.append((landed, render_task(self.kind, record, self.plan.context, self.settings)))
+            rendered.append((landed, task))
         links = self.ledger.links_for(self.kind.flow, [landed.record_id for landed, _ in rendered])
         for landed, task in rendered:
             link = links.get(landed.record_id)
@@ -118,16 +160,21 @@ class _Planner:
                 yield PlannedTask(**base, action=Action.LINK, task_gid=found)
             else:
                 assignment = self.directory.assign(task.supplier_number, task.supplier_name)
+                if self.lean:  # the landing store keeps the record: the push renders it again when it creates it
+                    base |= {"task": None, "payload": None, "stored": True}
                 yield PlannedTask(**base, action=Action.CREATE, assignment=assignment)
 
 
 def plan_records(
     kind: TaskKind, chunks: Iterable[Sequence[LandedRecord]], *, partition_key: str | None, client: AsanaClient,
-    ledger: Ledger, settings: VismaAsanaFlow, context: AsanaContext,
+    ledger: Ledger, settings: VismaAsanaFlow, context: AsanaContext, lean: bool = False,
 ) -> TaskPlan:
-    """The plan for these landed records (already chunked)."""
+    """The plan for these landed records (already chunked).
+
+    ``lean`` (records read from the landing store): creates leave their task and payload there.
+    """
     plan = TaskPlan(kind=kind.name, flow=kind.flow, asset=kind.asset, partition_key=partition_key, context=context)
-    planner = _Planner(kind, client=client, ledger=ledger, settings=settings, plan=plan)
+    planner = _Planner(kind, client=client, ledger=ledger, settings=settings, plan=plan, lean=lean)
     for chunk in chunks:
         plan.records.extend(planner.chunk(chunk))
     return plan
@@ -142,4 +189,4 @@ def plan_partitions(
     chunks = (c for key in partition_keys for c in store.iter_partition(VISMA, kind.entity.value, key, chunk=CHUNK))
     label = partition_keys[0] if len(partition_keys) == 1 else f"{partition_keys[0]}...{partition_keys[-1]}"
     return plan_records(kind, chunks, partition_key=label, client=client, ledger=ledger, settings=settings,
-                        context=context)
+                        context=context, lean=True)

@@ -1,7 +1,8 @@
 """Carrying out a plan in Asana, exactly once: tasks, line subtasks and (optionally) one project per PO.
 
 Every write goes through ``POST /batch`` (10 actions per request; the client resends actions
-refused with 429 once ``Retry-After`` has passed). Creates have no idempotency key, so each chunk
+refused with 429 once ``Retry-After`` has passed). A lean plan's creates are rendered again from
+the landing store, one chunk at a time. Creates have no idempotency key, so each chunk
 is first marked *pending* in the ledger (one commit), then created with
 :meth:`~ml_connector_dagster.systems.asana.client.AsanaClient.ensure_tasks`, which looks a create
 in doubt up by listing the project before it would send it again; the link is recorded at once. A
@@ -31,7 +32,7 @@ from ml_connector_dagster.systems.asana.client import AsanaClient
 from ml_connector_dagster.systems.asana.models import BatchResult, Task
 
 from .destination import CreateInDoubt, CreateIntent, create_once
-from .visma_asana_plan import Action, PlannedTask, TaskPlan, project_listing
+from .visma_asana_plan import Action, PlannedTask, TaskPlan, project_listing, restore_tasks
 from .visma_asana_render import NOTES_FLOW, RenderedLine, RenderedTask, TaskKind, review_flag, task_state_hash
 
 __all__ = ["DEST", "PO_PROJECTS_FLOW", "RECHECK", "WRITE_CHUNK", "PushOutcome", "push_plan"]
@@ -110,18 +111,28 @@ class _Pusher:
     # -- creates ---------------------------------------------------------------------------------
     def create(self, records: Sequence[PlannedTask]) -> None:
         for chunk in _chunks(records):
-            self._create_chunk(chunk)
+            restored = restore_tasks(self.kind, chunk, ledger=self.ledger, context=self.plan.context,
+                                     settings=self.settings)  # fmt: skip
+            for record in restored:
+                if record.action is Action.FAILED:
+                    self.dead_letter(record, record.reason or "invalid record")
+            ready = [record for record in restored if record.action is Action.CREATE]
+            if ready:
+                self._create_chunk(ready)
 
     def _create_chunk(self, chunk: list[PlannedTask]) -> None:
         links = self.ledger.links_for(self.kind.flow, [r.record_id for r in chunk])
         ready: list[PlannedTask] = []
+        earlier: list[tuple[str, PlannedTask, bool]] = []
         for record in chunk:
             link = links.get(record.record_id)
             if link is not None and link.state == "linked" and link.dest_id:  # an earlier attempt created it
                 self.outcome.created += link.run_id == self.run_id
                 self._written(record, link.dest_id)
+                earlier.append((link.dest_id, record, False))  # its lines may be what that attempt left undone
             else:
                 ready.append(record)
+        self.lines(earlier)
         homes = {r.record_id: [self.project] for r in ready}
         if self.settings.po_layout == "projects" and self.kind.has_lines:
             ready = [r for r in ready if self._own_project(r, homes)]
@@ -134,14 +145,14 @@ class _Pusher:
         drafts = {r.external_id: self._draft(r, homes[r.record_id]) for r in ready}
         # After an unanswered create the project is listed again; otherwise the plan's look is fresh.
         result = self.client.ensure_tasks(self.project, self.visma_id, drafts, known=None if was_pending else {})
-        new_parents: list[tuple[str, RenderedTask, bool]] = []
+        new_parents: list[tuple[str, PlannedTask, bool]] = []
         links_made = []
         for record in ready:
             assert record.task is not None
             gid = result.created.get(record.external_id) or result.existing.get(record.external_id)
             if gid is not None:
-                links_made.append(self._link(record.task, gid))
-                new_parents.append((gid, record.task, record.external_id in result.created))
+                links_made.append(self._link(record.task, gid, self._until_lines()))
+                new_parents.append((gid, record, record.external_id in result.created))
                 continue
             failure = result.failed.get(record.external_id)
             if failure is not None and failure.in_doubt:
@@ -222,8 +233,8 @@ class _Pusher:
                     gone = " (the task was deleted in Asana?)" if result.status_code == 404 else ""
                     self.dead_letter(record, f"update refused: {_errors(result)}{gone}")
                     continue
-                done.append(self._link(record.task, record.task_gid))
-                parents.append((record.task_gid, record.task, False))
+                done.append(self._link(record.task, record.task_gid, self._until_lines()))
+                parents.append((record.task_gid, record, False))
                 self.outcome.updated += record.action is Action.UPDATE
                 self.outcome.linked += record.action is Action.LINK
                 self._written(record, record.task_gid)
@@ -231,17 +242,23 @@ class _Pusher:
             self.lines(parents)
 
     # -- line items as subtasks ------------------------------------------------------------------
-    def lines(self, parents: Sequence[tuple[str, RenderedTask, bool]]) -> None:
+    def _until_lines(self) -> str | None:
+        """The hash a PO's link carries until its lines are written: a recheck, so that a push dying
+        in between leaves the PO to be compared (and its lines written) by the next attempt."""
+        return RECHECK if self.kind.has_lines else None
+
+    def lines(self, parents: Sequence[tuple[str, PlannedTask, bool]]) -> None:
         """Each PO's lines as subtasks: created where missing, updated where changed.
 
-        ``parents``: (task gid, rendering, created just now). A PO whose lines did not all go
-        through gets a recheck hash, so the next run compares it again.
+        ``parents``: (task gid, planned PO, created just now). A PO whose lines did not all go
+        through gets a recheck hash and a dead letter: nothing else would bring it back (the next
+        run of its partition may never come), and the replay compares it again.
         """
-        if not self.kind.has_lines:
+        if not self.kind.has_lines or not parents:
             return
-        owner = {line.line_id: (gid, task) for gid, task, _ in parents for line in task.lines}
-        fresh = {task.record_id for _, task, new in parents if new}
-        wanted = [line for _, task, _ in parents for line in task.lines]
+        owner = {line.line_id: (gid, record) for gid, record, _ in parents if record.task for line in record.task.lines}
+        fresh = {record.record_id for _, record, new in parents if new}
+        wanted = [line for _, record, _ in parents if record.task for line in record.task.lines]
         links = self.ledger.links_for(self.kind.lines_flow, [line.line_id for line in wanted])
         updates: dict[str, RenderedLine] = {}
         creates: list[RenderedLine] = []
@@ -254,8 +271,16 @@ class _Pusher:
                 creates.append(line)
         broken = self._update_lines(updates) | self._create_lines(creates, owner, fresh, links)
         self.outcome.lines_failed += len(broken)
-        rechecks = [self._link(owner[line_id][1], owner[line_id][0], RECHECK) for line_id in broken]
+        rechecks = [self._link(owner[line_id][1].task, owner[line_id][0], RECHECK)  # type: ignore[arg-type]
+                    for line_id in broken]  # fmt: skip
         self.ledger.record_links(list({link.source_id: link for link in rechecks}.values()))
+        unfinished = {owner[line_id][1].record_id: owner[line_id][1] for line_id in sorted(broken)}
+        self.ledger.record_links([self._link(record.task, gid) for gid, record, _ in parents
+                                  if record.task is not None and record.record_id not in unfinished])  # fmt: skip
+        self.outcome.succeeded = [rid for rid in self.outcome.succeeded if rid not in unfinished]
+        for record in unfinished.values():
+            missing = sorted(line_id for line_id in broken if owner[line_id][1].record_id == record.record_id)
+            self.dead_letter(record, f"line subtask(s) not written: {', '.join(missing)}")
 
     def _update_lines(self, updates: dict[str, RenderedLine]) -> set[str]:
         if not updates:
@@ -267,7 +292,7 @@ class _Pusher:
         self.outcome.lines_updated += len(updates) - len(broken)
         return broken
 
-    def _create_lines(self, creates: list[RenderedLine], owner: dict[str, tuple[str, RenderedTask]],
+    def _create_lines(self, creates: list[RenderedLine], owner: dict[str, tuple[str, PlannedTask]],
                       fresh: set[str], links: dict[str, Link]) -> set[str]:
         if not creates:
             return set()

@@ -178,7 +178,7 @@ def build_issue_asset(
     def plan(context: dg.OpExecutionContext, jira: JiraResource, ledger: LedgerResource) -> Plan:
         with jira.client() as client, ledger.open() as opened:
             planned = plan_partitions(kind, context.partition_keys, client=client, ledger=opened, settings=settings)
-        context.log.info(f"{kind.asset} {planned.partition_key}: {len(planned.records)} records, "
+        context.log.info(f"{kind.asset} {planned.partition_key}: {planned.record_count} records, "
                          + ", ".join(f"{a.value} {planned.count(a)}" for a in Action))
         return planned
 

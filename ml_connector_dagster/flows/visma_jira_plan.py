@@ -5,14 +5,16 @@ ledger what it already links (batched). A partition's plan is *lean*: a create k
 (:attr:`Plan.stored_creates`), not its rendered issue or payload, which the push reads back from
 the landing store chunk by chunk (:func:`restore_records`), so a plan of 100,000 creates stays small. Only where the ledger has no link, a create intent
 (pending), or a link whose content hash changed does it ask Jira, by the external-id field (batched,
-with ``reconcileIssues`` for the issue ids it knows, so a just-written issue is seen). Nothing is
-written here: the plan is a value the push step (or a dry run) acts on.
+with ``reconcileIssues`` for the issue ids it knows, so a just-written issue is seen); the searches
+of a few chunks overlap while the next chunks are rendered. Nothing is written here: the plan is a
+value the push step (or a dry run) acts on.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -60,6 +62,7 @@ __all__ = [
 ]
 
 CHUNK = 200  # landed records planned together: one ledger read, a handful of Jira searches
+LOOKUPS_IN_FLIGHT = 4  # chunks whose Jira lookups overlap (each search is a round trip; the budget caps the rate)
 AUDIT_FLOW = "visma_jira.audit"  # ledger flow of audit comments: one link per (record, invoice)
 
 
@@ -105,6 +108,11 @@ class Plan(BaseModel):
         default_factory=list, description="Creates left in the landing store: (record id, external id, partition key).",
     )
     audits: list[AuditEntry] = Field(default_factory=list)
+
+    @property
+    def record_count(self) -> int:
+        """Every record planned: those in :attr:`records` and the creates left in the landing store."""
+        return len(self.records) + len(self.stored_creates)
 
     def count(self, action: Action) -> int:
         counted = sum(1 for record in self.records if record.action is action)
@@ -214,10 +222,16 @@ def _compared(item: _Rendered, action: Action, issue: JiraIssue, **extra: Any) -
     )  # fmt: skip
 
 
-def _plan_chunk(
-    kind: DocumentKind, chunk: Sequence[LandedRecord], *, client: JiraClient, ledger: Ledger,
-    settings: VismaJiraFlow, ids: JiraFieldIds, lean: bool = False,
-) -> list[PlannedRecord]:
+@dataclass
+class _Chunk:
+    """A chunk decided as far as the ledger can; ``ask_jira`` waits for the lookup of its external ids."""
+
+    planned: list[PlannedRecord]
+    ask_jira: list[_Rendered]
+    links: dict[str, Link]
+
+
+def _triaged(kind: DocumentKind, chunk: Sequence[LandedRecord], *, ledger: Ledger, settings: VismaJiraFlow) -> _Chunk:
     planned: list[PlannedRecord] = []
     rendered: list[_Rendered] = []
     for landed in chunk:
@@ -236,13 +250,43 @@ def _plan_chunk(
         else:
             # A linked record keeps its issue in step even if a filter would no longer select it.
             ask_jira.append(item)
-    if not ask_jira:
-        return planned
-    wanted = [(i.view.external_id, known_issue_id(links.get(i.landed.record_id))) for i in ask_jira]
-    found = lookup_issues(client, settings.project_key, ids.external_id, wanted, fields=_lookup_fields(ids))
-    for item in ask_jira:
-        planned.append(_decide(item, links.get(item.landed.record_id), found.get(item.view.external_id), lean=lean))
-    return planned
+    return _Chunk(planned, ask_jira, links)
+
+
+def _lookup(chunk: _Chunk, *, client: JiraClient, settings: VismaJiraFlow, ids: JiraFieldIds) -> dict[str, JiraIssue]:
+    wanted = [(i.view.external_id, known_issue_id(chunk.links.get(i.landed.record_id))) for i in chunk.ask_jira]
+    return lookup_issues(client, settings.project_key, ids.external_id, wanted, fields=_lookup_fields(ids))
+
+
+def _decided(chunk: _Chunk, found: dict[str, JiraIssue], *, lean: bool) -> list[PlannedRecord]:
+    return chunk.planned + [_decide(item, chunk.links.get(item.landed.record_id), found.get(item.view.external_id),
+                                    lean=lean) for item in chunk.ask_jira]
+
+
+def _planned_chunks(
+    kind: DocumentKind, chunks: Iterable[Sequence[LandedRecord]], *, client: JiraClient, ledger: Ledger,
+    settings: VismaJiraFlow, ids: JiraFieldIds, lean: bool,
+) -> Iterator[list[PlannedRecord]]:
+    """Each chunk's planned records, in order; the Jira lookups of up to :data:`LOOKUPS_IN_FLIGHT`
+    chunks run at once (threads, under the shared budget) while the next chunks are rendered."""
+    with ThreadPoolExecutor(LOOKUPS_IN_FLIGHT, thread_name_prefix="jira-lookup") as lookups:
+        waiting: deque[tuple[_Chunk, Future[dict[str, JiraIssue]] | None]] = deque()
+        try:
+            for chunk in chunks:
+                triaged = _triaged(kind, chunk, ledger=ledger, settings=settings)
+                future = lookups.submit(_lookup, triaged, client=client, settings=settings, ids=ids) \
+                    if triaged.ask_jira else None  # fmt: skip
+                waiting.append((triaged, future))
+                while len(waiting) > LOOKUPS_IN_FLIGHT:
+                    done, looked_up = waiting.popleft()
+                    yield _decided(done, looked_up.result() if looked_up else {}, lean=lean)
+            while waiting:
+                done, looked_up = waiting.popleft()
+                yield _decided(done, looked_up.result() if looked_up else {}, lean=lean)
+        finally:
+            for _, left in waiting:  # a failed lookup stops the plan: the others need not finish
+                if left is not None:
+                    left.cancel()
 
 
 def _decide(item: _Rendered, link: Link | None, issue: JiraIssue | None, *, lean: bool = False) -> PlannedRecord:
@@ -312,8 +356,8 @@ def plan_records(
     """
     ids = resolve_field_ids(client, settings)
     plan = Plan(kind=kind.name, flow=kind.flow, asset=kind.asset, partition_key=partition_key, field_ids=ids)
-    for chunk in chunks:
-        for record in _plan_chunk(kind, chunk, client=client, ledger=ledger, settings=settings, ids=ids, lean=lean):
+    for planned in _planned_chunks(kind, chunks, client=client, ledger=ledger, settings=settings, ids=ids, lean=lean):
+        for record in planned:
             if lean and record.action is Action.CREATE:  # the landing store keeps its issue and payload
                 plan.stored_creates.append((record.record_id, record.external_id, record.partition_key))
             else:

@@ -1,11 +1,16 @@
 """Carrying out a plan in Jira, exactly once: creates, updates, transitions and audit comments.
 
 Creates go through Jira's bulk API, 50 at a time; a lean plan's creates are read back from the
-landing store one chunk at a time. A new issue whose Visma status maps to a later Jira status is
-moved there by :data:`MOVERS` threads while the next chunk is created: under the one shared Jira
-budget, moves of many issues overlap their round trips instead of queueing behind each other.
-The transitions Jira offers from a status are asked once per push (one workflow per push) and
-asked again for an issue that refuses one. Only the calling thread writes to the ledger.
+landing store, and rendered, one chunk ahead while the previous one is sent. A new issue whose
+Visma status maps to a later Jira status takes its first transition in the bulk create itself
+(Jira applies it at once and answers how it went), so the usual new issue costs no call of its
+own. The transitions out of the initial status are learnt from the first new issue that needs
+one, created alone for that (one GET per push); an issue that needs more hops, or whose transition
+Jira refused, is moved on by :data:`MOVERS` threads while the next chunk is created: under the
+shared Jira budget (each endpoint its own), moves of many issues overlap their round trips instead
+of queueing behind each other. The transitions Jira offers from a status are asked once per push
+(one workflow per push) and asked again for an issue that refuses one. Only the calling thread
+writes to the ledger.
 
 Jira has no idempotency key, so each create is preceded by a *pending* mark in the ledger (one
 commit per bulk request) and followed at once by the link. Whoever meets a pending mark (a
@@ -21,6 +26,7 @@ a second time. Records that still fail become dead letters; a record that succee
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
@@ -32,7 +38,7 @@ from ml_connector_dagster.core.http import ApiError
 from ml_connector_dagster.core.landing import content_hash
 from ml_connector_dagster.core.ledger import AlreadyLinked, Ledger, Link
 from ml_connector_dagster.systems.jira.client import BULK_CREATE_LIMIT, JiraClient, StatusUnreachable
-from ml_connector_dagster.systems.jira.models import JiraIssue
+from ml_connector_dagster.systems.jira.models import JiraIssue, Transition
 
 from .jira_destination import (
     DEST,
@@ -44,6 +50,7 @@ from .jira_destination import (
     comment_once,
     lookup_issues,
     move_to_status,
+    next_step,
 )
 from .jira_destination import PushOutcome as IssuePushOutcome
 from .visma_jira_audit import AuditEntry
@@ -52,7 +59,7 @@ from .visma_jira_render import change_comment, change_marker
 
 __all__ = ["CreateInDoubt", "PushOutcome", "TransitionMenu", "comment_once", "move_to_status", "push_plan"]
 
-MOVERS = 8  # new issues walked through their workflow at once (round trips overlap; the budget is shared)
+MOVERS = 16  # new issues walked through their workflow at once (round trips overlap; the budget caps the rate)
 
 
 class PushOutcome(IssuePushOutcome):
@@ -105,27 +112,72 @@ class _Pusher(IssueWriter):
 
     # -- creates ---------------------------------------------------------------------------------
     def create(self, chunks: Iterable[Sequence[PlannedRecord]]) -> None:
-        for chunk in chunks:
-            self._create_chunk(self._restored(chunk))
-            self.settle_moves(wait=False)
+        """Create the plan's issues chunk by chunk; the next chunk is read back and rendered (a thread
+        of its own) while this one is sent, so the CPU work overlaps Jira's round trip."""
+        pending = iter(chunks)
+        with ThreadPoolExecutor(1, thread_name_prefix="jira-render") as renderer:
 
-    def _restored(self, chunk: Sequence[PlannedRecord]) -> list[PlannedRecord]:
-        """The chunk with its stored creates read back from the landing store (unreadable ones fail)."""
-        if not any(record.stored for record in chunk):
-            return list(chunk)
-        if self.kind is None:
-            raise ValueError(f"{self.plan.asset}: a lean plan needs its document kind to read its records back")
-        restored = restore_records(self.kind, chunk, ledger=self.ledger, settings=self.settings)
-        for record in restored:
-            if record.action is Action.FAILED:
-                self.unreadable(record)
-        return [record for record in restored if record.action is Action.CREATE]
+            def ahead() -> Future[tuple[list[PlannedRecord], dict[str, str]]] | None:
+                chunk = next(pending, None)
+                return None if chunk is None else renderer.submit(self._read_back, chunk)
+
+            coming = ahead()
+            while coming is not None:
+                restored, hashes = coming.result()
+                coming = ahead()
+                ready = []
+                for record in restored:
+                    if record.action is Action.FAILED:
+                        self.unreadable(record)
+                    elif record.action is Action.CREATE:
+                        ready.append(record)
+                first = next((i for i, r in enumerate(ready) if self._create_needs_move(r)), None)
+                if first is not None and self.menu.known(self.settings.initial_status) is None:
+                    # One issue alone first: the transitions Jira offers it teach the menu where the
+                    # initial status leads, so every later create takes its first hop itself.
+                    self._create_chunk([ready.pop(first)], hashes)
+                self._create_chunk(ready, hashes)
+                self.settle_moves(wait=False)
+
+    def _create_needs_move(self, record: PlannedRecord) -> bool:
+        target = record.issue.jira_status if record.issue else None
+        return bool(target) and target.casefold() != self.settings.initial_status.casefold()  # type: ignore[union-attr]
+
+    def _read_back(self, chunk: Sequence[PlannedRecord]) -> tuple[list[PlannedRecord], dict[str, str]]:
+        """The chunk with its stored creates read back from the landing store and rendered (unreadable
+        ones ``FAILED``), and each rendering's content hash. Reads only: the calling thread writes the
+        ledger."""
+        restored = list(chunk)
+        if any(record.stored for record in chunk):
+            if self.kind is None:
+                raise ValueError(f"{self.plan.asset}: a lean plan needs its document kind to read its records back")
+            restored = restore_records(self.kind, chunk, ledger=self.ledger, settings=self.settings)
+        return restored, {r.record_id: r.issue.content_hash for r in restored if r.issue is not None}
+
+    def _create_transition(self, record: PlannedRecord) -> Transition | None:
+        """The first step towards the record's status, once Jira's transitions out of the initial status
+        are known."""
+        target = record.issue.jira_status if record.issue else None
+        start = self.settings.initial_status
+        if not target or target.casefold() == start.casefold():
+            return None
+        offered = self.menu.known(start)
+        return next_step(offered, start, target, self.path) if offered is not None else None
+
+    def _status_settled(self, record: PlannedRecord, status: str | None) -> bool:
+        target = record.issue.jira_status if record.issue else None
+        return not target or (status or "").casefold() == target.casefold()
 
     def _after_create(self, record: PlannedRecord, issue_id: str, key: str, status: str | None) -> None:
         """Hand a new issue whose status must change to the movers (settled by :meth:`settle_moves`)."""
         target = record.issue.jira_status if record.issue else None
         if not target or (status or "").casefold() == target.casefold():
             return
+        if self.menu.known(status) is None:
+            # Asked here, once, before any mover could ask too: the next creates take their first step
+            # themselves. A failure is left to the mover, which asks again and settles it.
+            with contextlib.suppress(ApiError):
+                self.menu.offered(self.client, key, status)
         future = self.movers.submit(move_to_status, self.client, key, status, target, self.path, self.menu)
         self.moving.append((_Move(record, issue_id, key), future))
 
@@ -136,6 +188,7 @@ class _Pusher(IssueWriter):
         so the next run compares the issue again.
         """
         still: list[tuple[_Move, Future[int]]] = []
+        moved: list[_Move] = []
         broken: BaseException | None = None
         for move, future in self.moving:
             if not (wait or future.done()):
@@ -152,6 +205,10 @@ class _Pusher(IssueWriter):
                 broken = broken or exc
             else:
                 self.outcome.transitioned += 1
+                moved.append(move)
+        # Linked with a recheck hash at create (see IssueWriter._created), a moved issue is done now.
+        self.ledger.record_links([self._link(move.record, move.issue_id, move.key, move.record.issue.content_hash)
+                                  for move in moved if move.record.issue is not None])  # fmt: skip
         self.moving = still
         if broken is not None:
             raise broken
@@ -160,6 +217,10 @@ class _Pusher(IssueWriter):
         record = move.record
         # Linked, but its status lags: a recheck hash makes the next run compare it again.
         self.ledger.record_links([self._link(record, move.issue_id, move.key, RECHECK)])
+        # Created, yet not done: were it left among the successes, the end of this very push would
+        # resolve the dead letter just written, and nothing would ever move the issue on.
+        with contextlib.suppress(ValueError):
+            self.outcome.succeeded.remove(record.record_id)
         if not quiet:
             self._dead_letter(record.record_id, record.payload, str(error), record.partition_key)
 

@@ -40,6 +40,7 @@ from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.run_tags import destination_tags, job_tags
 from ml_connector_dagster.systems.monday.client import MondayClient
+from ml_connector_dagster.systems.monday.models import Board
 from ml_connector_dagster.systems.monday.resource import MondayResource
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
 from ml_connector_dagster.systems.visma.resource import VismaResource
@@ -112,10 +113,10 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _mapping(kind: ItemKind, client: MondayClient, settings: VismaMondayFlow) -> ColumnMapping:
+def _mapping(kind: ItemKind, client: MondayClient, settings: VismaMondayFlow, found: Board | None = None) -> ColumnMapping:
     board = settings.boards[kind.entity]  # type: ignore[index]
     try:
-        return resolve_mapping(kind.entity, client.board(board.board_id), board)
+        return resolve_mapping(kind.entity, found or client.board(board.board_id), board)
     except MappingError as exc:  # a configuration to fix, not a failure to retry
         raise dg.Failure(description=f"{exc} (run `ml-connector map monday --board {board.board_id}`)",
                          allow_retries=False) from None
@@ -124,11 +125,13 @@ def _mapping(kind: ItemKind, client: MondayClient, settings: VismaMondayFlow) ->
 def plan_kind(kind: ItemKind, partition_keys: Sequence[str | None], *, client: MondayClient, ledger: Ledger,
               settings: VismaMondayFlow, as_of: date | None = None) -> ItemPlan:  # fmt: skip
     """The plan of the kind's landed records in ``partition_keys`` (``[None]``: reference data)."""
-    mapping = _mapping(kind, client, settings)
+    board = client.board(settings.boards[kind.entity].board_id)  # type: ignore[index]
+    mapping = _mapping(kind, client, settings, board)
     keys = list(partition_keys) if kind.partitioned else [None]
     label = None if keys == [None] else keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
     return plan_items(kind, landed_chunks(kind, ledger, keys), client=client, ledger=ledger, mapping=mapping,
-                      settings=settings, as_of=as_of or _today(), label=label, url=board_url(client, mapping.board_id))
+                      settings=settings, as_of=as_of or _today(), label=label, url=board_url(client, mapping.board_id),
+                      board_items=board.items_count)
 
 
 # -- metadata ----------------------------------------------------------------------------------------

@@ -4,14 +4,18 @@ The plan reads the landed records in chunks, renders each row, and asks the ledg
 links (one read per chunk). A linked row whose content hash is unchanged is skipped; a linked row
 that changed is an update of its item. Only rows the ledger does not link (or holds a create
 intent for) are looked up on the board by the Visma-id column, many values per request
-(``items_page_by_column_values``): an item found there is adopted (LINK) — a duplicate is never
-created for an item a person entered by hand — and a row found nowhere is created, unless an
-earlier create of it went unanswered less than ``consistency_window_s`` ago (DEFER: look again
-later). The plan keeps ids only; the push renders the rows again from the landing store.
+(``items_page_by_column_values``), or, when the board holds fewer items than those lookups would
+take requests (a backfill onto a new board), by one listing of the board (:class:`BoardIndex`);
+either reads back ids and the Visma-id column only. An item found there is adopted (LINK) — a
+duplicate is never created for an item a person entered by hand — and a row found nowhere is
+created, unless an earlier create of it went unanswered less than ``consistency_window_s`` ago
+(DEFER: look again later). The plan keeps ids only; the push renders the rows again from the
+landing store.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -22,8 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ml_connector_dagster.config import VismaMondayFlow
 from ml_connector_dagster.core.landing import LandedRecord, LandingStore
 from ml_connector_dagster.core.ledger import Ledger, Link
-from ml_connector_dagster.systems.monday.client import MondayClient
+from ml_connector_dagster.systems.monday.client import LOOKUP_CHUNK, MAX_PAGE_SIZE, MondayClient
 from ml_connector_dagster.systems.monday.columns import ColumnValueError
+from ml_connector_dagster.systems.monday.models import Item
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
 from ml_connector_dagster.systems.visma.models import describe_error
 
@@ -33,6 +38,7 @@ from .visma_monday_render import ItemKind, RenderedItem, Row, aging_summary, ope
 __all__ = [
     "CHUNK",
     "Action",
+    "BoardIndex",
     "ItemPlan",
     "PlannedItem",
     "board_url",
@@ -126,14 +132,41 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class BoardIndex:
+    """The items of a board by Visma id, for the rows the ledger does not link.
+
+    Looked up value by value (100 a request), or, once the board's own listing takes no more
+    requests than the lookups of a chunk would, listed whole once and kept for the plan: a backfill
+    onto a board of few items then costs one request instead of one per hundred rows.
+    """
+
+    def __init__(self, client: MondayClient, mapping: ColumnMapping, board_items: int | None) -> None:
+        self.client, self.mapping, self.board_items = client, mapping, board_items
+        self.listing: dict[str, list[Item]] | None = None
+
+    def find(self, visma_ids: Sequence[str]) -> dict[str, list[Item]]:
+        """The items showing each of ``visma_ids`` (absent ids: no key)."""
+        board, column = self.mapping.board_id, self.mapping.visma_id_column
+        lookups = math.ceil(len(visma_ids) / LOOKUP_CHUNK)
+        if self.listing is None and self.board_items is not None and math.ceil(self.board_items / MAX_PAGE_SIZE) <= lookups:
+            self.listing = self.client.items_by_column(board, column)
+        if self.listing is not None:
+            return {visma_id: self.listing[visma_id] for visma_id in visma_ids if visma_id in self.listing}
+        return self.client.find_items_by_column_values(board, column, list(visma_ids), key_only=True)
+
+
 def plan_items(
     kind: ItemKind, chunks: Iterable[Sequence[LandedRecord]], *, client: MondayClient, ledger: Ledger,
     mapping: ColumnMapping, settings: VismaMondayFlow, as_of: date, label: str | None,
-    url: str | None = None, now: Callable[[], datetime] = _now,
+    url: str | None = None, now: Callable[[], datetime] = _now, board_items: int | None = None,
 ) -> ItemPlan:
-    """The plan for these landed records: skip, update, link, create, defer or fail each row."""
+    """The plan for these landed records: skip, update, link, create, defer or fail each row.
+
+    ``board_items``: how many items the board holds (when known, a listing may replace the lookups).
+    """
     plan = ItemPlan(entity=kind.entity, asset=kind.asset, flow=kind.flow, label=label, mapping=mapping,
                     board_url=url, as_of=as_of)  # fmt: skip
+    index = BoardIndex(client, mapping, board_items)
     window = timedelta(seconds=settings.consistency_window_s)
     receivables: list[tuple[str, str, float]] = []
     for chunk in chunks:
@@ -155,7 +188,7 @@ def plan_items(
                     plan.items.append(_planned(item, Action.UPDATE, partition_of, item_id=link.dest_id))
             else:
                 unlinked.append(item)
-        plan.items += _looked_up(unlinked, links, client, plan, partition_of, window, now())
+        plan.items += _looked_up(unlinked, links, index, plan, partition_of, window, now())
     if kind.receivable:
         plan.aging = aging_summary(receivables).to_dict(orient="records")
     return plan
@@ -166,13 +199,12 @@ def _planned(item: RenderedItem, action: Action, partition_of: dict[str, str | N
                        partition_key=partition_of.get(item.record_id), **extra)
 
 
-def _looked_up(items: Sequence[RenderedItem], links: dict[str, Link], client: MondayClient, plan: ItemPlan,
+def _looked_up(items: Sequence[RenderedItem], links: dict[str, Link], index: BoardIndex, plan: ItemPlan,
                partition_of: dict[str, str | None], window: timedelta, now: datetime) -> list[PlannedItem]:  # fmt: skip
     """Rows without a link, decided by what the board shows under their Visma ids."""
     if not items:
         return []
-    mapping = plan.mapping
-    found = client.find_items_by_column_values(mapping.board_id, mapping.visma_id_column, [i.visma_id for i in items])
+    found = index.find(list(dict.fromkeys(i.visma_id for i in items)))
     planned = []
     for item in items:
         matches = sorted(found.get(item.visma_id, []), key=lambda found_item: int(found_item.id))

@@ -36,7 +36,7 @@ from .visma_monday_render import ItemKind, RenderedItem
 __all__ = ["DEST", "WRITE_CHUNK", "PushOutcome", "push_plan"]
 
 DEST = "monday"
-WRITE_CHUNK = 100  # rows rendered and marked together; the client splits them into budget-sized requests
+WRITE_CHUNK = 100  # rows rendered and marked together (at least); the client sizes the requests
 SENDS = 3  # times a chunk's writes are sent in one push when answers go missing (then: the step's retry)
 ITEM_LINKS_SHOWN = 5
 
@@ -106,8 +106,9 @@ class _Pusher:
 
     # -- creates ---------------------------------------------------------------------------------
     def create(self, planned: Sequence[PlannedItem]) -> None:
-        for start in range(0, len(planned), WRITE_CHUNK):
-            self._create_chunk(self._rendered(planned[start:start + WRITE_CHUNK]))
+        chunk = max(WRITE_CHUNK, self.client.max_batch)  # at least one whole request of creates at a time
+        for start in range(0, len(planned), chunk):
+            self._create_chunk(self._rendered(planned[start:start + chunk]))
 
     def _create_chunk(self, chunk: list[tuple[PlannedItem, RenderedItem]], *, sends: int = SENDS) -> None:
         links = self.ledger.links_for(self.plan.flow, [item.row_id for _, item in chunk])
@@ -127,7 +128,7 @@ class _Pusher:
         drafts = [ItemDraft(name=item.name, column_values=item.values, group_id=self.plan.mapping.group_id,
                             create_labels_if_missing=self.settings.create_labels_if_missing) for _, item in marked]
         try:
-            result = self.client.create_items(self.board, drafts)
+            result = self.client.create_items(self.board, drafts, key_only=True)  # the link needs the id only
         except BatchInterrupted as exc:
             self._created(marked, exc.result)
             self.log.warning(f"{self.plan.asset}: no answer to a create; looking up {len(exc.in_doubt)} item(s)")

@@ -82,10 +82,10 @@ class WebhookDispatcher:
         headers = {"content-type": "application/json", **(extra_headers or {})}
         delivery = _Delivery(body=body, headers=headers, event_id=event_id, url=url, sign=sign)
         plan = self.sim.fault_plan
-        if self.sim.fault_roll(plan.webhook_drop_rate):
+        if self.sim.fault_roll(plan.webhook_drop_rate, "webhook_dropped"):
             self._record(delivery, outcome="dropped")
             return
-        copies = 2 if self.sim.fault_roll(plan.webhook_duplicate_rate) else 1
+        copies = 2 if self.sim.fault_roll(plan.webhook_duplicate_rate, "webhook_duplicated") else 1
         for _ in range(copies):
             self._enqueue(_Delivery(body=body, headers=dict(headers), event_id=event_id, url=url, sign=sign))
 
@@ -93,7 +93,7 @@ class WebhookDispatcher:
         self._start()
         with self._idle:
             self._pending += 1
-        if self._held is None and self.sim.fault_roll(self.sim.fault_plan.webhook_reorder_rate):
+        if self._held is None and self.sim.fault_roll(self.sim.fault_plan.webhook_reorder_rate, "webhook_reordered"):
             self._held = delivery
             return
         self._queue.put(delivery)

@@ -1,7 +1,7 @@
 """The benchmarks, run at tiny sizes: every scenario runs, the report is written, the ratios are sane.
 
-One ``python -m bench --tiny`` run (about 20 s: simulators in child processes, the backfill in a
-third) feeds every test here; the report goes to a temp file that already holds another
+One ``python -m bench --tiny`` run (under a minute: simulators in child processes, each backfill
+(Jira, Asana, monday) in a third) feeds every test here; the report goes to a temp file that already holds another
 engineer's section, which must survive.
 """
 
@@ -54,6 +54,24 @@ def test_the_backfill_creates_every_valid_invoice_near_the_minimum_of_calls(tiny
     assert figures["failed"] == 0
     assert 1.0 <= figures["calls_ratio"] <= 1.5
     assert 0 < figures["throughput_ratio"] <= 1.2  # nothing beats the rate limits
+
+
+@pytest.mark.parametrize("scenario", ["backfill_asana", "backfill_monday"])
+def test_the_asana_and_monday_backfills_create_every_valid_invoice_within_their_limits(
+    tiny: dict[str, Any], scenario: str
+) -> None:
+    figures = tiny["outcomes"][scenario]["figures"]
+    assert figures["records"] > 0 and figures["failed"] == 0
+    # At 100 records the plan's few reads of the workspace or board weigh against one or two writes.
+    assert 1.0 <= figures["calls_ratio"] <= 2.0
+    assert 0 < figures["throughput_ratio"] <= 1.2
+
+
+def test_the_backfill_report_shows_the_cpu_each_process_spent(tiny: dict[str, Any]) -> None:
+    for scenario in ("backfill", "backfill_asana", "backfill_monday"):
+        figures = tiny["outcomes"][scenario]["figures"]
+        assert figures["cpu_s"] > 0 and figures["simulators_cpu_s"] >= 0
+    assert "CPU per record" in tiny["report"]
 
 
 def test_incremental_requests_do_not_grow_with_the_source(tiny: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from ml_connector_dagster.core.http import (
     AuthenticationFailed,
     ClientError,
     Conflict,
+    KeyedRateLimiter,
     NotFound,
     PreconditionFailed,
     RateLimited,
@@ -31,6 +32,7 @@ from ml_connector_dagster.core.http import (
     TransportFailure,
     build_http_client,
     raise_for_api_error,
+    rate_cost,
     rate_limiter_for,
     redact,
     redact_headers,
@@ -386,6 +388,75 @@ def test_concurrent_acquires_never_share_a_slot() -> None:
     for thread in threads:
         thread.join()
     assert sorted(waits) == [round(i * 0.1, 6) for i in range(100)]
+
+
+def test_a_request_counted_as_several_spends_that_many_tokens(fake_time: FakeTime) -> None:
+    limiter = RateLimiter(10.0, 11, clock=fake_time.clock, sleep=fake_time.sleep)
+    transport, _ = scripted(httpx.Response(200))
+    with build_http_client(unique_system(), "https://api.example.test", transport=transport, rate_limiter=limiter,
+                           sleep=fake_time.sleep) as client:  # fmt: skip
+        for _ in range(3):
+            client.post("/batch", json={}, extensions=rate_cost(11))
+    # The burst pays for the first batch of 11; each next one waits for 11 tokens at 10/s.
+    assert fake_time.sleeps == pytest.approx([1.1, 1.1])
+
+
+def test_a_request_costing_more_than_the_burst_waits_for_the_tokens_beyond_it(fake_time: FakeTime) -> None:
+    limiter = RateLimiter(2.0, 3, clock=fake_time.clock, sleep=fake_time.sleep)
+    assert limiter.acquire(5) == pytest.approx(1.0)  # 3 at once, 2 more at 2/s
+    assert limiter.acquire() == pytest.approx(0.5)
+
+
+def test_a_keyed_limiter_gives_each_key_its_own_budget(fake_time: FakeTime) -> None:
+    limiter = KeyedRateLimiter(10.0, 1, lambda request: request.url.path, clock=fake_time.clock, sleep=fake_time.sleep)
+    bulk, move = httpx.Request("POST", "https://x.test/issue/bulk"), httpx.Request("POST", "https://x.test/transitions")
+
+    assert limiter.for_request(bulk) is limiter.for_request(httpx.Request("POST", "https://x.test/issue/bulk"))
+    waits = [limiter.for_request(r).acquire() for r in (bulk, move, bulk, move)]
+
+    # The second bulk create waits its 0.1 s; the second transition, due as the first bulk's budget
+    # refilled, waits for nothing: the keys never wait on each other.
+    assert waits == pytest.approx([0, 0, 0.1, 0])
+
+
+def test_a_retry_after_on_one_endpoint_holds_back_that_endpoint_only(fake_time: FakeTime) -> None:
+    limiter = KeyedRateLimiter(100.0, 10, lambda request: request.url.path, clock=fake_time.clock,
+                               wall_clock=fake_time.wall, sleep=fake_time.sleep)  # fmt: skip
+    throttled = httpx.Request("POST", "https://x.test/transitions")
+    limiter.for_request(throttled).observe(httpx.Response(429, headers={"Retry-After": "3"}, request=throttled))
+
+    assert limiter.for_request(httpx.Request("POST", "https://x.test/issue/bulk")).acquire() == 0
+    assert limiter.for_request(throttled).acquire() == pytest.approx(3)
+
+
+def test_a_keyed_limiter_is_reconfigured_as_one_budget() -> None:
+    system = unique_system()
+    limiter = rate_limiter_for(system, 5.0, 2, per=lambda request: request.method)
+    keyed = limiter.for_request(httpx.Request("GET", "https://x.test/a"))
+
+    assert isinstance(limiter, KeyedRateLimiter) and rate_limiter_for(system, 50.0, 4) is limiter
+    assert (keyed.rate_per_s, keyed.burst) == (50.0, 4)
+
+
+def test_threads_sharing_a_keyed_budget_never_exceed_any_key() -> None:
+    frozen = FakeTime()
+    limiter = KeyedRateLimiter(20.0, 1, lambda request: request.url.path, clock=frozen.clock, sleep=lambda _: None)
+    waits: dict[str, list[float]] = {"/a": [], "/b": []}
+    lock = threading.Lock()
+
+    def take(path: str) -> None:
+        for _ in range(25):
+            wait = limiter.for_request(httpx.Request("GET", f"https://x.test{path}")).acquire()
+            with lock:
+                waits[path].append(round(wait, 6))
+
+    threads = [threading.Thread(target=take, args=(path,)) for path in ("/a", "/b") for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for taken in waits.values():  # 100 slots per key, 1/20 s apart: none shared, none early
+        assert sorted(taken) == [round(i * 0.05, 6) for i in range(100)]
 
 
 def test_clients_of_one_system_share_one_budget(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,9 +17,16 @@ import sqlalchemy as sa
 
 from ml_connector_dagster.config import SupplierAssignee, VismaAsanaFlow
 from ml_connector_dagster.core import http
+from ml_connector_dagster.core.landing import landed_records
 from ml_connector_dagster.core.ledger import links_table
 from ml_connector_dagster.flows.destination import replay_copies
-from ml_connector_dagster.flows.visma_asana_plan import Action, plan_records
+from ml_connector_dagster.flows.visma_asana_plan import (
+    Action,
+    PlannedTask,
+    TaskPlan,
+    plan_records,
+    restore_tasks,
+)
 from ml_connector_dagster.flows.visma_asana_push import push_plan
 from ml_connector_dagster.flows.visma_asana_render import INVOICES, PURCHASE_ORDERS
 from ml_connector_dagster.sandbox.framework import FaultPlan
@@ -234,16 +241,45 @@ def _listings(world: AsanaWorld) -> int:
 # -- failures -------------------------------------------------------------------------------------
 
 
+def _rendered(world: AsanaWorld, plan: TaskPlan) -> list[PlannedTask]:
+    """The plan's records with the tasks a lean plan leaves in the landing store rendered again."""
+    return restore_tasks(INVOICES, plan.records, ledger=world.ledger, context=world.context(), settings=world.settings)
+
+
+def test_a_partition_plan_keeps_no_rendered_task_or_payload_for_its_creates(world: AsanaWorld) -> None:
+    plan = world.plan(INVOICES)
+
+    creates = plan.of(Action.CREATE)
+    assert creates and all(r.stored and r.task is None and r.payload is None for r in creates)
+    assert all(r.assignment is not None for r in creates)  # decided at plan time: the dry run shows it
+    assert all(r.task is not None and r.payload for r in _rendered(world, plan) if r.action is Action.CREATE)
+
+
+def test_a_create_whose_landed_record_is_gone_by_the_push_is_a_dead_letter(world: AsanaWorld) -> None:
+    plan = world.plan(INVOICES)
+    gone = plan.of(Action.CREATE)[0]
+    with world.ledger.engine.begin() as connection:
+        connection.execute(landed_records.delete().where(landed_records.c.record_id == gone.record_id))
+
+    outcome = push_plan(plan, INVOICES, client=world.client, ledger=world.ledger, settings=world.settings,
+                        run_id="run-1", log=_Log())
+
+    (letter,) = world.ledger.open_dead_letters(INVOICES.asset)
+    assert letter.source_id == gone.record_id and "no longer in the landing store" in letter.error
+    assert outcome.created == len(plan.of(Action.CREATE)) - 1
+
+
 def test_a_refused_create_in_a_batch_is_a_dead_letter_and_its_neighbours_are_created(world: AsanaWorld) -> None:
     plan = world.plan(INVOICES)
-    currencies = {r.task.custom_fields[world.sim.field_gid("Currency")] for r in plan.records if r.task}
+    rendered = _rendered(world, plan)
+    currencies = {r.task.custom_fields[world.sim.field_gid("Currency")] for r in rendered if r.task}
     refused = sorted(currencies)[0]  # someone disables one currency option between plan and push
     world.sim.tenant.option(refused)[1].enabled = False
 
     outcome = push_plan(plan, INVOICES, client=world.client, ledger=world.ledger, settings=world.settings,
                         run_id="run-1", log=_Log())
 
-    losers = {r.record_id for r in plan.records if r.task and r.task.custom_fields[world.sim.field_gid("Currency")] == refused}
+    losers = {r.record_id for r in rendered if r.task and r.task.custom_fields[world.sim.field_gid("Currency")] == refused}
     letters = world.ledger.open_dead_letters(INVOICES.asset)
     assert {letter.source_id for letter in letters} == losers and outcome.failed == len(losers)
     assert all("disabled" in letter.error for letter in letters)
@@ -253,7 +289,7 @@ def test_a_refused_create_in_a_batch_is_a_dead_letter_and_its_neighbours_are_cre
 
 def test_a_replay_after_the_cause_is_fixed_creates_the_dead_letters_once(world: AsanaWorld) -> None:
     plan = world.plan(INVOICES)
-    refused = plan.records[0].task.custom_fields[world.sim.field_gid("Currency")]  # type: ignore[union-attr]
+    refused = _rendered(world, plan)[0].task.custom_fields[world.sim.field_gid("Currency")]  # type: ignore[union-attr]
     world.sim.tenant.option(refused)[1].enabled = False
     push_plan(plan, INVOICES, client=world.client, ledger=world.ledger, settings=world.settings, run_id="run-1", log=_Log())
     world.sim.tenant.option(refused)[1].enabled = True

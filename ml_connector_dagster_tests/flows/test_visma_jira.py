@@ -8,6 +8,7 @@ on a search seeing what was just written.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ml_connector_dagster.flows.visma_jira import (
     build_visma_jira,
     dry_run_config,
 )
+from ml_connector_dagster.flows.visma_jira_plan import Action
 from ml_connector_dagster.flows.visma_jira_render import facts_of, format_money
 from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.sandbox import jira as jira_sandbox
@@ -85,16 +87,17 @@ class World:
         return {asset.key.path[-1]: asset for asset in visma_source_assets(settings)}
 
     def run(self, settings: VismaJiraFlow, kind: Any = INVOICES, *, run_config: dict[str, Any] | None = None,
-            timeout_s: float = 10.0, land: bool = True, also_land: Sequence[str] = ()) -> dg.ExecuteInProcessResult:
+            timeout_s: float = 10.0, land: bool = True, also_land: Sequence[str] = (),
+            instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
         """Materialize the kind's source (``land``), the ``also_land`` sources and the kind's issues for
-        the partition, with the check."""
+        the partition, with the check (on ``instance``, by default a new ephemeral one)."""
         parts = build_visma_jira(settings, sandbox_config(self.visma_url).systems.visma)  # type: ignore[arg-type]
         index = 0 if kind is INVOICES else 1
         source = "supplier_invoices" if kind is INVOICES else "purchase_orders"
         selection = [self.sources()[name] for name in ([source] if land else []) + list(also_land)]
         return dg.materialize(
             [*selection, parts.assets[index], parts.asset_checks[index]], partition_key=self.partition,
-            resources=self.resources(timeout_s=timeout_s), instance=dg.DagsterInstance.ephemeral(),
+            resources=self.resources(timeout_s=timeout_s), instance=instance or dg.DagsterInstance.ephemeral(),
             run_config=run_config, raise_on_error=False,
         )  # fmt: skip
 
@@ -377,6 +380,27 @@ def test_a_dry_run_writes_nothing_and_lists_the_planned_actions(world: World) ->
     assert sorted(r["visma_id"] for r in rows if r["action"] == "create") == sorted(
         f"supplierInvoice/{r.record_id}" for r in invoices)
     assert figures["would_create"] == len(invoices)
+
+
+def test_the_plan_step_logs_every_record_planned_and_the_count_of_each_action(world: World) -> None:
+    invoices = httpx.get(f"{world.visma_url}/_sandbox/state", timeout=10).json()["supplier_invoices"]
+    amounts = sorted(abs(invoice["amount"]) for invoice in invoices)
+    # A threshold mid-way: the plan holds filtered records and creates left in the landing store alike.
+    settings = flow(filters=VismaJiraFilters(min_amount=amounts[len(amounts) // 2]))
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = world.run(settings, run_config=dry_run_config(INVOICES), instance=instance)
+
+    assert result.success
+    step = "jira__visma_invoice_issues.plan_invoice_issues"
+    plan = result.output_for_node(step)
+    (line,) = [entry.user_message for entry in instance.all_logs(result.run_id)
+               if entry.step_key == step and " records, " in entry.user_message]  # fmt: skip
+    total, counts = re.fullmatch(r".*: (\d+) records, (.*)", line).groups()  # type: ignore[union-attr]
+    logged = {action: int(count) for action, count in (item.split(" ") for item in counts.split(", "))}
+    assert logged == {action.value: plan.count(action) for action in Action}
+    assert logged["create"] > 0 and logged["filtered"] > 0
+    assert int(total) == sum(logged.values()) == len(world.landed("supplierInvoice"))
 
 
 def test_a_supplier_payment_made_after_the_issue_exists_becomes_one_audit_comment_with_its_amount(

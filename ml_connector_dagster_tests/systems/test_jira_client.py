@@ -39,6 +39,7 @@ from ml_connector_dagster.systems.jira.client import (
     FieldNotFound,
     JiraClient,
     StatusUnreachable,
+    endpoint_of,
     jql_datetime,
     jql_phrase,
     jql_string,
@@ -228,6 +229,35 @@ def test_a_plain_text_description_is_refused_with_jiras_reason(client: JiraClien
         client.update_issue(created.key, {"description": "Due in 30 days"})
 
     assert failure.value.status_code == 400
+
+
+def test_a_bulk_create_applies_each_elements_transition_and_answers_how_it_went(
+    client: JiraClient, sim: JiraSimulator
+) -> None:
+    start_review, nonsense = {"id": "11"}, {"id": "999"}  # To Do -> In Review; no such transition
+
+    result = client.bulk_create([{**invoice(1), "transition": start_review}, {**invoice(2), "transition": nonsense},
+                                 invoice(3)])
+
+    moved, refused, plain = result.created
+    assert (moved.transitioned, moved.transition_status) == (True, 204)
+    assert (refused.transitioned, refused.transition_status) == (False, 400)
+    assert refused.transition_error is not None and "999" in refused.transition_error
+    assert (plain.transitioned, plain.transition_status) == (False, None)
+    statuses = [sim.issue(c.key)["fields"]["status"]["name"] for c in result.created]
+    assert statuses == ["In Review", "To Do", "To Do"]  # a refused transition leaves the issue created, where it starts
+    assert requests_to(sim, "POST", "/transitions") == []
+
+
+@pytest.mark.parametrize(("method", "path", "budget"), [
+    ("POST", "/ex/jira/abc-123/rest/api/3/issue/FIN-12/transitions", "POST /rest/api/3/issue/{id}/transitions"),
+    ("GET", "/rest/api/3/issue/10042/transitions", "GET /rest/api/3/issue/{id}/transitions"),
+    ("POST", "/ex/jira/abc-123/rest/api/3/issue/bulk", "POST /rest/api/3/issue/bulk"),
+    ("POST", "/rest/api/3/search/jql", "POST /rest/api/3/search/jql"),
+    ("GET", "/oauth/token/accessible-resources", None),
+])  # fmt: skip
+def test_each_endpoint_and_method_draws_on_its_own_burst_budget(method: str, path: str, budget: str | None) -> None:
+    assert endpoint_of(httpx.Request(method, f"https://api.atlassian.com{path}")) == budget
 
 
 def test_a_lost_bulk_answer_is_not_resent_and_says_the_issues_may_exist(

@@ -52,6 +52,7 @@ from .workflow import (
     TransitionMenu,
     comment_once,
     move_to_status,
+    next_step,
 )
 from .writer import (
     DEST,
@@ -84,6 +85,7 @@ __all__ = [
     "known_issue_id",
     "lookup_issues",
     "move_to_status",
+    "next_step",
     "one_line",
     "outcome_metadata",
     "reconcile",

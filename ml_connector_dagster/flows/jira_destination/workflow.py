@@ -15,9 +15,10 @@ __all__ = [
     "TransitionMenu",
     "comment_once",
     "move_to_status",
+    "next_step",
 ]
 
-MAX_HOPS = 8
+MAX_HOPS = 12
 
 
 def _find_comment(client: JiraClient, key: str, marker: str) -> Comment | None:
@@ -64,46 +65,106 @@ class TransitionMenu:
                 self._by_status[name] = available
         return available
 
+    def known(self, status: str | None) -> list[Transition] | None:
+        """The transitions out of ``status`` if Jira was asked already (None: not yet)."""
+        with self._lock:
+            return self._by_status.get((status or "").casefold())
+
+    def hops_to(self, start: str | None, target: str) -> int | None:
+        """The fewest transitions from ``start`` to ``target`` through the statuses Jira was asked about
+        (None: no such route is known yet)."""
+        goal, origin = target.casefold(), (start or "").casefold()
+        with self._lock:
+            graph = {status: [(t.to_status or "").casefold() for t in offered]
+                     for status, offered in self._by_status.items()}  # fmt: skip
+        frontier, hops, reached = [origin], 0, {origin}
+        while frontier:
+            if goal in frontier:
+                return hops
+            frontier = [nxt for status in frontier for nxt in graph.get(status, []) if nxt not in reached]
+            reached.update(frontier)
+            hops += 1
+        return None
+
+
+def next_step(available: Sequence[Transition], current: str | None, target: str, path: Sequence[str],
+              seen: Sequence[str] = (), menu: TransitionMenu | None = None) -> Transition | None:
+    """The transition to take from ``current`` towards ``target``, to a status not ``seen`` yet.
+
+    A direct one; else the first step of the shortest route through the transitions ``menu`` knows;
+    else the one that comes closest along ``path`` (the statuses a flow maps to, in its order); else,
+    within a walk (``seen`` given), a step to a status not visited yet, preferably one whose own
+    transitions are still unknown: a workflow may need a detour (Disputed -> In Review -> Approved ->
+    Done) that no ordering of the mapped statuses shows.
+    """
+    goal = target.casefold()
+    step = next((t for t in available if (t.to_status or "").casefold() == goal), None)
+    if step is not None:
+        return step
+    visited = {s.casefold() for s in seen} | {(current or "").casefold()}
+    fresh = [t for t in available if (t.to_status or "").casefold() not in visited]
+    if menu is not None:
+        routes = [(hops, index, t) for index, t in enumerate(fresh)
+                  if (hops := menu.hops_to(t.to_status, target)) is not None]  # fmt: skip
+        if routes:
+            return min(routes, key=lambda route: (route[0], route[1]))[2]
+    order = {status.casefold(): index for index, status in enumerate(path)}
+    if goal in order:
+        distance = abs(order.get((current or "").casefold(), len(path) * 2) - order[goal])
+        closer = [t for t in fresh if (t.to_status or "").casefold() in order
+                  and abs(order[(t.to_status or "").casefold()] - order[goal]) < distance]  # fmt: skip
+        if closer:
+            return min(closer, key=lambda t: abs(order[(t.to_status or "").casefold()] - order[goal]))
+    if not seen:
+        return None
+    unexplored = [t for t in fresh if menu is None or menu.known(t.to_status) is None]
+    return (unexplored or fresh or [None])[0]
+
 
 def move_to_status(client: JiraClient, key: str, current: str | None, target: str, path: Sequence[str],
                    menu: TransitionMenu | None = None) -> int:
     """Walk the issue's workflow to ``target``; return how many transitions it took.
 
-    A direct transition is taken when Jira offers one; otherwise the step that comes closest to
-    ``target`` along ``path`` (the statuses in workflow order). Raises ``StatusUnreachable``.
-    With a ``menu`` the transitions offered are remembered per status across issues.
+    A direct transition is taken when Jira offers one; otherwise the first step of a known route, or
+    the step that comes closest to ``target`` along ``path``, or a status not visited yet (see
+    :func:`next_step`). Raises ``StatusUnreachable``. With a ``menu`` the transitions offered are
+    remembered per status across issues.
+
+    ``current`` is what the caller believes, and may be stale (a retried push carries the status its
+    plan saw): before Jira is asked what the issue offers, and after it refuses a transition, the
+    issue's real status is read, so that the offer is remembered under the status it belongs to and
+    the walk goes on from where the issue really is.
     """
-    order = {status.casefold(): index for index, status in enumerate(path)}
     goal = target.casefold()
-    seen = {(current or "").casefold()}
+    seen = [current or ""]
     hops = 0
     ask = menu is None
+    verified = False
     while (current or "").casefold() != goal:
+        if not verified and (ask or menu is None or menu.known(current) is None):
+            verified = True
+            real = client.get_issue(key, ["status"]).status_name
+            if (real or "").casefold() != (current or "").casefold():
+                current = real
+                seen.append(current or "")
+                continue
         available = client.transitions(key) if menu is None else menu.offered(client, key, current, ask=ask)
-        step = next((t for t in available if (t.to_status or "").casefold() == goal), None)
-        if step is None and goal in order:
-            distance = abs(order.get((current or "").casefold(), len(path) * 2) - order[goal])
-            closer = [t for t in available if (t.to_status or "").casefold() in order
-                      and (t.to_status or "").casefold() not in seen
-                      and abs(order[(t.to_status or "").casefold()] - order[goal]) < distance]  # fmt: skip
-            step = min(closer, key=lambda t: abs(order[(t.to_status or "").casefold()] - order[goal]), default=None)
+        step = next_step(available, current, target, path, seen, menu)
         if step is None or hops >= MAX_HOPS:
             if not ask:  # remembered for another issue: ask Jira what this one offers
                 ask = True
                 continue
-            if hops == 0 and (client.get_issue(key, ["status"]).status_name or "").casefold() == goal:
-                return 0
             reachable = ", ".join(sorted({t.to_status or t.name for t in available})) or "none"
             raise StatusUnreachable(f"issue {key} is in status {current!r}; no way to {target!r} (reachable: {reachable})")
         try:
             client.transition(key, step.id)
         except ClientError:
-            if ask:
+            if ask and verified:
                 raise
-            ask = True  # this issue refuses a remembered transition: ask Jira for its own
+            ask, verified = True, False  # refused: the issue is elsewhere, or offers other transitions
             continue
         ask = menu is None
         hops += 1
         current = step.to_status
-        seen.add((current or "").casefold())
+        seen.append(current or "")
     return hops

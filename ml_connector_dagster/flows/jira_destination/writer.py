@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from ml_connector_dagster.core.http import ApiError
 from ml_connector_dagster.core.ledger import Ledger, Link
 from ml_connector_dagster.systems.jira.client import BulkCreateInterrupted, JiraClient, StatusUnreachable
-from ml_connector_dagster.systems.jira.models import BulkCreateResult, JiraIssue
+from ml_connector_dagster.systems.jira.models import BulkCreateResult, JiraIssue, Transition
 
 from ..destination import CreateInDoubt
 from .records import RECHECK, Action, PlannedIssueBase
@@ -84,7 +84,19 @@ class IssueWriter:
         raise NotImplementedError
 
     def _after_create(self, record: Any, issue_id: str, key: str, status: str | None) -> None:
-        """Called for each issue created (or found created by an unanswered call)."""
+        """Called for each issue created (or found created by an unanswered call), with its status."""
+
+    def _status_settled(self, record: Any, status: str | None) -> bool:
+        """Whether a new issue in ``status`` needs no move (a flow whose issues follow a status says when)."""
+        return True
+
+    def _create_transition(self, record: Any) -> Transition | None:
+        """The transition the create of ``record`` asks Jira to apply at once (None: none).
+
+        The bulk create carries it, so a new issue bound for a later status costs no call of its
+        own; the issue's status after the create is this transition's when Jira applied it.
+        """
+        return None
 
     # -- ledger and outcome helpers --------------------------------------------------------------
     def _link(self, record: PlannedIssueBase, issue_id: str, key: str | None, hash_: str) -> Link:
@@ -112,8 +124,11 @@ class IssueWriter:
         self.ledger.resolve_dead_letters_for(self.asset, self.outcome.succeeded)
 
     # -- creates ---------------------------------------------------------------------------------
-    def _create_chunk(self, chunk: Sequence[Any]) -> None:
-        """Create the chunk's records (at most one bulk request) that no earlier attempt created."""
+    def _create_chunk(self, chunk: Sequence[Any], hashes: Mapping[str, str] | None = None) -> None:
+        """Create the chunk's records (at most one bulk request) that no earlier attempt created.
+
+        ``hashes``: the renderings' content hashes when the caller has them already (record id -> hash).
+        """
         links = self.ledger.links_for(self.flow, [r.record_id for r in chunk])
         ready: list[Any] = []
         doubtful: list[tuple[Any, Link]] = []
@@ -121,6 +136,12 @@ class IssueWriter:
             link = links.get(record.record_id)
             if link is None:
                 ready.append(record)
+            elif link.state == "linked" and link.content_hash == RECHECK:
+                # Created, but left unfinished by an earlier attempt (its status move failed or never ran,
+                # or the record changed meanwhile): no success to count. A dead letter makes sure a plan
+                # compares the issue again (the replay), even if the partition never runs again.
+                self._dead_letter(record.record_id, record.payload, f"{link.dest_key or 'the issue'} was created "
+                                  "but not brought up to date; the replay compares it again", record.partition_key)
             elif link.state == "linked":  # created by an earlier attempt, or a concurrent run
                 if link.run_id == self.run_id:
                     self.outcome.created += 1
@@ -128,7 +149,9 @@ class IssueWriter:
             else:
                 doubtful.append((record, link))
         ready += self._settle(doubtful, just_sent=False)
-        intents = [(r.record_id, r.issue.source_version, r.issue.content_hash) for r in ready if r.issue is not None]
+        known = hashes or {}
+        hashes = {r.record_id: known.get(r.record_id) or r.issue.content_hash for r in ready if r.issue is not None}
+        intents = [(r.record_id, r.issue.source_version, hashes[r.record_id]) for r in ready if r.issue is not None]
         linked = self.ledger.mark_pending_many(self.flow, intents, DEST, self.run_id)  # one commit per chunk
         marked = []
         for record in ready:
@@ -137,14 +160,21 @@ class IssueWriter:
                 continue
             marked.append(record)
         if marked:
-            self._send(marked)
+            self._send(marked, hashes)
 
-    def _send(self, marked: list[Any]) -> None:
-        updates = [{"fields": self._create_fields(r)} for r in marked if r.issue is not None]
+    def _send(self, marked: list[Any], hashes: Mapping[str, str]) -> None:
+        moves = [self._create_transition(r) for r in marked]
+        updates = []
+        for record, move in zip(marked, moves, strict=True):
+            assert record.issue is not None
+            update: dict[str, Any] = {"fields": self._create_fields(record)}
+            if move is not None:
+                update["transition"] = {"id": move.id}
+            updates.append(update)
         try:
             result = self.client.bulk_create(updates)
         except BulkCreateInterrupted as exc:
-            self._created(marked, exc.result)
+            self._created(marked, exc.result, moves, hashes)
             for index in exc.not_sent:  # never reached Jira: drop the intent, send on the retry
                 self.ledger.forget_link(self.flow, marked[index].record_id)
                 self.outcome.deferred.append(marked[index].record_id)
@@ -157,21 +187,36 @@ class IssueWriter:
                 for record in marked:  # refused before anything was created (4xx, 429 included)
                     self.ledger.forget_link(self.flow, record.record_id)
             raise  # a 5xx may have created some: the pending marks stay, the retry looks them up
-        self._created(marked, result)
+        self._created(marked, result, moves, hashes)
 
-    def _created(self, marked: list[Any], result: BulkCreateResult) -> None:
+    def _created(self, marked: list[Any], result: BulkCreateResult, moves: Sequence[Transition | None],
+                 hashes: Mapping[str, str]) -> None:
+        statuses: dict[int, str | None] = {}
+        for created in result.created:
+            move = moves[created.index]
+            # None asked, or refused: the issue is where its workflow starts.
+            statuses[created.index] = move.to_status if move is not None and created.transitioned else self.initial_status
         links = []
         for created in result.created:
             record = marked[created.index]
             assert record.issue is not None
-            links.append(self._link(record, created.id, created.key, record.issue.content_hash))
+            # An issue whose status must still move is linked with a recheck hash until the move is done:
+            # a process dying before then leaves it to be compared (and moved) by the next attempt.
+            settled = self._status_settled(record, statuses[created.index])
+            links.append(self._link(record, created.id, created.key, hashes[record.record_id] if settled else RECHECK))
         self.ledger.record_links(links)
         for created in result.created:
             record = marked[created.index]
             self.outcome.created += 1
             self.outcome.succeeded.append(record.record_id)
             self._touched(created.key)
-            self._after_create(record, created.id, created.key, self.initial_status)
+            move = moves[created.index]
+            if move is not None and created.transitioned:
+                self.outcome.transitioned += 1
+            elif move is not None:
+                self.log.info(f"{self.asset}: {created.key} was created but not moved to {move.to_status!r} "
+                              f"({created.transition_error or 'no answer for the transition'}); moving it on its own")
+            self._after_create(record, created.id, created.key, statuses[created.index])
         for failed in result.failed:
             record = marked[failed.index]
             self.ledger.forget_link(self.flow, record.record_id)  # refused: no issue exists
@@ -188,8 +233,9 @@ class IssueWriter:
             issue = found.get(record.external_id)
             if issue is not None:
                 same = link is None or link.content_hash == record.issue.content_hash
+                settled = same and self._status_settled(record, issue.status_name)
                 self.ledger.record_links([self._link(record, issue.id, issue.key,
-                                                     record.issue.content_hash if same else RECHECK)])
+                                                     record.issue.content_hash if settled else RECHECK)])
                 self.log.info(f"{self.asset}: {record.record_id} was created as {issue.key} by an unanswered call")
                 self.outcome.created += 1
                 self.outcome.succeeded.append(record.record_id)
@@ -220,7 +266,9 @@ class IssueWriter:
             if record.action is Action.LINK:
                 self.ledger.record_links([self._link(record, record.issue_id, key, RECHECK)])
             for body, marker in comments:
-                comment_once(self.client, key, body, marker, look_first=self.retrying)
+                # Always looked for first: an earlier run may have posted it and stopped before the ledger
+                # moved (a refused field update, a dead worker), and only the issue can tell.
+                comment_once(self.client, key, body, marker, look_first=True)
                 self.outcome.commented += 1
             self.client.update_issue(key, fields)
             if transition_to:

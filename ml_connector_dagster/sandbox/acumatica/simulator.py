@@ -69,6 +69,7 @@ _ON_HOLD = "Document is On Hold and cannot be released."
 _NOT_APPROVED = "The document has not been approved and cannot be released."
 _INVALID_STATUS = "Document Status is invalid for processing."
 _NO_ENTITY = "No entity satisfies the condition."
+_INTERRUPTED = "The operation has been interrupted: the application was restarted while the process ran."
 _OUT_OF_BALANCE = "Document is out of balance."
 _TICKS_AT_EPOCH = 621_355_968_000_000_000  # .NET ticks (100 ns since 0001-01-01) at 1970-01-01
 
@@ -519,6 +520,10 @@ class AcumaticaSimulator(Simulator):
     def _finish(self, operation: Operation) -> None:
         entity = ENTITIES[operation.entity]
         record = self.records[entity.collection].get(operation.record_id)
+        if record is not None and self.fault_roll(self.fault_plan.action_interrupt_rate, "action_interrupted"):
+            # The application pool recycled under the running process: it fails, the document stays as it was.
+            operation.state, operation.error = "failed", _INTERRUPTED
+            return
         status = None if record is None else record.get("Status")
         error = (_NO_ENTITY if record is None else _ON_HOLD if status == "On Hold"
                  else _NOT_APPROVED if status in ("Pending Approval", "Rejected")

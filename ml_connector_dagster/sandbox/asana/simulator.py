@@ -430,10 +430,10 @@ class AsanaSimulator(OAuthEndpoints, CatalogEndpoints, TaskEndpoints, WebhookEnd
             body = {"data": data} if method in ("POST", "PUT", "PATCH") else None
             inner = Call(call.caller, method, path, {}, query, body, call.base_url)
             faulty = self._faults_apply_to(method, path)
-            if faulty and self.fault_roll(self.fault_plan.error_rate):
+            if faulty and self.fault_roll(self.fault_plan.error_rate, "server_error_5xx"):
                 return Answer(500, error_body("Server Error", phrase=self._phrase()))
             answer = self._dispatch(inner)
-            if faulty and answer.status < 300 and self.fault_roll(self.fault_plan.timeout_after_rate):
+            if faulty and answer.status < 300 and self.fault_roll(self.fault_plan.timeout_after_rate, "timeout_after_apply"):
                 # Applied, yet answered as failed: the client cannot know which.
                 return Answer(500, error_body("Server Error", phrase=self._phrase()))
             return answer

@@ -315,7 +315,7 @@ class IssueEndpoints:
         created, failed = [], []
         for number, spec in enumerate(updates):
             try:
-                issue, _ = self._create(spec, call.caller)
+                issue, transition = self._create(spec, call.caller)
             except FieldErrors as exc:
                 failed.append({
                     "status": 400,
@@ -323,7 +323,10 @@ class IssueEndpoints:
                     "failedElementNumber": number,
                 })
                 continue
-            created.append(self._created_json(issue, call.caller.api_base))
+            answer = self._created_json(issue, call.caller.api_base)
+            if transition is not None:  # CreatedIssue.transition: how the requested transition went
+                answer["transition"] = transition
+            created.append(answer)
         return JSONResponse({"issues": created, "errors": failed}, status_code=201 if created else 400)
 
     def _issue_or_404(self, call: Call) -> Issue | Response:

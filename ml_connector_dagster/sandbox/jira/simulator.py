@@ -458,7 +458,12 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
         return issue
 
     def _reindex_later(self, issue: Issue) -> None:
-        issue.versions.append((self.clock.time() + self.index_delay_s * self.time_scale, issue.snapshot()))
+        delay = self.index_delay_s
+        lagging = self.fault_plan.search_index_delay_s
+        if lagging is not None and lagging > delay:  # an index falling behind: counted as a fault
+            delay = lagging
+            self.count_fault("search_index_delay")
+        issue.versions.append((self.clock.time() + delay * self.time_scale, issue.snapshot()))
         del issue.versions[:-8]
 
     def _indexed(self, issue: Issue, now: float) -> dict[str, Any] | None:

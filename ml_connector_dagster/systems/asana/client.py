@@ -9,7 +9,8 @@ Asana's traps, handled here so that no flow meets them:
   never judged by a short page. Offsets expire: an expired one restarts the listing from the top,
   and records already yielded are not yielded twice.
 - ``POST /batch`` takes 10 actions and answers each one on its own: :meth:`AsanaClient.batch`
-  maps every answer back to the caller's index. Creates are not idempotent: an action answered 429
+  maps every answer back to the caller's index. The rate limit counts the request and each of its
+  actions, so a batch spends 11 of the shared budget's tokens (the budget is in counted requests). Creates are not idempotent: an action answered 429
   (refused, nothing applied) is resent after ``Retry-After``, any other unanswered or 5xx create is
   ``in_doubt`` and is only retried after a lookup (:meth:`AsanaClient.ensure_tasks`).
 - Search is premium-only (402) and eventually consistent: dedupe lists a project's tasks once
@@ -39,6 +40,7 @@ from ml_connector_dagster.core.http import (
     TransportFailure,
     build_http_client,
     raise_for_api_error,
+    rate_cost,
     rate_limiter_for,
     retry_after_seconds,
     retry_safe,
@@ -553,7 +555,10 @@ class AsanaClient:
 
     def _batch_request(self, actions: list[BatchAction], indexes: list[int]) -> list[BatchResult]:
         safe = retry_safe() if all(a.idempotent for a in actions) else {}
-        response = self._http.post("batch", json={"data": {"actions": [a.as_json() for a in actions]}}, extensions=safe)
+        # Asana counts the batch request and each of its actions against the token's budget.
+        extensions = {**safe, **rate_cost(1 + len(actions))}
+        response = self._http.post("batch", json={"data": {"actions": [a.as_json() for a in actions]}},
+                                   extensions=extensions)
         if response.status_code == 429 and not safe:
             # The whole request was refused before any action ran: nothing applied, so resend it.
             self._limiter.pause_for(retry_after_seconds(response) or 1.0)

@@ -13,6 +13,9 @@ Jira's traps, handled here so that no flow meets them:
 - Dynamic webhooks expire after 30 days and must not be registered twice: :meth:`ensure_webhook`.
 - JQL dates without a zone are read in the account's timezone: :func:`jql_datetime` sends epoch
   milliseconds, which no timezone can change.
+- Burst limits count per endpoint and method (``POST /issue/{id}/transitions`` has its own 100/s):
+  :func:`rate_budget` gives every endpoint its own share of the configured rate, so creates never
+  wait behind transitions.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ __all__ = [
     "jql_datetime",
     "jql_field",
     "jql_string",
+    "rate_budget",
     "seed_refresh_token",
 ]
 
@@ -80,6 +84,7 @@ EXTERNAL_ID_BATCH = 40  # ids per lookup query: keeps the JQL well under Jira's 
 SEARCH_PAGE_SIZE = 100
 _THROTTLED_WRITE_ATTEMPTS = 5
 _CUSTOM_FIELD_ID = re.compile(r"customfield_(\d+)")
+_KEY_OR_ID_SEGMENT = re.compile(r"/(?:[A-Z][A-Z0-9_]*-\d+|\d+)(?=/|$)")
 
 
 class CloudIdNotFound(LookupError):
@@ -113,6 +118,28 @@ class BulkCreateInterrupted(TransportFailure):
         self.result = result
         self.in_doubt = in_doubt
         self.not_sent = not_sent
+
+
+# --- rate budgets ----------------------------------------------------------------------------------
+
+
+def endpoint_of(request: httpx.Request) -> str | None:
+    """The burst budget a request draws on: its method and path template (``POST /rest/api/3/issue/{id}/transitions``).
+
+    Calls outside the REST API (the OAuth gateway's) draw on the system's own budget (None).
+    """
+    _, found, rest = request.url.path.partition("/rest/")
+    if not found:
+        return None
+    root, _, tail = rest.partition("/")  # api, webhooks ...
+    version, _, tail = tail.partition("/")  # 3, 1.0 ...: not an id
+    folded = _KEY_OR_ID_SEGMENT.sub("/{id}", f"/{tail}") if tail else ""
+    return f"{request.method} /rest/{root}/{version}{folded}"
+
+
+def rate_budget(rate_per_s: float | None = None, burst: int | None = None) -> RateLimiter:
+    """The process-wide Jira budget: ``rate_per_s`` and ``burst`` for each endpoint and method."""
+    return rate_limiter_for(SYSTEM, rate_per_s, burst, per=endpoint_of)
 
 
 # --- JQL -------------------------------------------------------------------------------------------
@@ -215,6 +242,18 @@ def _jira_error_detail(response: httpx.Response) -> str:
     return "; ".join(messages)
 
 
+def _created_issue(index: int, issue: Mapping[str, Any]) -> CreatedIssue:
+    """One element of a bulk-create answer, with the outcome of the transition it asked for."""
+    moved = issue.get("transition") if isinstance(issue.get("transition"), dict) else {}
+    status = moved.get("status")
+    errors = moved.get("errorCollection") or {}
+    messages = [str(m) for m in errors.get("errorMessages") or []]
+    messages += [f"{name}: {text}" for name, text in sorted((errors.get("errors") or {}).items())]
+    return CreatedIssue(index=index, id=str(issue["id"]), key=issue["key"], self_url=issue.get("self"),
+                        transition_status=status if isinstance(status, int) else None,
+                        transition_error="; ".join(messages) or None)
+
+
 def _in_chunks(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
     for start in range(0, len(items), size):
         yield start, items[start : start + size]
@@ -284,7 +323,7 @@ class JiraClient:
         secrets = (client_secret,)
         http = build_http_client(
             SYSTEM, base, auth=auth, transport=transport, timeout=timeout, retry=retry,
-            rate_limiter=rate_limiter or rate_limiter_for(SYSTEM), secrets=secrets,
+            rate_limiter=rate_limiter or rate_budget(), secrets=secrets,
             headers={"Accept": "application/json"},
         )  # fmt: skip
         try:
@@ -318,7 +357,7 @@ class JiraClient:
         secrets = (api_token,)
         http = build_http_client(
             SYSTEM, f"{site}/rest/api/3/", auth=httpx.BasicAuth(email, api_token), transport=transport,
-            timeout=timeout, retry=retry, rate_limiter=rate_limiter or rate_limiter_for(SYSTEM),
+            timeout=timeout, retry=retry, rate_limiter=rate_limiter or rate_budget(),
             secrets=secrets, headers={"Accept": "application/json"},
         )  # fmt: skip
         return cls(http, site=AccessibleResource(id="", name=site, url=site), secrets=secrets)
@@ -416,8 +455,9 @@ class JiraClient:
         """Create issues, 50 per request; indexes in the result are positions in ``issue_updates``.
 
         Elements Jira refuses come back in ``failed`` (Jira answers 201 when some were created and 400
-        when none were; neither raises). Not retried: when a chunk's answer is lost,
-        :class:`BulkCreateInterrupted` says which indexes are in doubt.
+        when none were; neither raises). An element may carry ``{"transition": {"id": ...}}``: Jira
+        moves the new issue at once and answers how that went in its ``transition_status``. Not
+        retried: when a chunk's answer is lost, :class:`BulkCreateInterrupted` says which indexes are in doubt.
         """
         result = BulkCreateResult()
         for start, chunk in _in_chunks(issue_updates, BULK_CREATE_LIMIT):
@@ -462,10 +502,7 @@ class JiraClient:
                 response, f"{len(issues)} issues created for {len(succeeded)} accepted elements; "
                 "look the records up by external id before creating them again",
             )  # fmt: skip
-        created = [
-            CreatedIssue(index=index, id=str(issue["id"]), key=issue["key"], self_url=issue.get("self"))
-            for index, issue in zip(succeeded, issues, strict=True)
-        ]
+        created = [_created_issue(index, issue) for index, issue in zip(succeeded, issues, strict=True)]
         return BulkCreateResult(created=created, failed=sorted(failed, key=lambda f: f.index))
 
     def _protocol_error(self, response: httpx.Response, detail: str) -> ApiError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ml_connector_dagster.config import JiraSettings
 from ml_connector_dagster.core.http import AuthenticationFailed
+from ml_connector_dagster.core.oauth import ConsentRequired
 
 from .client import CloudIdNotFound
 from .resource import JiraResource
@@ -47,6 +48,9 @@ def fix_hint(error: Exception, settings: JiraSettings) -> str | None:
         return f"{_CONSENT}, granting {', '.join(error.missing)}"
     if isinstance(error, CloudIdNotFound):
         return f"check systems.jira.cloud_id / site_url, or {_CONSENT} on the right site"
+    # The resource turns a lost grant into a step failure that is not retried; its cause says why.
+    if isinstance(error, ConsentRequired) or isinstance(error.__cause__, ConsentRequired):
+        return f"the refresh token is revoked, expired or missing: {_CONSENT}"
     if not isinstance(error, AuthenticationFailed):
         return None
     detail = error.detail

@@ -16,11 +16,12 @@ import httpx
 from pydantic import Field
 
 from ml_connector_dagster.config import JiraSettings, connector_home
-from ml_connector_dagster.core.http import DEFAULT_TIMEOUT, rate_limiter_for
+from ml_connector_dagster.core.http import DEFAULT_TIMEOUT
 from ml_connector_dagster.core.ledger import Ledger
+from ml_connector_dagster.core.oauth import ConsentRequired
 from ml_connector_dagster.core.vault import Vault
 
-from .client import REFRESH_TOKEN_KEY, SYSTEM, JiraClient, seed_refresh_token
+from .client import REFRESH_TOKEN_KEY, JiraClient, rate_budget, seed_refresh_token
 
 __all__ = ["JiraResource"]
 
@@ -34,7 +35,8 @@ class JiraResource(dg.ConfigurableResource):
     auth_url: str = Field("https://auth.atlassian.com", description="Where 3LO tokens are refreshed.")
     site_url: str | None = Field(None, description="https://<site>.atlassian.net: the api_token base, or picks the 3LO site.")
     cloud_id: str | None = Field(None, description="Picks the 3LO site; resolved from accessible-resources when unset.")
-    rate_per_s: float = Field(10.0, gt=0, description="Shared request budget per process.")
+    rate_per_s: float = Field(10.0, gt=0, description="Shared request budget per process, of each endpoint and method "
+                              "(Jira's burst limits count per endpoint).")
     burst: int = Field(10, ge=1)
     timeout_s: float = Field(30.0, gt=0)
     client_id: str | None = Field(None, repr=False)
@@ -87,7 +89,7 @@ class JiraResource(dg.ConfigurableResource):
         ``refresh_token`` only while the Vault has none). ``transport`` lets tests talk to an
         in-process simulator.
         """
-        limiter = rate_limiter_for(SYSTEM, self.rate_per_s, self.burst)
+        limiter = rate_budget(self.rate_per_s, self.burst)
         if self.auth == "api_token":
             if not self.site_url:
                 raise ValueError("Jira api_token auth needs site_url (https://<site>.atlassian.net)")
@@ -109,5 +111,8 @@ class JiraResource(dg.ConfigurableResource):
                 transport=transport, timeout=self._timeout(), rate_limiter=limiter,
             ) as client:  # fmt: skip
                 yield client
+        except ConsentRequired as exc:
+            # No retry brings a revoked grant back: the step fails at once, and the run's alert says what to do.
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         finally:
             ledger.dispose()

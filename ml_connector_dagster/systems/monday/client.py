@@ -84,6 +84,7 @@ API_PATH = "/v2"
 PER_QUERY_LIMIT = 5_000_000
 PERSONAL_TOKEN_BUDGET = 10_000_000  # points per minute (app tokens: 5M read + 5M write)
 ITEM_WRITE_COST = 10_100  # create_item / change_multiple_column_values ~10,000 + the fields read back
+WRITE_ITSELF_COST = 10_000  # what an item write costs before anything is read back
 READ_COST_ESTIMATE = 50_000  # a 500-item page with its column values
 MAX_PAGE_SIZE = 500
 LOOKUP_CHUNK = 100  # values per items_page_by_column_values request
@@ -94,6 +95,7 @@ RESET_MARGIN_S = 1.0  # monday rounds reset_in_x_seconds; arriving a second late
 _LOCKED_BACKOFF_S = 0.25
 _RETRY_ALIAS_CODES = frozenset({"RESOURCE_LOCKED", "COMPLEXITY_BUDGET_EXHAUSTED"})
 COMPLEXITY_FIELDS = "complexity { before after query reset_in_x_seconds }"
+_KEY_FIELDS = "id name column_values(ids: $keys) { id type text value }"  # an item's identity, for dedupe
 ITEM_FIELDS = """
 fragment ItemFields on Item {
   id
@@ -273,7 +275,7 @@ class MondayClient:
         self.api_version = api_version
         self.budget = budget
         self._sleep = sleep
-        self.max_batch = max(1, min(max_batch, PER_QUERY_LIMIT // ITEM_WRITE_COST))
+        self.max_batch = max(1, max_batch)  # also capped, request by request, by the 5M points of one query
         self._write_cost = ITEM_WRITE_COST
         self.last_complexity: Complexity | None = None
 
@@ -431,11 +433,14 @@ class MondayClient:
             raise MondayApiError([MondayError(message="Board not found", code="InvalidBoardIdException")])
         yield from self._follow(boards[0]["items_page"], page_size)
 
-    def _follow(self, page: Mapping[str, Any], page_size: int) -> Iterator[Item]:
+    def _follow(self, page: Mapping[str, Any], page_size: int, *, key_only: bool = False,
+                keys: Sequence[str] = ()) -> Iterator[Item]:  # fmt: skip
+        fields, fragment = _item_selection(key_only)
         document = (
-            "query NextItemsPage($cursor: String!, $limit: Int!) {"
+            "query NextItemsPage($cursor: String!, $limit: Int!"
+            + (", $keys: [String!]" if key_only else "") + ") {"
             f" {COMPLEXITY_FIELDS} next_items_page(cursor: $cursor, limit: $limit)"
-            " { cursor items { ...ItemFields } } }" + ITEM_FIELDS
+            f" {{ cursor items {{ {fields} }} }} }}" + fragment
         )
         while True:
             for raw in page.get("items") or []:
@@ -443,32 +448,63 @@ class MondayClient:
             cursor = page.get("cursor")
             if not cursor:
                 return
-            page = self._read(document, {"cursor": cursor, "limit": page_size})["next_items_page"]
+            variables: dict[str, Any] = {"cursor": cursor, "limit": page_size}
+            if key_only:
+                variables["keys"] = list(keys)
+            page = self._read(document, variables)["next_items_page"]
 
     def find_items_by_column_values(
-        self, board_id: str, column_id: str, values: Sequence[str], *, chunk: int = LOOKUP_CHUNK
+        self, board_id: str, column_id: str, values: Sequence[str], *, chunk: int = LOOKUP_CHUNK,
+        key_only: bool = False,
     ) -> dict[str, list[Item]]:
         """Items whose ``column_id`` shows one of ``values``, by value (absent values: no key).
 
         Many values per request (``items_page_by_column_values``), every page followed: the dedupe
-        lookup before creating items keyed by an external id.
+        lookup before creating items keyed by an external id. ``key_only`` reads back each item's id,
+        name and that column only, at a fraction of the complexity of every field.
         """
+        fields, fragment = _item_selection(key_only)
         document = (
-            "query ItemsByColumnValues($board: ID!, $limit: Int!, $columns: [ItemsPageByColumnValuesQuery!]) {"
+            "query ItemsByColumnValues($board: ID!, $limit: Int!, $columns: [ItemsPageByColumnValuesQuery!]"
+            + (", $keys: [String!]" if key_only else "") + ") {"
             f" {COMPLEXITY_FIELDS} items_page_by_column_values(board_id: $board, limit: $limit, columns: $columns)"
-            " { cursor items { ...ItemFields } } }" + ITEM_FIELDS
+            f" {{ cursor items {{ {fields} }} }} }}" + fragment
         )
         wanted = list(dict.fromkeys(str(v) for v in values if v is not None and str(v) != ""))
         found: dict[str, list[Item]] = {}
         for start in range(0, len(wanted), max(1, chunk)):
             part = wanted[start:start + chunk]
-            variables = {"board": str(board_id), "limit": MAX_PAGE_SIZE,
-                         "columns": [{"column_id": column_id, "column_values": part}]}  # fmt: skip
+            variables: dict[str, Any] = {"board": str(board_id), "limit": MAX_PAGE_SIZE,
+                                         "columns": [{"column_id": column_id, "column_values": part}]}
+            if key_only:
+                variables["keys"] = [column_id]
             page = self._read(document, variables)["items_page_by_column_values"]
-            for item in self._follow(page, MAX_PAGE_SIZE):
+            for item in self._follow(page, MAX_PAGE_SIZE, key_only=key_only, keys=[column_id]):
                 key = item.text(column_id) if column_id != "name" else item.name
                 if key in part:
                     found.setdefault(key, []).append(item)
+        return found
+
+    def items_by_column(self, board_id: str, column_id: str) -> dict[str, list[Item]]:
+        """Every item of a board by the text of ``column_id`` (id, name and that column read back).
+
+        One listing, 500 items a page: for a dedupe over many values on a board of few items, fewer
+        requests and points than looking the values up.
+        """
+        document = (
+            "query KeyedItems($board: ID!, $limit: Int!, $keys: [String!]) {"
+            f" {COMPLEXITY_FIELDS} boards(ids: [$board]) {{ items_page(limit: $limit)"
+            f" {{ cursor items {{ {_KEY_FIELDS} }} }} }} }}"
+        )
+        data = self._read(document, {"board": str(board_id), "limit": MAX_PAGE_SIZE, "keys": [column_id]})
+        boards = data.get("boards") or []
+        if not boards:
+            raise MondayApiError([MondayError(message="Board not found", code="InvalidBoardIdException")])
+        found: dict[str, list[Item]] = {}
+        for item in self._follow(boards[0]["items_page"], MAX_PAGE_SIZE, key_only=True, keys=[column_id]):
+            key = item.text(column_id) if column_id != "name" else item.name
+            if key:
+                found.setdefault(key, []).append(item)
         return found
 
     def items(self, ids: Sequence[str]) -> list[Item]:
@@ -482,22 +518,32 @@ class MondayClient:
         return found
 
     # -- writes ----------------------------------------------------------------------------------
-    def create_items(self, board_id: str, drafts: Sequence[ItemDraft]) -> BatchResult:
-        """Create items, several per request as aliases; one outcome per draft, in order."""
-        return self._write_batch(board_id, list(drafts), _create_document, _create_variables)
+    def create_items(self, board_id: str, drafts: Sequence[ItemDraft], *, key_only: bool = False) -> BatchResult:
+        """Create items, several per request as aliases; one outcome per draft, in order.
+
+        ``key_only``: each new item answers its id and name only (a create then costs 10,002 points,
+        not ~10,070 with every field read back, so a minute's budget pays for more of them).
+        """
+        return self._write_batch(board_id, list(drafts), lambda count: _create_document(count, key_only),
+                                 _create_variables)
 
     def update_items(self, board_id: str, updates: Sequence[ItemUpdate]) -> BatchResult:
         """``change_multiple_column_values`` for each update, several per request; one outcome each."""
         return self._write_batch(board_id, list(updates), _update_document, _update_variables)
 
     def _batch_size(self, wanted: int) -> int:
-        # Never more than a whole minute's budget pays for: such a request could never be accepted.
-        size = min(wanted, self.max_batch, max(1, self.budget.per_minute // self._write_cost))
+        # Never more than one query may cost, nor than a whole minute's budget pays for (such a request
+        # could never be accepted); the cost per write is what monday last charged.
+        size = min(wanted, self.max_batch, max(1, PER_QUERY_LIMIT // self._write_cost),
+                   max(1, self.budget.per_minute // self._write_cost))
         affordable = self.budget.affordable(self._write_cost)
         if affordable is not None and affordable < size:
-            if affordable >= 1:
+            if affordable * 2 >= size:
                 return affordable  # spend what is left now; the rest waits for the reset
-            self.budget.wait_for(self._write_cost, self._wait)
+            # A sliver of a batch would cost a request of its own and still leave the rest waiting for
+            # the reset: wait now and send the whole batch then (the same minutes, nearly always, and
+            # one request fewer a minute).
+            self.budget.wait_for(size * self._write_cost, self._wait)
         return size
 
     def _write_batch(self, board_id: str, entries: list[Any], document_for: Callable[[int], str],
@@ -548,8 +594,9 @@ class MondayClient:
         return retry, delay
 
     def _learn_write_cost(self, aliases: int) -> None:
+        # What monday charged, never below the write itself: the estimate sizes the next requests.
         if self.last_complexity is not None and aliases:
-            self._write_cost = max(ITEM_WRITE_COST, self.last_complexity.query // aliases)
+            self._write_cost = max(WRITE_ITSELF_COST, -(-self.last_complexity.query // aliases))
 
     # -- webhooks --------------------------------------------------------------------------------
     def webhooks(self, board_id: str) -> list[Webhook]:
@@ -582,14 +629,16 @@ class MondayClient:
 
 
 @lru_cache(maxsize=64)
-def _create_document(count: int) -> str:
+def _create_document(count: int, key_only: bool = False) -> str:
     params = ", ".join(f"$n{i}: String!, $g{i}: String, $v{i}: JSON, $l{i}: Boolean" for i in range(count))
+    answer = "{ id name }" if key_only else "{ ...ItemFields }"
     fields = "\n".join(
         f"  a{i}: create_item(board_id: $board, item_name: $n{i}, group_id: $g{i}, column_values: $v{i},"
-        f" create_labels_if_missing: $l{i}) {{ ...ItemFields }}"
+        f" create_labels_if_missing: $l{i}) {answer}"
         for i in range(count)
     )
-    return f"mutation CreateItems($board: ID!, {params}) {{\n  {COMPLEXITY_FIELDS}\n{fields}\n}}{ITEM_FIELDS}"
+    return f"mutation CreateItems($board: ID!, {params}) {{\n  {COMPLEXITY_FIELDS}\n{fields}\n}}" + (
+        "" if key_only else ITEM_FIELDS)
 
 
 def _create_variables(board_id: str, drafts: list[ItemDraft]) -> dict[str, Any]:
@@ -598,6 +647,11 @@ def _create_variables(board_id: str, drafts: list[ItemDraft]) -> dict[str, Any]:
         variables |= {f"n{i}": draft.name, f"g{i}": draft.group_id, f"l{i}": draft.create_labels_if_missing,
                       f"v{i}": json.dumps(draft.column_values, ensure_ascii=False) if draft.column_values else None}  # fmt: skip
     return variables
+
+
+def _item_selection(key_only: bool) -> tuple[str, str]:
+    """What a read asks of each item: every field (``ItemFields``), or its id, name and the ``$keys`` columns."""
+    return (_KEY_FIELDS, "") if key_only else ("...ItemFields", ITEM_FIELDS)
 
 
 @lru_cache(maxsize=64)
