@@ -26,12 +26,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     model_validator,
 )
 
 from ml_connector_dagster.core.landing import id_problem
 from ml_connector_dagster.core.moments import to_utc
+from ml_connector_dagster.core.validation import describe_error, validate_record
 
 __all__ = [
     "AcumaticaRecord",
@@ -357,23 +357,8 @@ class Vendor(AcumaticaRecord):
     tax_registration_id: str | None = None
 
 
-def describe_error(error: ValidationError) -> str:
-    """One line naming every offending field by its API name: ``CurrencyID: Input should be ...``."""
-    parts = []
-    for item in error.errors(include_url=False):
-        where = ".".join(str(part) for part in item["loc"]) or "(record)"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
 
 
 RecordT = TypeVar("RecordT", bound=AcumaticaRecord)
 
 
-def validate_record(model: type[RecordT], plain: Any) -> RecordT | str:
-    """The plain record as ``model``, or the reason it is not one (every offending field named)."""
-    if not isinstance(plain, Mapping):
-        return f"(record): expected an object, got {type(plain).__name__}"
-    try:
-        return model.model_validate(plain)
-    except ValidationError as error:
-        return describe_error(error)

@@ -20,13 +20,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from ml_connector_dagster.core.landing import id_problem
 from ml_connector_dagster.core.moments import to_utc
+from ml_connector_dagster.core.validation import describe_error, validate_record
 
 __all__ = [
     "GlAccount",
@@ -203,23 +203,8 @@ class GlAccount(JaggaerRecord):
     active: bool = True
 
 
-def describe_error(error: ValidationError) -> str:
-    """One line naming every offending field by its API name: ``totalAmount: Input should be ...``."""
-    parts = []
-    for item in error.errors(include_url=False):
-        where = ".".join(str(part) for part in item["loc"]) or "(record)"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
 
 
 RecordT = TypeVar("RecordT", bound=JaggaerRecord)
 
 
-def validate_record(model: type[RecordT], raw: Any) -> RecordT | str:
-    """The record as ``model``, or the reason it is not one (every offending field named)."""
-    if not isinstance(raw, Mapping):
-        return f"(record): expected an object, got {type(raw).__name__}"
-    try:
-        return model.model_validate(raw)
-    except ValidationError as error:
-        return describe_error(error)
