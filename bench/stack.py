@@ -22,13 +22,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ml_connector_dagster.shutdown import stop_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = ("visma", "jira")
@@ -107,16 +108,6 @@ def _install_sigterm_unwinding() -> None:
     signal.signal(signal.SIGTERM, unwind)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def set_session_priority(pid: int, nice: int) -> None:
     """Give ``pid``'s session (its scheduler autogroup: every process it starts) the priority ``nice``.
 
@@ -127,30 +118,6 @@ def set_session_priority(pid: int, nice: int) -> None:
         Path(f"/proc/{pid}/autogroup").write_text(str(nice))
     except OSError as error:
         print(f"could not set the session's priority to {nice} ({error.strerror}); measuring without it")
-
-
-def stop_process_group(process: subprocess.Popen[bytes], *, grace_s: float = 30.0) -> None:
-    """SIGINT the leader (a clean `dagster dev` shutdown), then TERM and KILL what is left of its group."""
-    pgid = process.pid  # the leader of its own session: its pid is the group id
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace_s)
-    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        if not _group_alive(pgid):
-            break
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
-        deadline = time.monotonic() + wait_s
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            if process.poll() is None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=0.2)
-            else:
-                time.sleep(0.2)
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=5)
 
 
 @contextlib.contextmanager
