@@ -151,6 +151,49 @@ def test_an_unknown_code_is_an_invalid_grant(oauth_http: httpx.Client) -> None:
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
 
+def oauth_token(oauth_http: httpx.Client, scope: str) -> str:
+    return trade(oauth_http, code_of(authorize(oauth_http, scope=scope))).json()["access_token"]
+
+
+def test_a_field_outside_the_granted_scopes_is_refused_and_the_rest_answered(
+    sim: MondaySimulator, oauth_http: httpx.Client
+) -> None:
+    with raw_api(sim, token=oauth_token(oauth_http, "me:read")) as api:
+        response = post(api, f"{{ me {{ id }} boards(ids: [{INVOICE_BOARD}]) {{ id }} }}")
+    assert response.status_code == 200  # an application-level error, like every monday error but transport
+    body = response.json()
+    assert body["data"]["me"]["id"] == str(sim.user_id) and body["data"]["boards"] is None
+    [error] = body["errors"]
+    assert error["message"] == "User unauthorized to perform action" and error["path"] == ["boards"]
+    assert error["extensions"]["code"] == "UserUnauthorizedException"
+    assert error["extensions"]["status_code"] == 403
+
+
+def test_a_write_with_a_read_only_grant_changes_nothing(sim: MondaySimulator, oauth_http: httpx.Client) -> None:
+    before = len(sim.items_on(INVOICE_BOARD))
+    with raw_api(sim, token=oauth_token(oauth_http, "boards:read")) as api:
+        body = create(api, {})
+    assert body["data"]["created"] is None
+    assert error_codes(body) == ["UserUnauthorizedException"]
+    assert len(sim.items_on(INVOICE_BOARD)) == before
+
+
+def test_the_connectors_scopes_cover_every_field_it_asks_for(sim: MondaySimulator, oauth_http: httpx.Client) -> None:
+    from ml_connector_dagster.systems.monday.consent import SCOPES
+
+    with raw_api(sim, token=oauth_token(oauth_http, " ".join(SCOPES))) as api:
+        body = create(api, {})
+        reads = post(api, f"{{ me {{ id }} users {{ id }} workspaces {{ id }} webhooks(board_id: {INVOICE_BOARD}) {{ id }} }}")
+    assert body["data"]["created"]["id"] and "errors" not in body
+    assert "errors" not in reads.json(), reads.json()
+
+
+def test_a_personal_token_acts_with_its_users_full_rights(sim: MondaySimulator) -> None:
+    with raw_api(sim) as api:
+        body = post(api, f"{{ account {{ id }} webhooks(board_id: {INVOICE_BOARD}) {{ id }} }}").json()
+    assert not error_codes(body)
+
+
 def test_an_expired_code_is_an_invalid_grant(sim: MondaySimulator, oauth_http: httpx.Client) -> None:
     code = code_of(authorize(oauth_http))
     sim.clock.advance(601)

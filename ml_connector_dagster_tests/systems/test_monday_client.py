@@ -431,3 +431,20 @@ def test_budget_waits_only_when_the_cost_exceeds_what_is_left() -> None:
     budget.exhausted(30)
     now[0] += timedelta(seconds=31).total_seconds()
     assert budget.wait_for(10, slept.append) == 0 and slept == [30 + RESET_MARGIN_S]
+
+
+def test_a_read_outside_the_oauth_grant_fails_with_a_hint_to_consent_again(sim: MondaySimulator) -> None:
+    from ml_connector_dagster.systems.monday.ping import fix_hint
+
+    token = sim.issue_token("access", str(sim.user_id), None, scopes=("boards:read",)).value
+    transport = InProcessTransport(sim.app)
+    client = MondayClient.connect(IN_PROCESS_URL, token, transport=transport)
+    try:
+        with pytest.raises(MondayApiError) as refused:
+            client.me()
+    finally:
+        client.close()
+        transport.close()
+    assert refused.value.code == "UserUnauthorizedException"
+    hint = fix_hint(refused.value, MondaySettings(base_url=IN_PROCESS_URL, auth="oauth"))
+    assert hint is not None and "ml-connector auth monday" in hint and "me:read" in hint

@@ -52,6 +52,7 @@ from .render import (
     item_json,
     webhook_json,
 )
+from .scopes import scope_middleware
 from .tenant import Board, Column, Cursor, Item, Tenant
 from .values import changed_at_stamp, parse_input
 from .webhooks import WebhookHub
@@ -255,8 +256,8 @@ class MondaySimulator(Simulator):
     # -- the endpoint ----------------------------------------------------------------------------
     async def _graphql_endpoint(self, request: Request) -> Response:
         account_id = self.tenant.account_id
-        user_id = self._authenticate(request.headers.get("authorization"))
-        if user_id is None:
+        caller = self._authenticate(request.headers.get("authorization"))
+        if caller is None:
             return http_error(401, "Not Authenticated", "UNAUTHENTICATED", account_id=None)
         raw_version = request.headers.get("api-version")
         version = CURRENT_VERSION if raw_version is None else raw_version.strip()
@@ -276,24 +277,25 @@ class MondaySimulator(Simulator):
             return http_error(429, "Concurrency limit exceeded", "maxConcurrencyExceeded", account_id=account_id,
                               retry_after_s=1)  # fmt: skip
         try:
-            return await self._answer(request, user_id, version)
+            return await self._answer(request, *caller, version)
         finally:
             with self.lock:
                 self._in_flight -= 1
 
-    def _authenticate(self, authorization: str | None) -> int | None:
+    def _authenticate(self, authorization: str | None) -> tuple[int, frozenset[str] | None] | None:
+        """(user id, granted scopes) of the caller; scopes None for a personal token (its user's rights)."""
         # Personal and OAuth tokens go bare in Authorization; "Bearer <token>" is not a token monday knows.
         credential = (authorization or "").strip()
         if credential and credential == self.api_token:
-            return self.user_id
+            return self.user_id, None
         token = self.valid_token(credential, "access")
-        return int(token.subject) if token is not None else None
+        return (int(token.subject), frozenset(token.scopes)) if token is not None else None
 
     def _issue_oauth_token(self, scopes: tuple[str, ...]) -> str:
         # OAuth tokens live until the app is uninstalled: no expiry, no refresh token.
         return self.issue_token("access", str(self.user_id), None, scopes=scopes, client_id=self.oauth.client_id).value
 
-    async def _answer(self, request: Request, user_id: int, version: str) -> Response:
+    async def _answer(self, request: Request, user_id: int, scopes: frozenset[str] | None, version: str) -> Response:
         account_id = self.tenant.account_id
         try:
             payload = json.loads(await request.body())
@@ -329,8 +331,10 @@ class MondaySimulator(Simulator):
             entry = error_entry("Complexity budget exhausted", "COMPLEXITY_BUDGET_EXHAUSTED", retry_in_seconds=retry)
             return self._errors([entry], headers={"Retry-After": str(retry)})
         context = RequestContext(self, user_id, version, spend)
+        middleware = None if scopes is None else [scope_middleware(scopes)]
         result = await asyncio.to_thread(
-            execute, schema, document, None, context, variables, payload.get("operationName")
+            execute, schema, document, None, context, variables, payload.get("operationName"),
+            middleware=middleware,
         )
         errors = [error.formatted for error in result.errors or []]
         return JSONResponse(monday_body(account_id=account_id, data=result.data, errors=errors))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from ml_connector_dagster.config import MondaySettings
 from ml_connector_dagster.core.http import AuthenticationFailed
 
+from .client import MondayApiError
+from .consent import SCOPES
 from .resource import MondayResource
 
 __all__ = ["fix_hint", "probe"]
@@ -20,6 +22,10 @@ def probe(resource: MondayResource) -> str:
 
 def fix_hint(error: Exception, settings: MondaySettings) -> str | None:
     """What to change for monday's own refusals; None leaves the generic advice."""
+    if isinstance(error, MondayApiError) and error.code == "UserUnauthorizedException":
+        if settings.auth == "oauth":
+            return f"the grant lacks a scope: consent again with `ml-connector auth monday` (it asks for {' '.join(SCOPES)})"
+        return f"the user of {settings.api_token_env} may not do this on the account: ask a monday admin"
     if not isinstance(error, AuthenticationFailed):
         return None
     if settings.auth == "oauth":
