@@ -25,7 +25,7 @@ from ml_connector_dagster.progress import configure_progress, printing_beside_ba
 
 from .backfill import BackfillRun, backfill_outcome, memory_outcome, run_backfill, sized
 from .destinations import DESTINATIONS, Destination
-from .document import render_sections, stamp, write_report
+from .document import outcomes_in_report, render_sections, stamp, write_report
 from .incremental import incremental_outcome, measure_incremental
 from .limits import BenchLimits
 from .overhead import measure_overhead, overhead_outcome
@@ -140,14 +140,17 @@ def run(scenarios: Sequence[str], limits: BenchLimits, scale: str, destination: 
     return outcomes, ok
 
 
-def _kept_outcomes(path: Path | None, rerun: Sequence[str]) -> list[Outcome]:
-    """The outcomes of an earlier run (``--json``) of the scenarios not run now, marked as such."""
-    if path is None or not path.exists():
-        return []
-    kept = [Outcome.model_validate(o) for o in json.loads(path.read_text()) if o["key"] not in rerun]
+def _kept_outcomes(path: Path | None, report: Path, rerun: Sequence[str]) -> list[Outcome]:
+    """The outcomes of earlier runs of the scenarios not run now, marked as such: from the JSON file
+    (``--json``) when there is one, else from the generated block of the report itself."""
+    if path is not None and path.exists():
+        earlier = [Outcome.model_validate(o) for o in json.loads(path.read_text())]
+    else:
+        earlier = outcomes_in_report(report.read_text()) if report.exists() else []
+    kept = [outcome for outcome in earlier if outcome.key not in rerun]
     for outcome in kept:
         if not any("earlier run" in note for note in outcome.notes):
-            outcome.notes.append("measured in the earlier run recorded in the JSON file; the others were rerun")
+            outcome.notes.append("measured in an earlier run (its time and load in the note above); the others were rerun")
     return kept
 
 
@@ -163,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPORT, help="The Markdown report (default docs/benchmarks.md).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the outcomes as JSON here.")
     parser.add_argument("--merge", action="store_true",
-                        help="Keep the other scenarios' outcomes found in --json (rerun one scenario of a run).")
+                        help="Keep the other scenarios' outcomes found in --json, or without one in --out's "
+                             "generated block (rerun one scenario of a run; `--only ''` only rewrites the report).")
     parser.add_argument("--no-progress", action="store_true",
                         help="No progress bar on stderr (it is only drawn on a terminal anyway).")
     args = parser.parse_args(argv)
@@ -179,9 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, began = stamp(), time.perf_counter()
     command = ("python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
 
-    kept = _kept_outcomes(args.json, chosen) if args.merge else []
-
     def report(outcomes: list[Outcome]) -> None:
+        # Read again at every write: runs of other scenarios merging into the same files meanwhile keep theirs.
+        kept = _kept_outcomes(args.json, args.out, [o.key for o in outcomes] + chosen) if args.merge else []
         outcomes = sorted([*kept, *outcomes], key=lambda o: SCENARIOS.index(o.key) if o.key in SCENARIOS else 99)
         block = render_sections(outcomes, limits, command=command, scale=scale, started=started,
                                 seconds=time.perf_counter() - began)
@@ -189,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json is not None:
             args.json.write_text(json.dumps([o.model_dump() for o in outcomes], indent=2))
 
-    _, ok = run(chosen, limits, scale, args.destination, done=report)
+    outcomes, ok = run(chosen, limits, scale, args.destination, done=report)
+    if not chosen and args.merge:
+        report(outcomes)  # `--only "" --merge`: rewrite the report from the kept outcomes alone
     print(f"bench: wrote {args.out}")
     return 0 if ok else 1
 

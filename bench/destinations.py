@@ -247,16 +247,19 @@ def _monday_room(limits: BenchLimits) -> int:
 
 
 def _monday_label(endpoint: str) -> str | None:
-    return f"monday {endpoint}" if endpoint.endswith(" /v2") else None
+    # Counted per GraphQL operation: "POST /v2 CreateItems" (bench.sandbox.CountingApp).
+    return f"monday {endpoint}" if endpoint.startswith("POST /v2") else None
 
 
 def _monday_needs(job: JobFacts, limits: BenchLimits) -> list[Need]:
     """Creates as aliased mutations, as many a request as the 5M points per query allow, each costing a
-    create_item and its id read back; the board read once (its columns: the mapping) and its items
-    listed once to find those entered by hand (dedupe)."""
+    create_item and its id read back; the board read once (its columns: the mapping, and its URL) and
+    its items listed once to find those entered by hand (dedupe)."""
     per_request = limits.monday_per_query_limit // limits.monday_item_write_cost
     requests = math.ceil(job.created / per_request)
-    return [Need(endpoint="monday POST /v2", calls=requests + 2, budget=MONDAY_BUDGET, units=job.created)]
+    return [Need(endpoint="monday POST /v2 CreateItems", calls=requests, budget=MONDAY_BUDGET, units=job.created),
+            Need(endpoint="monday POST /v2 Boards", calls=1),
+            Need(endpoint="monday POST /v2 KeyedItems", calls=1)]
 
 
 MONDAY = Destination(

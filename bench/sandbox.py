@@ -6,7 +6,9 @@ a child process (``python -m bench.sandbox <name> ...``) under uvicorn, with the
 The child wraps the simulator's app with :class:`CountingApp`, which answers two bench-only routes:
 
 - ``GET /_bench/counts``: requests per ``METHOD endpoint`` and per status since the last reset
-  (``DELETE`` resets); this is how a scenario counts API calls without touching the client.
+  (``DELETE`` resets); this is how a scenario counts API calls without touching the client. A
+  GraphQL endpoint (monday's ``POST /v2``) is counted per operation name (``POST /v2 CreateItems``),
+  so a report can say which operations a job spent its requests on.
 - ``POST /_bench/touch``: ``advance_s`` later (the simulator's clock moves on), a Visma user edits
   ``count`` supplier invoices spread over the table.
 
@@ -58,6 +60,8 @@ ADF_SAMPLE = 25  # the Jira child validates every 25th ADF document
 FREEZE_EVERY = 500  # requests between two gc.freeze() in a child
 
 _ID_SEGMENT = re.compile(r"/(?:[A-Z]+-\d+|\d[\w-]*|[0-9a-f]{8}-[0-9a-f-]{27,})(?=/|$)")
+_GRAPHQL_PATHS = ("/v2",)  # monday's one endpoint: counted per operation
+_OPERATION = re.compile(rb'^\s*(?:query|mutation)\s+([A-Za-z_]\w*)')
 _API_ROOT = re.compile(r"^(?:/ex/jira/[^/]+)?(/rest/api/3|/rest/webhooks/1\.0)?")
 
 
@@ -66,6 +70,21 @@ def endpoint_of(method: str, path: str) -> str:
     root = _API_ROOT.match(path)
     assert root is not None
     return f"{method} {root.group(1) or ''}{_ID_SEGMENT.sub('/{id}', path[root.end():])}"
+
+
+def operation_of(body: bytes) -> str:
+    """The operation name of a GraphQL request body (``operationName``, else the document's first
+    ``query Name``/``mutation Name``); ``anonymous`` when it has none."""
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        return "unparsable"
+    if not isinstance(payload, dict):
+        return "unparsable"
+    if isinstance(payload.get("operationName"), str) and payload["operationName"]:
+        return payload["operationName"]
+    match = _OPERATION.match(str(payload.get("query") or "").encode())
+    return match.group(1).decode() if match else "anonymous"
 
 
 def pinned_start() -> datetime:
@@ -100,15 +119,23 @@ class CountingApp:
         self._served += 1
         if self._served % FREEZE_EVERY == 0:
             gc.freeze()  # the tenant only grows: keep full collections from walking all of it
+        body: list[bytes] | None = [] if scope["method"] == "POST" and path in _GRAPHQL_PATHS else None
+
+        async def recorded_receive() -> Any:
+            message = await receive()
+            if body is not None and message.get("type") == "http.request":
+                body.append(message.get("body", b""))
+            return message
 
         async def counted_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                label = endpoint if body is None else f"{endpoint} {operation_of(b''.join(body))}"
                 with self._lock:
-                    self.calls[endpoint] += 1
+                    self.calls[label] += 1
                     self.statuses[str(message["status"])] += 1
             await send(message)
 
-        await self.inner(scope, receive, counted_send)
+        await self.inner(scope, recorded_receive, counted_send)
 
     async def _bench(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = b""

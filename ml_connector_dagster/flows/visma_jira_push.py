@@ -1,7 +1,8 @@
 """Carrying out a plan in Jira, exactly once: creates, updates, transitions and audit comments.
 
 Creates go through Jira's bulk API, 50 at a time; a lean plan's creates are read back from the
-landing store, and rendered, one chunk ahead while the previous one is sent. A new issue whose
+landing store, and rendered, one chunk ahead while the previous ones are sent, a few bulk requests
+on the wire at once (each chunk marked pending before it leaves, linked as its answer comes). A new issue whose
 Visma status maps to a later Jira status takes its first transition in the bulk create itself
 (Jira applies it at once and answers how it went), so the usual new issue costs no call of its
 own. The transitions out of the initial status are learnt from the first new issue that needs
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -45,6 +47,7 @@ from .jira_destination import (
     RECHECK,
     Action,
     CreateInDoubt,
+    InFlight,
     IssueWriter,
     TransitionMenu,
     comment_once,
@@ -60,6 +63,7 @@ from .visma_jira_render import change_comment, change_marker
 __all__ = ["CreateInDoubt", "PushOutcome", "TransitionMenu", "comment_once", "move_to_status", "push_plan"]
 
 MOVERS = 16  # new issues walked through their workflow at once (round trips overlap; the budget caps the rate)
+SENDERS = 3  # bulk creates on the wire at once: Jira works on one while the next is rendered and marked
 
 
 class PushOutcome(IssuePushOutcome):
@@ -113,31 +117,45 @@ class _Pusher(IssueWriter):
     # -- creates ---------------------------------------------------------------------------------
     def create(self, chunks: Iterable[Sequence[PlannedRecord]]) -> None:
         """Create the plan's issues chunk by chunk; the next chunk is read back and rendered (a thread
-        of its own) while this one is sent, so the CPU work overlaps Jira's round trip."""
+        of its own) while this one is sent, and up to :data:`SENDERS` bulk requests are on the wire at
+        once, so the CPU work here overlaps Jira's (and the round trips overlap each other)."""
         pending = iter(chunks)
-        with ThreadPoolExecutor(1, thread_name_prefix="jira-render") as renderer:
+        flying: deque[InFlight] = deque()
+        with (ThreadPoolExecutor(1, thread_name_prefix="jira-render") as renderer,
+              ThreadPoolExecutor(SENDERS, thread_name_prefix="jira-create") as senders):
 
             def ahead() -> Future[tuple[list[PlannedRecord], dict[str, str]]] | None:
                 chunk = next(pending, None)
                 return None if chunk is None else renderer.submit(self._read_back, chunk)
 
-            coming = ahead()
-            while coming is not None:
-                restored, hashes = coming.result()
+            try:
                 coming = ahead()
-                ready = []
-                for record in restored:
-                    if record.action is Action.FAILED:
-                        self.unreadable(record)
-                    elif record.action is Action.CREATE:
-                        ready.append(record)
-                first = next((i for i, r in enumerate(ready) if self._create_needs_move(r)), None)
-                if first is not None and self.menu.known(self.settings.initial_status) is None:
-                    # One issue alone first: the transitions Jira offers it teach the menu where the
-                    # initial status leads, so every later create takes its first hop itself.
-                    self._create_chunk([ready.pop(first)], hashes)
-                self._create_chunk(ready, hashes)
-                self.settle_moves(wait=False)
+                while coming is not None:
+                    restored, hashes = coming.result()
+                    coming = ahead()
+                    ready = []
+                    for record in restored:
+                        if record.action is Action.FAILED:
+                            self.unreadable(record)
+                        elif record.action is Action.CREATE:
+                            ready.append(record)
+                    first = next((i for i, r in enumerate(ready) if self._create_needs_move(r)), None)
+                    if first is not None and self.menu.known(self.settings.initial_status) is None:
+                        # One issue alone first: the transitions Jira offers it teach the menu where the
+                        # initial status leads, so every later create takes its first hop itself.
+                        self.land_flights(flying)
+                        self._create_chunk([ready.pop(first)], hashes)
+                    if (flight := self._submit_chunk(ready, hashes, senders)) is not None:
+                        flying.append(flight)
+                    self.land_flights(flying, keep=SENDERS - 1)
+                    self.settle_moves(wait=False)
+            except BaseException:
+                # Whatever stopped the push, the creates already sent are linked (or left pending) first.
+                with contextlib.suppress(Exception):
+                    self.land_flights(flying)
+                raise
+            self.land_flights(flying)
+            self.settle_moves(wait=False)
 
     def _create_needs_move(self, record: PlannedRecord) -> bool:
         target = record.issue.jira_status if record.issue else None

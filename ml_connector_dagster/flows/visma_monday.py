@@ -54,7 +54,7 @@ from .destination import (
     step_retry_policy,
 )
 from .visma_monday_mapping import ColumnMapping, MappingError, resolve_mapping
-from .visma_monday_plan import Action, ItemPlan, board_url, landed_chunks, plan_items, render_records
+from .visma_monday_plan import Action, ItemPlan, landed_chunks, plan_items, render_records
 from .visma_monday_push import DEST, PushOutcome, push_plan
 from .visma_monday_receipts import (
     RECEIPTS_ASSET,
@@ -130,8 +130,8 @@ def plan_kind(kind: ItemKind, partition_keys: Sequence[str | None], *, client: M
     keys = list(partition_keys) if kind.partitioned else [None]
     label = None if keys == [None] else keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
     return plan_items(kind, landed_chunks(kind, ledger, keys), client=client, ledger=ledger, mapping=mapping,
-                      settings=settings, as_of=as_of or _today(), label=label, url=board_url(client, mapping.board_id),
-                      board_items=board.items_count)
+                      settings=settings, as_of=as_of or _today(), label=label, url=board.url,
+                      board_items=board.items_count)  # the board's one read also gives its URL
 
 
 # -- metadata ----------------------------------------------------------------------------------------

@@ -41,7 +41,6 @@ __all__ = [
     "BoardIndex",
     "ItemPlan",
     "PlannedItem",
-    "board_url",
     "landed_chunks",
     "plan_items",
     "render_records",
@@ -92,13 +91,6 @@ class ItemPlan(BaseModel):
 
     def of(self, *actions: Action) -> list[PlannedItem]:
         return [item for item in self.items if item.action in actions]
-
-
-def board_url(client: MondayClient, board_id: str) -> str | None:
-    """The board's address in monday's UI (the account's own domain), for links in metadata."""
-    data = client.query("query BoardUrl($ids: [ID!]) { boards(ids: $ids) { url } }", {"ids": [board_id]})
-    boards = data.get("boards") or []
-    return boards[0]["url"] if boards and boards[0] else None
 
 
 def render_records(kind: ItemKind, landed: Sequence[LandedRecord], mapping: ColumnMapping,

@@ -36,7 +36,7 @@ from .visma_monday_render import ItemKind, RenderedItem
 __all__ = ["DEST", "WRITE_CHUNK", "PushOutcome", "push_plan"]
 
 DEST = "monday"
-WRITE_CHUNK = 100  # rows rendered and marked together (at least); the client sizes the requests
+WRITE_CHUNK = 100  # updates rendered together (the client sizes their requests); creates go a request at a time
 SENDS = 3  # times a chunk's writes are sent in one push when answers go missing (then: the step's retry)
 ITEM_LINKS_SHOWN = 5
 
@@ -106,9 +106,13 @@ class _Pusher:
 
     # -- creates ---------------------------------------------------------------------------------
     def create(self, planned: Sequence[PlannedItem]) -> None:
-        chunk = max(WRITE_CHUNK, self.client.max_batch)  # at least one whole request of creates at a time
-        for start in range(0, len(planned), chunk):
-            self._create_chunk(self._rendered(planned[start:start + chunk]))
+        # Chunks sized to the next request (what the complexity budget pays for): a chunk cut anywhere
+        # else leaves its remainder to a request of its own, one more call per chunk.
+        start = 0
+        while start < len(planned):
+            size = self.client.next_write_batch(len(planned) - start)
+            self._create_chunk(self._rendered(planned[start:start + size]))
+            start += size
 
     def _create_chunk(self, chunk: list[tuple[PlannedItem, RenderedItem]], *, sends: int = SENDS) -> None:
         links = self.ledger.links_for(self.plan.flow, [item.row_id for _, item in chunk])

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,3 +257,98 @@ class _Mapping:
 
     def __init__(self, board_id: str, visma_id_column: str) -> None:
         self.board_id, self.visma_id_column = board_id, visma_id_column
+
+
+# -- Jira bulk creates overlap on the wire; every answered one is linked --------------------------
+
+class _Overlap:
+    """Wraps JiraClient.bulk_create: how many were on the wire at once, and (optionally) one refused."""
+
+    def __init__(self, original: Any, *, refuse_call: int | None = None) -> None:
+        self.original, self.refuse_call = original, refuse_call
+        self.active = self.most = self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, client: JiraClient, issue_updates: Any) -> Any:
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+            self.active += 1
+            self.most = max(self.most, self.active)
+        try:
+            time.sleep(0.05)  # a round trip long enough for the next chunk to be marked and sent meanwhile
+            if call == self.refuse_call:
+                raise ClientError(system="jira", status_code=400, method="POST", url="issue/bulk", detail="refused")
+            return self.original(client, issue_updates)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def method(self) -> Any:
+        """A function to patch onto JiraClient (bound like the method it replaces)."""
+        return lambda client, issue_updates: self(client, issue_updates)
+
+
+def test_bulk_creates_overlap_on_the_wire_and_each_is_linked_once(
+    jira: JiraSimulator, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overlap = _Overlap(JiraClient.bulk_create)
+    monkeypatch.setattr(JiraClient, "bulk_create", overlap.method())
+    before = len(jira.issues)  # the demo site's own
+
+    records = _pushed(jira, ledger, 400)
+
+    assert overlap.most > 1  # the next chunk went out before the previous one was answered
+    links = ledger.links_for(INVOICES.flow, [r.record_id for r in records])
+    assert all(links[r.record_id].state == "linked" for r in records)
+    assert len({links[r.record_id].dest_key for r in records}) == len(records) == len(jira.issues) - before
+
+
+def test_a_refused_bulk_create_leaves_the_creates_beside_it_linked(
+    jira: JiraSimulator, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(JiraClient, "bulk_create", _Overlap(JiraClient.bulk_create, refuse_call=3).method())
+    before = len(jira.issues)  # the demo site's own
+
+    with pytest.raises(ClientError):
+        _pushed(jira, ledger, 400)
+
+    # Every issue Jira created (by the calls before the refused one and those sent beside it) is linked;
+    # the refused chunk left no pending mark behind (a 4xx creates nothing): the retry sends it again.
+    assert len(jira.issues) - before > 100
+    assert ledger.count_links(INVOICES.flow) == len(jira.issues) - before
+    assert ledger.pending_links(INVOICES.flow) == []
+
+
+# -- monday: creates handed over a request at a time; the board's one read gives its URL -----------
+
+def test_a_chunk_sized_by_next_write_batch_leaves_in_one_request() -> None:
+    sim = MondaySimulator(complexity_per_minute=55_000)  # 5 creates of 10,002 points a minute
+    slept: list[float] = []
+    try:
+        with monday_client(sim, budget=ComplexityBudget(55_000), sleep=sim_sleeper(sim, slept), max_batch=4) as client:
+            client.create_items(str(INVOICE_BOARD), _invoice_drafts(2), key_only=True)  # 3 creates left this minute
+            drafts, requests = _invoice_drafts(8), []
+            while drafts:
+                size = client.next_write_batch(len(drafts))
+                before = len(_creates(sim))
+                client.create_items(str(INVOICE_BOARD), drafts[:size], key_only=True)
+                requests.append(len(_creates(sim)) - before)
+                drafts = drafts[size:]
+            sizes = [len(re.findall(r"create_item\(", r.body["query"])) for r in _creates(sim)]
+    finally:
+        sim.close()
+    # Cut at max_batch (4), the first chunk would go as 3 now and its last create alone after the reset.
+    assert requests == [1, 1, 1] and sizes == [2, 3, 4, 1]
+
+
+def test_the_board_read_carries_its_url() -> None:
+    sim = MondaySimulator()
+    try:
+        with monday_client(sim) as client:
+            board = client.board(str(INVOICE_BOARD))
+        reads = [r for r in sim.requests if r.body and "query" in r.body]
+    finally:
+        sim.close()
+    assert board.url is not None and board.url.endswith(f"/boards/{INVOICE_BOARD}")
+    assert len(reads) == 1

@@ -57,6 +57,7 @@ from .workflow import (
 from .writer import (
     DEST,
     CreateInDoubt,
+    InFlight,
     IssueWriter,
     PushOutcome,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Action",
     "CreateInDoubt",
     "FieldIds",
+    "InFlight",
     "IssueWriter",
     "PlannedIssueBase",
     "PushConfig",

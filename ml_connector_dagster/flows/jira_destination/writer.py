@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -21,6 +23,7 @@ from .workflow import TransitionMenu, comment_once, move_to_status
 __all__ = [
     "DEST",
     "CreateInDoubt",
+    "InFlight",
     "IssueWriter",
     "PushOutcome",
 ]
@@ -44,6 +47,15 @@ class PushOutcome(BaseModel):
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class InFlight(NamedTuple):
+    """A bulk create sent on another thread: its records (marked pending), their hashes and first hops."""
+
+    marked: list[Any]
+    hashes: Mapping[str, str]
+    moves: list[Transition | None]
+    future: Future[BulkCreateResult]
 
 
 # -- the push --------------------------------------------------------------------------------------
@@ -129,6 +141,42 @@ class IssueWriter:
 
         ``hashes``: the renderings' content hashes when the caller has them already (record id -> hash).
         """
+        prepared = self._prepare(chunk, hashes)
+        if prepared is not None:
+            marked, known = prepared
+            moves, updates = self._updates(marked)
+            self._land(marked, moves, known, lambda: self.client.bulk_create(updates))
+
+    def _submit_chunk(self, chunk: Sequence[Any], hashes: Mapping[str, str] | None,
+                      senders: Executor) -> InFlight | None:
+        """Like :meth:`_create_chunk`, but the bulk request goes out on ``senders``: its records are
+        marked pending here (the calling thread writes the ledger) and linked by :meth:`land_flight`."""
+        prepared = self._prepare(chunk, hashes)
+        if prepared is None:
+            return None
+        marked, known = prepared
+        moves, updates = self._updates(marked)
+        return InFlight(marked, known, moves, senders.submit(self.client.bulk_create, updates))
+
+    def land_flight(self, flight: InFlight) -> None:
+        """Link (or dead-letter, or leave in doubt) what a submitted bulk create did, once it is answered."""
+        self._land(flight.marked, flight.moves, flight.hashes, flight.future.result)
+
+    def land_flights(self, flying: deque[InFlight], *, keep: int = 0) -> None:
+        """Land the oldest submitted creates until at most ``keep`` are in flight (all of them once one
+        fails: every answered create is linked before the failure surfaces)."""
+        error: BaseException | None = None
+        while len(flying) > (0 if error is not None else keep):
+            flight = flying.popleft()
+            try:
+                self.land_flight(flight)
+            except BaseException as exc:  # noqa: BLE001 - the others are landed first, then it is raised
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def _prepare(self, chunk: Sequence[Any], hashes: Mapping[str, str] | None) -> tuple[list[Any], dict[str, str]] | None:
+        """The chunk's records to send, marked pending (one commit), and their hashes; None: nothing to send."""
         links = self.ledger.links_for(self.flow, [r.record_id for r in chunk])
         ready: list[Any] = []
         doubtful: list[tuple[Any, Link]] = []
@@ -159,10 +207,10 @@ class IssueWriter:
                 self.outcome.succeeded.append(record.record_id)
                 continue
             marked.append(record)
-        if marked:
-            self._send(marked, hashes)
+        return (marked, hashes) if marked else None
 
-    def _send(self, marked: list[Any], hashes: Mapping[str, str]) -> None:
+    def _updates(self, marked: Sequence[Any]) -> tuple[list[Transition | None], list[dict[str, Any]]]:
+        """Each record's first workflow hop (if the create can carry one) and its IssueUpdateDetails."""
         moves = [self._create_transition(r) for r in marked]
         updates = []
         for record, move in zip(marked, moves, strict=True):
@@ -171,8 +219,13 @@ class IssueWriter:
             if move is not None:
                 update["transition"] = {"id": move.id}
             updates.append(update)
+        return moves, updates
+
+    def _land(self, marked: list[Any], moves: list[Transition | None], hashes: Mapping[str, str],
+              answer: Callable[[], BulkCreateResult]) -> None:
+        """Settle a bulk create of ``marked`` whose result ``answer`` gives (or raises)."""
         try:
-            result = self.client.bulk_create(updates)
+            result = answer()
         except BulkCreateInterrupted as exc:
             self._created(marked, exc.result, moves, hashes)
             for index in exc.not_sent:  # never reached Jira: drop the intent, send on the retry

@@ -111,6 +111,7 @@ BOARD_FIELDS = """
 fragment BoardFields on Board {
   id
   name
+  url
   state
   workspace_id
   items_count
@@ -530,6 +531,12 @@ class MondayClient:
     def update_items(self, board_id: str, updates: Sequence[ItemUpdate]) -> BatchResult:
         """``change_multiple_column_values`` for each update, several per request; one outcome each."""
         return self._write_batch(board_id, list(updates), _update_document, _update_variables)
+
+    def next_write_batch(self, wanted: int) -> int:
+        """How many of ``wanted`` writes the next request carries (waiting for the budget's reset first
+        when only a sliver of a request is affordable): a caller that hands over exactly that many
+        sends one request, never a whole one and then its remainder alone."""
+        return self._batch_size(max(1, wanted))
 
     def _batch_size(self, wanted: int) -> int:
         # Never more than one query may cost, nor than a whole minute's budget pays for (such a request

@@ -120,6 +120,7 @@ class Board(_Model):
 
     id: str
     name: str
+    url: str | None = Field(default=None, description="The board's address in monday's UI (the account's domain).")
     state: str | None = None
     workspace_id: str | None = None
     items_count: int | None = None
