@@ -666,6 +666,13 @@ class Ledger:
         with self._write() as connection:
             connection.execute(statement)
 
+    def states_under(self, prefix: str) -> dict[str, str]:
+        """Every key starting with ``prefix``, with its value (a range scan: no LIKE wildcards to escape)."""
+        t = kv_state_table
+        query = sa.select(t.c.key, t.c.value).where(t.c.key >= prefix, t.c.key < prefix + "\U0010ffff")
+        with self._read() as connection:
+            return {row.key: row.value for row in connection.execute(query) if row.key.startswith(prefix)}
+
     def delete_state(self, key: str) -> None:
         """Forget ``key``."""
         t = kv_state_table

@@ -28,6 +28,7 @@ a second time. Records that still fail become dead letters; a record that succee
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -56,9 +57,12 @@ from .jira_destination import (
     next_step,
 )
 from .jira_destination import PushOutcome as IssuePushOutcome
-from .visma_jira_audit import AuditEntry
+from .visma_jira_audit import AuditEntry, audit_entries
 from .visma_jira_plan import AUDIT_FLOW, DocumentKind, Plan, PlannedRecord, restore_records
 from .visma_jira_render import change_comment, change_marker
+
+# Ledger state key prefix of an audit comment whose invoice had no issue yet: + "<flow>/<audit id>".
+AUDIT_WAITING = "visma_jira.audit_waiting/"
 
 __all__ = ["CreateInDoubt", "PushOutcome", "TransitionMenu", "comment_once", "move_to_status", "push_plan"]
 
@@ -252,6 +256,12 @@ class _Pusher(IssueWriter):
 
     # -- audit comments --------------------------------------------------------------------------
     def audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Comment each entry on its invoice's issue once; one whose invoice has no issue yet waits in the
+        ledger, and every later push of invoices (of any partition) comments it once the issue exists: a
+        GL batch or payment often lands in another day's partition than its invoice's issue is made in."""
+        planned = {entry.audit_id for entry in entries}
+        waiting = self._waiting_audits() if self.settings.audit_comments else []
+        entries = [*entries, *(e for e in waiting if e.audit_id not in planned)]
         if not entries:
             return
         invoices = self.ledger.links_for(self.plan.flow, {e.invoice_id for e in entries})
@@ -259,12 +269,27 @@ class _Pusher(IssueWriter):
         for entry in entries:
             earlier = done.get(entry.audit_id)
             if earlier is not None and earlier.state == "linked":
+                self.ledger.delete_state(self._waiting_key(entry))
                 continue
             invoice = invoices.get(entry.invoice_id)
             if invoice is None or invoice.state != "linked" or not invoice.dest_key:
-                self.outcome.audit_waiting += 1  # the invoice has no issue (yet): its next run comments
+                self.outcome.audit_waiting += 1
+                self.ledger.set_state(self._waiting_key(entry),
+                                      json.dumps({"entity": entry.entity, "record": entry.payload}))
                 continue
             self._audit_comment(entry, invoice.dest_key, look_first=earlier is not None or self.retrying)
+
+    def _waiting_key(self, entry: AuditEntry) -> str:
+        return f"{AUDIT_WAITING}{self.plan.flow}/{entry.audit_id}"
+
+    def _waiting_audits(self) -> list[AuditEntry]:
+        prefix = f"{AUDIT_WAITING}{self.plan.flow}/"
+        waiting = []
+        for key, value in self.ledger.states_under(prefix).items():
+            kept = json.loads(value)
+            audit_id = key.removeprefix(prefix)
+            waiting += [e for e in audit_entries(kept["entity"], kept["record"]) if e.audit_id == audit_id]
+        return waiting
 
     def _audit_comment(self, entry: AuditEntry, key: str, *, look_first: bool) -> None:
         body_hash = content_hash(entry.body)
@@ -280,6 +305,7 @@ class _Pusher(IssueWriter):
             flow=AUDIT_FLOW, source_id=entry.audit_id, source_version=entry.record_id, dest_system=DEST,
             dest_id=comment.id, dest_key=key, dest_url=self._url(key), content_hash=body_hash, run_id=self.run_id,
         )])  # fmt: skip
+        self.ledger.delete_state(self._waiting_key(entry))
         self.outcome.audit_commented += 1
         self.outcome.succeeded.append(entry.audit_id)
         self._touched(key)

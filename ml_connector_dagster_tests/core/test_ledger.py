@@ -408,6 +408,14 @@ def test_state_is_stored_replaced_and_deleted(ledger: Ledger) -> None:
     assert ledger.get_state("jira.webhook_id") is None
 
 
+def test_states_under_a_prefix_are_exactly_the_keys_that_start_with_it(ledger: Ledger) -> None:
+    for key in ("waiting/a/1", "waiting/a/2", "waiting/a%/3", "waiting/b/1", "waiting/a"):
+        ledger.set_state(key, key.upper())
+    assert ledger.states_under("waiting/a/") == {"waiting/a/1": "WAITING/A/1", "waiting/a/2": "WAITING/A/2"}
+    assert ledger.states_under("waiting/a%") == {"waiting/a%/3": "WAITING/A%/3"}  # no LIKE wildcard
+    assert ledger.states_under("nothing/") == {}
+
+
 # -- timestamps ------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from ml_connector_dagster.assets.visma import VISMA_SOURCES, visma_source_assets
 from ml_connector_dagster.config import VismaJiraFilters, VismaJiraFlow
@@ -440,6 +441,25 @@ def test_generated_supplier_payments_of_the_day_comment_once_on_each_invoice_the
     for payment, invoice in settled:
         (issue,) = issues[f"supplierInvoice/{invoice}"]
         assert sum(f"Payment {payment}" in c for c in world.comments(issue["key"])) == 1
+    assert metadata(again, INVOICES.asset)["audit_commented"] == 0
+
+
+def test_a_payment_whose_invoice_gets_its_issue_in_a_later_run_without_it_is_commented_then(world: World) -> None:
+    # The invoices are filtered out at first, so their payments' audit comments have no issue to go on.
+    waiting = world.run(flow(filters=VismaJiraFilters(min_amount=10**12)), also_land=["supplier_payments"])
+    payment, number = next((p.payload["refNbr"], line["invoiceRefNbr"]) for p in world.landed("supplierPayment")
+                           for line in p.payload.get("paymentLines", []))  # fmt: skip
+    # As when the invoice's issue is made by another day's run: that run's partition holds no payment.
+    with Ledger.open(world.ledger_url) as ledger, ledger.engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM landed_records WHERE entity = 'supplierPayment'"))
+
+    later = world.run(flow())
+    again = world.run(flow())
+
+    assert waiting.success and metadata(waiting, INVOICES.asset)["audit_waiting"] > 0
+    assert later.success and metadata(later, INVOICES.asset)["audit_commented"] >= 1
+    (issue,) = world.issues()[f"supplierInvoice/{number}"]
+    assert sum(f"Payment {payment}" in c for c in world.comments(issue["key"])) == 1
     assert metadata(again, INVOICES.asset)["audit_commented"] == 0
 
 
