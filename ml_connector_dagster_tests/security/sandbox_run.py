@@ -206,6 +206,10 @@ def faulty_sync(root: Path) -> Iterator[SandboxRun]:
     instance_dir = root / "dagster"
     ledger_url = f"sqlite:///{home / 'ledger.db'}"
     simulators = {name: create_simulator(name, **TENANT, **QUOTAS.get(name, {})) for name in SYSTEMS}
+    # One invoice malformed on purpose, so that a dead letter (which keeps the record as Visma sent it)
+    # is always among the ledger rows scanned, whatever the random faults leave undone.
+    visma = simulators["visma"]
+    visma.update_supplier_invoice(visma.tables["supplier_invoices"].number(0), amount="not a number")  # type: ignore[attr-defined]
     servers: list[ServedApp] = []
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {"ML_CONNECTOR_HOME": str(home), "DAGSTER_HOME": str(instance_dir),
