@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import Field
 
+from ml_connector_dagster.core.collector import pace_for_bulk_work
 from ml_connector_dagster.core.ledger import Ledger
 
 __all__ = ["DB_URL_ENV", "LedgerResource"]
@@ -31,7 +32,12 @@ class LedgerResource(dg.ConfigurableResource):
 
     @contextmanager
     def open(self) -> Iterator[Ledger]:
-        """The migrated ledger for the duration of the block; its connections are closed afterwards."""
+        """The migrated ledger for the duration of the block; its connections are closed afterwards.
+
+        Every step that moves records opens the ledger first: the process's garbage collector is
+        paced for bulk work here (:func:`pace_for_bulk_work`).
+        """
+        pace_for_bulk_work()
         ledger = Ledger.open(self.db_url or None)
         try:
             yield ledger

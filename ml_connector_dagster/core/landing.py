@@ -13,7 +13,6 @@ MetaData, as the vault's table is, so the ledger's schema stays its own.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import islice
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ml_connector_dagster.core.canonical_json import canonical_json, loads
 from ml_connector_dagster.core.ledger import Ledger, _UtcDateTime
 
 __all__ = [
@@ -75,13 +75,9 @@ def id_problem(value: str) -> str | None:
     return None
 
 
-def _canonical(payload: Mapping[str, Any]) -> str:
-    return json.dumps(dict(payload), sort_keys=True, separators=(",", ":"), default=str)
-
-
 def content_hash(payload: Mapping[str, Any]) -> str:
     """SHA-256 of the payload's canonical JSON: equal content, equal hash, whatever the key order."""
-    return hashlib.sha256(_canonical(payload).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
 class LandedRecord(BaseModel):
@@ -118,7 +114,7 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def _landed(row: sa.Row[Any]) -> LandedRecord:
     values = row._asdict()
-    values["payload"] = json.loads(row.payload)
+    values["payload"] = loads(row.payload)
     return LandedRecord.model_validate(values)
 
 
@@ -151,7 +147,7 @@ class LandingStore:
         now = datetime.now(UTC)
         rows = []
         for record in batch:
-            canonical = _canonical(record.payload)  # serialized once: it is both the hash's input and the row
+            canonical = canonical_json(record.payload)  # serialized once: it is both the hash's input and the row
             rows.append({
                 "system": system,
                 "entity": entity,

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from ..core.collector import pace_for_bulk_work
 from ..progress import progress_bar
 from .framework import Simulator
 from .registry import SIMULATORS, available_simulators, simulator_class
@@ -105,6 +106,7 @@ def serve_sandbox(
     ``<webhook_base_url>/webhooks/<name>`` (the receiver's route for that system).
     """
     chosen = list(names) if names else available_simulators()
+    pace_for_bulk_work()  # a simulator holds a tenant's records and parses every request's JSON
     ports = ports or {}
     started: list[ServedSimulator] = []
     urls: dict[str, str] = {}

@@ -24,6 +24,8 @@ from ml_connector_dagster.systems.acumatica.client import AcumaticaEntity
 from ml_connector_dagster.systems.acumatica.models import Bill, Payment, PurchaseOrder
 from ml_connector_dagster.systems.jira import adf
 
+from .test_visma_jira_render import reference_content_hash
+
 MODIFIED = "2026-11-20T21:14:03.127+01:00"
 RULES = AcumaticaJiraFlow().rules
 
@@ -149,6 +151,7 @@ def test_any_bill_renders_to_a_valid_adf_description_whose_facts_read_back(descr
     adf.validate(issue.description)
     assert table_facts(issue.description) == issue.facts
     assert len(issue.summary) <= 255
+    assert issue.content_hash == reference_content_hash(issue)
 
 
 def test_leaving_the_exception_is_said_once_per_version_with_what_changed() -> None:

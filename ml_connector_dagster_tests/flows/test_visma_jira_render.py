@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml_connector_dagster.config import VismaJiraFilters, VismaJiraFlow
+from ml_connector_dagster.core.canonical_json import canonical_json_stdlib
 from ml_connector_dagster.core.landing import id_problem
+from ml_connector_dagster.flows.jira_destination.records import RenderedIssueBase
 from ml_connector_dagster.flows.visma_jira_audit import audit_entries
 from ml_connector_dagster.flows.visma_jira_plan import filter_reason
 from ml_connector_dagster.flows.visma_jira_render import (
@@ -54,8 +57,15 @@ def demo_record(kind: str, seed: int, seq: int) -> dict[str, Any] | None:
     return {**data.render(kind, seq), "lastModifiedDateTime": visma_datetime(data.modified_ms(kind, seq))}
 
 
+def reference_content_hash(issue: RenderedIssueBase) -> str:
+    """The content hash as every earlier release computed it (pydantic's JSON mode, stdlib JSON)."""
+    dumped = issue.model_dump(mode="json", exclude=set(issue.unhashed))
+    return hashlib.sha256(canonical_json_stdlib(dumped).encode("utf-8")).hexdigest()
+
+
 def assert_renders_well(view: DocumentView) -> None:
     issue = render_issue(view, FLOW)
+    assert issue.content_hash == reference_content_hash(issue)  # links stored by earlier releases still match
     adf.validate(issue.description)
     assert facts_of(issue.description) == issue.facts  # what an update compares reads back unchanged
     assert 0 < len(issue.summary) <= 255 and "\n" not in issue.summary and "\r" not in issue.summary
@@ -206,6 +216,8 @@ def test_the_summary_names_the_invoice_the_supplier_and_the_amount() -> None:
 @pytest.mark.parametrize(("amount", "text"), [
     (Decimal("0"), "0,00 NOK"), (Decimal("1234567.891"), "1 234 567,89 NOK"), (Decimal("-999.5"), "-999,50 NOK"),
     (Decimal("1E+30"), "1 000 000 000 000 000 000 000 000 000 000,00 NOK"),
+    (Decimal("10000000000000000000000000001"), "10 000 000 000 000 000 000 000 000 001,00 NOK"),  # every digit kept
+    (Decimal("-0.004"), "0,00 NOK"), (Decimal("0.005"), "0,01 NOK"),
 ])  # fmt: skip
 def test_amounts_read_the_nordic_way_with_their_currency(amount: Decimal, text: str) -> None:
     assert format_money(amount, "NOK") == text

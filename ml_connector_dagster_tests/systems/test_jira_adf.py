@@ -105,3 +105,68 @@ def test_a_missing_version_is_invalid() -> None:
 def test_plain_text_reads_a_document_back() -> None:
     document = adf.doc(adf.heading(1, "Invoice"), adf.table(["Item", "Qty"], [["Bearings", "10"]]))
     assert adf.plain_text(document) == "Invoice\nItem | Qty\nBearings | 10"
+
+
+
+_NODE_TYPES = ["doc", "paragraph", "text", "heading", "table", "tableRow", "tableCell", "tableHeader", "bulletList",
+               "listItem", "rule", "hardBreak", "codeBlock", "mention", "panel", "nope"]
+_ODD_VALUES = st.sampled_from([None, "", "x", 0, 7, -1, True, 1.5, [], {}, "#ff00AA", "https://x.test", {"type": "em"}])
+
+
+def _valid_document(first: str, second: str, rows: list[list[str]]) -> dict:
+    return adf.doc(
+        adf.heading(2, first or "h"),
+        adf.paragraph(first, adf.strong(second), adf.code(first), adf.link(second, "https://example.com/x")),
+        adf.bullet_list(first, [second, adf.em(first)]),
+        adf.table(["a", "b"], rows),
+        adf.code_block(second),
+        adf.rule(),
+    )
+
+
+def _nodes(node: object) -> list[dict]:
+    if not isinstance(node, dict):
+        return []
+    content = node.get("content")
+    return [node, *(n for child in (content if isinstance(content, list) else []) for n in _nodes(child))]
+
+
+@st.composite
+def _adf_like(draw: st.DrawFn) -> dict:
+    """A valid document from the builders, then up to three random edits of its nodes (a type, a key, a value)."""
+    document = _valid_document(draw(st.text(max_size=8)), draw(st.text(max_size=8)),
+                               draw(st.lists(st.lists(st.text(max_size=4), max_size=3), max_size=3)))
+    for _ in range(draw(st.integers(0, 3))):
+        node = draw(st.sampled_from(_nodes(document)))
+        edit = draw(st.sampled_from(["type", "drop", "set", "attrs", "marks"]))
+        if edit == "type":
+            node["type"] = draw(st.sampled_from(_NODE_TYPES))
+        elif edit == "drop" and node:
+            node.pop(draw(st.sampled_from(sorted(node))))
+        elif edit == "set":
+            node[draw(st.sampled_from(["text", "version", "content", "attrs", "extra"]))] = draw(_ODD_VALUES)
+        elif edit == "attrs":
+            attrs = node["attrs"] = node["attrs"] if isinstance(node.get("attrs"), dict) else {}
+            attrs[draw(st.sampled_from(["level", "layout", "href", "language", "color"]))] = draw(_ODD_VALUES)
+        else:
+            node["marks"] = [{"type": draw(st.sampled_from(["strong", "em", "code", "link", "textColor", "bogus"])),
+                              **({"attrs": {"href": draw(_ODD_VALUES)}} if draw(st.booleans()) else {})}]
+    return document
+
+
+@settings(max_examples=300)
+@given(_adf_like())
+def test_the_compiled_validator_and_the_explaining_one_agree(document: dict) -> None:
+    # The simulator trusts the compiled verdict for valid documents: it must be jsonschema's.
+    explained = adf.best_match(adf._validator().iter_errors(document)) is None
+    assert adf._verdict().is_valid(document) == explained
+
+
+@given(st.sampled_from(_NODE_TYPES), st.text(max_size=5))
+def test_a_refused_document_is_refused_by_validate_whichever_validator_spots_it(kind: str, value: str) -> None:
+    document = {"type": "doc", "version": 1, "content": [{"type": kind, "content": [{"type": "text", "text": value}]}]}
+    if adf._verdict().is_valid(document):
+        adf.validate(document)
+    else:
+        with pytest.raises(adf.InvalidAdf):
+            adf.validate(document)

@@ -214,6 +214,13 @@ def test_bulk_create_sends_chunks_of_50_and_maps_a_failure_to_the_callers_index(
     assert all(sim.issue(c.key)["fields"][VISMA_ID] == f"INV-{c.index:04d}" for c in result.created)
 
 
+def test_a_non_finite_amount_is_refused_by_name_before_anything_is_sent(client: JiraClient, sim: JiraSimulator) -> None:
+    with pytest.raises(ValueError, match=f"field '{AMOUNT}' is nan"):
+        client.bulk_create([*(invoice(n) for n in range(60)), invoice(60, **{AMOUNT: float("nan")})])
+
+    assert requests_to(sim, "POST", "/issue/bulk") == []
+
+
 def test_a_chunk_where_every_element_fails_is_a_result_not_an_exception(client: JiraClient) -> None:
     result = client.bulk_create([invoice(0, summary=""), invoice(1, summary="")])
 
@@ -286,7 +293,8 @@ def test_a_throttled_bulk_create_is_resent_once_the_429_has_passed(
     assert len(result.created) == 1
     assert len(requests_to(sim, "POST", "/issue/bulk")) == 2
     assert sum(1 for i in sim.issues.values() if i.summary == "Supplier invoice 1") == 1
-    assert sum(slept) == pytest.approx(2, abs=0.1)  # held back by the shared limiter, not resent at once
+    # Held back by the shared limiter, not resent at once (plus, on a busy machine, a token's spacing).
+    assert 1.9 <= sum(slept) <= 2.5
 
 
 # -- search and lookups ---------------------------------------------------------------------------

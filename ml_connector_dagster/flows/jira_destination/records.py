@@ -32,6 +32,8 @@ __all__ = [
 
 LOOKUP_BATCH = 40  # external ids per search; also bounds reconcileIssues (Jira's limit is 50)
 UNKNOWN_LOOKUP_BATCH = 100  # external ids per search when no issue id is known (the client's maximum)
+# Field values whose JSON form is themselves (a description is plain JSON from the ADF builders).
+_JSON_READY = (str, int, float, dict, list, tuple)
 RECHECK = "recheck"  # content hash of a link whose issue must be compared again on the next run
 
 
@@ -70,8 +72,22 @@ class RenderedIssueBase(BaseModel):
 
     @property
     def content_hash(self) -> str:
-        """Equal for two renderings that would leave the issue identical."""
-        return content_hash(self.model_dump(mode="json", exclude=set(self.unhashed)))
+        """Equal for two renderings that would leave the issue identical.
+
+        The hash of ``model_dump(mode="json")`` without the unhashed fields, as it always was, but
+        without pydantic walking the description (a few hundred nodes of plain JSON already): only
+        the fields JSON has no type for (dates) are put in pydantic's JSON form.
+        """
+        hashed: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            if name in self.unhashed:
+                continue
+            value = getattr(self, name)
+            if value is None or isinstance(value, _JSON_READY):
+                hashed[name] = value
+            else:  # dates, and anything else pydantic writes in its own way
+                hashed[name] = self.model_dump(mode="json", include={name})[name]
+        return content_hash(hashed)
 
     @property
     def source_version(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from ml_connector_dagster.systems.jira import adf
@@ -21,6 +21,8 @@ __all__ = [
 
 MISSING = "—"
 _WHITESPACE = re.compile(r"\s+")
+_CENT = Decimal("0.01")
+_CENTS_CONTEXT = Context(prec=28)
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -28,6 +30,9 @@ def one_line(value: str | None) -> str:
     """``value`` on one line: control characters dropped, whitespace runs collapsed."""
     if not value:
         return ""
+    # Printable: no control character and no whitespace but the ASCII space (the common case).
+    if value.isprintable() and "  " not in value and value[0] != " " and value[-1] != " ":
+        return value
     if value.isascii():  # the only category-C characters of ASCII are its controls
         cleaned = _ASCII_CONTROL.sub("", value)
     else:
@@ -39,17 +44,12 @@ def format_amount(amount: Decimal) -> str:
     """``12500.5`` -> ``12 500,50``: two decimals, space-grouped thousands, decimal comma (Nordic style)."""
     if not amount.is_finite():
         return str(amount)
-    with localcontext() as context:
-        context.prec = max(28, amount.adjusted() + 4)  # quantize needs room for every integer digit
-        rounded = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    sign = "-" if rounded < 0 else ""
-    whole, _, cents = f"{abs(rounded):f}".partition(".")
-    groups = []
-    while len(whole) > 3:
-        whole, tail = whole[:-3], whole[-3:]
-        groups.insert(0, tail)
-    groups.insert(0, whole)
-    return f"{sign}{' '.join(groups)},{cents or '00'}"
+    # quantize needs room for every integer digit
+    context = _CENTS_CONTEXT if amount.adjusted() + 4 <= _CENTS_CONTEXT.prec else Context(prec=amount.adjusted() + 4)
+    rounded = amount.quantize(_CENT, rounding=ROUND_HALF_UP, context=context)
+    if rounded.is_zero():
+        rounded = rounded.copy_abs()  # no "-0,00"
+    return f"{rounded:,f}".replace(",", " ").replace(".", ",")
 
 
 def format_money(amount: Decimal | None, currency: str) -> str:

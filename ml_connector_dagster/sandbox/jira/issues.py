@@ -217,7 +217,7 @@ class IssueEndpoints:
         now = self.clock.time()
         issue = self._new_issue(project, issuetype, values.pop("summary"), caller.user.account_id, now)
         issue.reporter = values.pop("reporter", caller.user.account_id)
-        self._set_values(issue, values)
+        self._set_values(issue, values, changelog=False)  # a new issue's changelog starts empty, as in Jira
         issue.versions = []
         self._reindex_later(issue)
         self._emit("jira:issue_created", issue, caller.user, type_name="issue_created")
@@ -234,14 +234,15 @@ class IssueEndpoints:
                 outcome = {"status": 204}
         return issue, outcome
 
-    def _set_values(self, issue: Issue, values: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Apply validated values; the changelog items of what really changed."""
+    def _set_values(self, issue: Issue, values: Mapping[str, Any], *, changelog: bool = True) -> list[dict[str, Any]]:
+        """Apply validated values; the changelog items of what really changed (none without ``changelog``)."""
         items = []
         for fid, value in values.items():
             old = self._raw_value(issue, fid)
             if old == value:
                 continue
-            items.append(self._change_item(fid, old, value))
+            if changelog:
+                items.append(self._change_item(fid, old, value))
             if fid in self.custom_fields:
                 issue.custom[fid] = value
             elif fid == "parent":

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -356,7 +357,7 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
             body: Any = None
             if raw:
                 try:
-                    body = json.loads(raw)
+                    body = orjson.loads(raw)  # strict as Jira's own parser: no NaN, no lone surrogates
                 except ValueError:
                     return jira_error(400, "Invalid request payload. Refer to the REST API documentation and try again.")
             query: dict[str, list[str]] = {}

@@ -1,0 +1,64 @@
+"""Canonical JSON (the input of every content hash) and JSON reading, both fast.
+
+A content hash is stored in the ledger with every link and landed record; the next run compares a
+fresh rendering's hash with it. The canonical text must therefore stay byte for byte what it has
+always been: the standard library's ``json.dumps(sort_keys=True, separators=(",", ":"),
+default=str)``, ASCII only. orjson writes the same text several times faster except in three
+places, which are handled here: it writes non-ASCII (and DEL) as UTF-8 where the standard library
+escapes them, so they are escaped afterwards; it writes floats of magnitude 1e-9..1e-4 in another
+notation, and refuses integers beyond 64 bits, non-string keys and very deep nesting, so those
+payloads take the standard library's path. Non-finite floats, which JSON cannot carry, are written
+as ``null`` (as pydantic's JSON mode writes them), where the standard library wrote ``NaN``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+__all__ = ["canonical_json", "canonical_json_stdlib", "loads"]
+
+_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+# orjson writes 1e-05 as 0.00001 and 1e-07 as 1e-7; a string looking like either only costs the slow path.
+_SHORT_NEGATIVE_EXPONENT = re.compile(rb"\de-\d")
+_NOT_ASCII = re.compile("[\x7f-\U0010ffff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # a UTF-16 surrogate pair, as json.dumps writes it
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+def canonical_json_stdlib(payload: Mapping[str, Any]) -> str:
+    """The canonical text as the standard library writes it (the reference :func:`canonical_json` keeps)."""
+    return json.dumps(dict(payload), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def canonical_json(payload: Mapping[str, Any]) -> str:
+    """Sorted keys, no spaces, ASCII only, ``str()`` of what JSON has no type for (dates, decimals)."""
+    try:
+        raw = orjson.dumps(payload if isinstance(payload, dict) else dict(payload), default=str, option=_OPTIONS)
+    except TypeError:  # an integer beyond 64 bits, a non-string key, nesting deeper than 255
+        return canonical_json_stdlib(payload)
+    if b"0.0000" in raw or (b"e-" in raw and _SHORT_NEGATIVE_EXPONENT.search(raw)):
+        return canonical_json_stdlib(payload)
+    text = raw.decode("utf-8")
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _NOT_ASCII.sub(_escaped, text)
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON read with orjson; what it refuses but the standard library reads (``NaN``, integers
+    beyond 64 bits, as ``json.dumps`` may have stored them) is read by the standard library."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
