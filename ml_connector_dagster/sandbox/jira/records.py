@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from starlette.responses import JSONResponse, Response
 
 from ml_connector_dagster.systems.jira import adf
@@ -40,7 +41,10 @@ class Issue:
     created: float
     updated: float
     status_changed: float
-    description: dict[str, Any] | None = None
+    # Kept as JSON text, as Jira's database keeps it: 100k described issues held as Python dicts
+    # take gigabytes, and the simulator then spends most of its time allocating and collecting them.
+    description_json: bytes | None = None
+    description_text: str | None = None  # its plain text, for JQL: read once, when it is set
     assignee: str | None = None
     priority_id: str = "3"
     labels: list[str] = field(default_factory=list)
@@ -53,6 +57,16 @@ class Issue:
     changelog: list[dict[str, Any]] = field(default_factory=list)
     # The search index: (visible from, snapshot) for each write, oldest first.
     versions: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def description(self) -> dict[str, Any] | None:
+        """The description (ADF), read from its JSON text: a fresh copy each time."""
+        return None if self.description_json is None else orjson.loads(self.description_json)
+
+    @description.setter
+    def description(self, value: dict[str, Any] | None) -> None:
+        self.description_json = None if value is None else orjson.dumps(value)
+        self.description_text = adf.plain_text(value) if value else None
 
     @property
     def number(self) -> int:
@@ -72,7 +86,7 @@ class Issue:
             "reporter": self.reporter,
             "labels": list(self.labels),
             "summary": self.summary,
-            "description": adf.plain_text(self.description) if self.description else None,
+            "description": self.description_text,
             "created": self.created,
             "updated": self.updated,
             "resolutiondate": self.resolutiondate,

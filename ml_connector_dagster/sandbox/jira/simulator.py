@@ -77,6 +77,7 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
     name: ClassVar[str] = "jira"
     default_port: ClassVar[int] = 8804
     # Issues carry their comments, changelog and search-index versions; tokens their rotation state.
+    state_version: ClassVar[int] = 2  # 2: an issue keeps its description as JSON text
     state_attributes: ClassVar[tuple[str, ...]] = (
         *Simulator.state_attributes, "issues", "keys", "webhooks", "admin_webhooks", "transition_log",
         "auth_codes", "id_counters",

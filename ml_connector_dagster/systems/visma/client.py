@@ -35,6 +35,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from ml_connector_dagster.core.canonical_json import loads
 from ml_connector_dagster.core.http import (
     ApiError,
     RateLimiter,
@@ -351,7 +352,10 @@ class VismaClient:
         self._raise(response)
         if response.status_code == 204:
             return []
-        body = response.json()
+        try:
+            body = loads(response.content)  # a page holds up to 1,000 documents: orjson reads it
+        except ValueError:
+            raise self._unexpected(response, "the body is not JSON") from None
         if not isinstance(body, list):
             raise self._unexpected(response, "expected a JSON array")
         return body
