@@ -151,8 +151,20 @@ JIRA = Destination(
     notes=lambda limits: [
         "a new issue's first workflow hop rides on its bulk create (IssueUpdateDetails.transition; Jira answers each "
         "one's outcome); only further hops, and issues whose transition was refused, are POSTed one by one",
+        _jira_phases_note(limits),
     ],
 )
+
+
+def _jira_phases_note(limits: BenchLimits) -> str:
+    """The ceiling the step order sets, whatever the CPU: the plan's lookups finish before the first create."""
+    ceiling = limits.jira_lookup_batch / (limits.jira_lookup_batch + limits.jira_bulk_size)
+    return (f"the bound lets lookups and creates share the time (separate budgets), but the plan step looks every "
+            f"record without a link up ({limits.jira_lookup_batch} per search) before the push step creates any "
+            f"({limits.jira_bulk_size} per bulk create): at equal per-endpoint rates the creates get "
+            f"{limits.jira_lookup_batch}/({limits.jira_lookup_batch} + {limits.jira_bulk_size}) of the time, so this "
+            f"step order caps throughput / bound at {ceiling:.2f} even with unbounded CPU (overlapping the lookups "
+            "with the creates is the way past it)")
 
 
 # -- Asana -----------------------------------------------------------------------------------------

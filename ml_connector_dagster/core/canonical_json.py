@@ -8,7 +8,9 @@ places, which are handled here: it writes non-ASCII (and DEL) as UTF-8 where the
 escapes them, so they are escaped afterwards; it writes floats of magnitude 1e-9..1e-4 in another
 notation, and refuses integers beyond 64 bits, non-string keys and very deep nesting, so those
 payloads take the standard library's path. Non-finite floats, which JSON cannot carry, are written
-as ``null`` (as pydantic's JSON mode writes them), where the standard library wrote ``NaN``.
+as ``null`` (as pydantic's JSON mode writes them), where the standard library wrote ``NaN``; an
+enum member is written by its value (the standard library wrote ``str()`` of a plain ``Enum``; the
+project's enums are ``StrEnum``s, the same either way).
 """
 
 from __future__ import annotations
