@@ -171,6 +171,14 @@ def _cpu_rows(run: BackfillRun) -> list[list[str]]:
     ]
 
 
+def _collector_rows(run: BackfillRun) -> list[list[str]]:
+    if "gc_s" not in run:  # an outcome read back from an older report
+        return []
+    seconds, counts = run["gc_s"], run["gc_collections"]
+    return [["garbage collector in the product process: seconds (collections) by generation 0 / 1 / 2",
+             " / ".join(f"{s:.1f} ({n:,})" for s, n in zip(seconds, counts, strict=True))]]
+
+
 def backfill_outcome(run: BackfillRun, limits: BenchLimits, destination: Destination, *, key: str,
                      rerun: str) -> Outcome:  # fmt: skip
     """The backfill scenario's table and targets."""
@@ -209,6 +217,7 @@ def backfill_outcome(run: BackfillRun, limits: BenchLimits, destination: Destina
         ["  auth calls (not rate limited, not counted above)", f"{auth}"],
         *_cpu_rows(run),
         ["peak RSS of the run's process", f"{run['peak_rss_mb']:.0f} MB (after imports {run['rss_before_mb']:.0f} MB)"],
+        *_collector_rows(run),
     ]
     return Outcome(
         key=key, title=f"Backfill: {run.records:,} Visma supplier invoices -> {destination.name} {destination.noun}",

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import chain, islice
 from typing import Any
 
 import dagster as dg
@@ -124,13 +125,14 @@ def _plan_table(plan: TaskPlan) -> dg.MetadataValue:
         "visma_id": r.external_id, "action": r.action.value, "task": r.task_gid or "",
         "assignee": (r.assignment.member_name or "review") if r.assignment else "",
         "detail": r.reason or "; ".join(r.task.unresolved if r.task else ()),
-    } for r in plan.records[:PLAN_ROWS_SHOWN]], columns=["visma_id", "action", "task", "assignee", "detail"])  # fmt: skip
+    } for r in islice(chain(plan.records, plan.stored_records()), PLAN_ROWS_SHOWN)],
+        columns=["visma_id", "action", "task", "assignee", "detail"])  # fmt: skip
     return dg.MetadataValue.md(frame.to_markdown(index=False, disable_numparse=True) if len(frame) else "_nothing to do_")
 
 
 def dry_run_metadata(plan: TaskPlan) -> dict[str, Any]:
     """What a push of ``plan`` would do: counts per action and the table of planned actions."""
-    unmapped = sum(1 for r in plan.of(Action.CREATE) if r.assignment and r.assignment.member_gid is None)
+    unmapped = sum(1 for r in plan.creates() if r.assignment and r.assignment.member_gid is None)
     return {"dry_run": True, **{f"would_{a.value}": plan.count(a) for a in Action}, "would_flag_for_review": unmapped,
             "listed_project": plan.listing is not None, "plan": _plan_table(plan)}
 

@@ -20,7 +20,8 @@ and a baseline of their people-owned state (done, assignee, review flag) for the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -67,8 +68,11 @@ def _errors(result: BatchResult) -> str:
     return "; ".join(result.errors) or f"HTTP {result.status_code}"
 
 
-def _chunks(records: Sequence[PlannedTask], size: int = WRITE_CHUNK) -> list[list[PlannedTask]]:
-    return [list(records[start : start + size]) for start in range(0, len(records), size)]
+def _chunks(records: Iterable[PlannedTask], size: int = WRITE_CHUNK) -> Iterator[list[PlannedTask]]:
+    """``records`` in chunks of ``size``, read as the chunks are taken (a lean plan's creates are made so)."""
+    iterator = iter(records)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 class _Pusher:
@@ -109,7 +113,7 @@ class _Pusher:
         return self.plan.listing
 
     # -- creates ---------------------------------------------------------------------------------
-    def create(self, records: Sequence[PlannedTask]) -> None:
+    def create(self, records: Iterable[PlannedTask]) -> None:
         for chunk in _chunks(records):
             restored = restore_tasks(self.kind, chunk, ledger=self.ledger, context=self.plan.context,
                                      settings=self.settings)  # fmt: skip
@@ -342,7 +346,7 @@ def push_plan(plan: TaskPlan, kind: TaskKind, *, client: AsanaClient, ledger: Le
     try:
         for record in plan.of(Action.FAILED):
             pusher.dead_letter(record, record.reason or "invalid record")
-        pusher.create(plan.of(Action.CREATE))
+        pusher.create(plan.creates())
         pusher.update(plan.of(Action.UPDATE, Action.LINK))
         skipped = plan.of(Action.SKIP)
         pusher.outcome.skipped = len(skipped)

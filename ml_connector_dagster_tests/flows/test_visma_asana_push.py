@@ -243,7 +243,8 @@ def _listings(world: AsanaWorld) -> int:
 
 def _rendered(world: AsanaWorld, plan: TaskPlan) -> list[PlannedTask]:
     """The plan's records with the tasks a lean plan leaves in the landing store rendered again."""
-    return restore_tasks(INVOICES, plan.records, ledger=world.ledger, context=world.context(), settings=world.settings)
+    return restore_tasks(INVOICES, [*plan.records, *plan.stored_records()], ledger=world.ledger,
+                         context=world.context(), settings=world.settings)
 
 
 def test_a_partition_plan_keeps_no_rendered_task_or_payload_for_its_creates(world: AsanaWorld) -> None:
@@ -253,6 +254,15 @@ def test_a_partition_plan_keeps_no_rendered_task_or_payload_for_its_creates(worl
     assert creates and all(r.stored and r.task is None and r.payload is None for r in creates)
     assert all(r.assignment is not None for r in creates)  # decided at plan time: the dry run shows it
     assert all(r.task is not None and r.payload for r in _rendered(world, plan) if r.action is Action.CREATE)
+
+
+def test_a_partition_plan_holds_its_creates_as_tuples_sharing_one_decision_per_supplier(world: AsanaWorld) -> None:
+    plan = world.plan(INVOICES)
+
+    assert plan.stored_creates and not any(r.action is Action.CREATE for r in plan.records)
+    decisions = [entry[3] for entry in plan.stored_creates]
+    assert len({id(d) for d in decisions}) == len(set(decisions)) < len(decisions)  # equal decisions: one object
+    assert plan.count(Action.CREATE) == len(plan.stored_creates) == plan.record_count - len(plan.records)
 
 
 def test_a_create_whose_landed_record_is_gone_by_the_push_is_a_dead_letter(world: AsanaWorld) -> None:
@@ -283,7 +293,7 @@ def test_a_refused_create_in_a_batch_is_a_dead_letter_and_its_neighbours_are_cre
     letters = world.ledger.open_dead_letters(INVOICES.asset)
     assert {letter.source_id for letter in letters} == losers and outcome.failed == len(losers)
     assert all("disabled" in letter.error for letter in letters)
-    assert outcome.created == len(plan.records) - len(losers)
+    assert outcome.created == plan.record_count - len(losers)
     assert world.ledger.links_for(INVOICES.flow, losers) == {}
 
 
@@ -311,9 +321,9 @@ def test_creates_answered_500_are_looked_up_in_the_project_and_never_duplicated(
                                    methods=["POST"]))
     plan, outcome = world.sync(INVOICES)
 
-    assert outcome.created == len(plan.records) and outcome.deferred == [] and outcome.failed == 0
+    assert outcome.created == plan.record_count and outcome.deferred == [] and outcome.failed == 0
     assert all(len(found) == 1 for found in world.tasks("Supplier invoices").values())
-    assert len(world.tasks("Supplier invoices")) == len(plan.records)
+    assert len(world.tasks("Supplier invoices")) == plan.record_count
 
 
 def test_a_rate_limit_hit_mid_batch_is_waited_out_and_the_refused_actions_resent(
@@ -331,11 +341,11 @@ def test_a_rate_limit_hit_mid_batch_is_waited_out_and_the_refused_actions_resent
     outcome = push_plan(plan, INVOICES, client=world.client, ledger=world.ledger, settings=world.settings,
                         run_id="run-1", log=_Log())
 
-    assert outcome.created == len(plan.records) and outcome.failed == 0
+    assert outcome.created == plan.record_count and outcome.failed == 0
     assert all(len(found) == 1 for found in world.tasks("Supplier invoices").values())
     assert world.sim.clock.time() > started  # the client waited Retry-After before resending
     batches = [r for r in _recorded(world) if r["path"] == "/api/1.0/batch"]
-    assert len(batches) > -(-len(plan.records) // 10)  # resends: more requests than a clean push needs
+    assert len(batches) > -(-plan.record_count // 10)  # resends: more requests than a clean push needs
 
 
 # -- one project per PO ---------------------------------------------------------------------------
