@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,8 +16,8 @@ from hypothesis import strategies as st
 from ml_connector_dagster.core.landing import LandCounts, LandedRecord, LandingStore, content_hash, metadata
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.core.migrations import VERSION_TABLE
+from ml_connector_dagster_tests.postgres import schema_url, throwaway_schema
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DAY = "2026-01-05"
 NOON = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
@@ -31,25 +29,9 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
         with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as opened:
             yield opened
         return
-    admin = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"Postgres at {POSTGRES_URL} is unreachable: {exc.orig}")
-        pytest.skip(f"Postgres at {POSTGRES_URL} is unreachable")
-    schema = f"landing_test_{secrets.token_hex(6)}"
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        with Ledger.open(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}") as opened:
-            yield opened
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    admin: sa.Engine = request.getfixturevalue("postgres_admin")
+    with throwaway_schema(admin, "landing_test") as schema, Ledger.open(schema_url(schema)) as opened:
+        yield opened
 
 
 def _record(record_id: str, *, modified: datetime = NOON, partition: str = DAY, **payload: object) -> LandedRecord:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -19,27 +18,10 @@ from hypothesis import strategies as st
 
 from ml_connector_dagster.core.ledger import AlreadyLinked, Ledger, Link, metadata
 from ml_connector_dagster.core.migrations import SCRIPT_LOCATION, VERSION_TABLE
+from ml_connector_dagster_tests.postgres import schema_url, throwaway_schema
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FLOW = "visma_jira.invoices"
 ASSET = "jira/visma_invoice_issues"
-
-
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[sa.Engine]:
-    """An engine on the test database; fails under CI and skips elsewhere when Postgres is down."""
-    engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        reason = f"Postgres at {POSTGRES_URL} is unreachable: {exc.orig}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -49,14 +31,8 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
     admin: sa.Engine = request.getfixturevalue("postgres_admin")
-    schema = f"ledger_test_{secrets.token_hex(6)}"
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    with throwaway_schema(admin, "ledger_test") as schema:
+        yield schema_url(schema)
 
 
 @pytest.fixture

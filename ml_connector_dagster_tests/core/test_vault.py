@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from ml_connector_dagster.core.vault import (
     metadata,
     vault_entries,
 )
+from ml_connector_dagster_tests.postgres import throwaway_schema
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REFRESH_TOKEN = "rt-plaintext-5b1e9c"
 
 
@@ -195,28 +194,12 @@ def test_the_sandbox_prefers_a_configured_key(engine: sa.Engine, tmp_path: Path)
 
 
 @pytest.fixture
-def postgres_engine() -> Iterator[sa.Engine]:
+def postgres_engine(postgres_admin: sa.Engine) -> Iterator[sa.Engine]:
     """The vault table in a throwaway schema of the machine's Postgres, dropped afterwards."""
-    base = sa.create_engine(POSTGRES_URL)
-    try:
-        with base.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        base.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required under CI at {POSTGRES_URL}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
-    schema = f"vault_test_{uuid.uuid4().hex[:12]}"
-    with base.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    engine = base.execution_options(schema_translate_map={None: schema})
-    try:
+    with throwaway_schema(postgres_admin, "vault_test") as schema:
+        engine = postgres_admin.execution_options(schema_translate_map={None: schema})
         metadata.create_all(engine)
         yield engine
-    finally:
-        with base.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        base.dispose()
 
 
 @pytest.mark.postgres

@@ -7,9 +7,7 @@ many entries; a wrong key is checked for what its error shows.
 
 from __future__ import annotations
 
-import os
 import traceback
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml_connector_dagster.core.vault import Vault, VaultEntryUnreadable, metadata, vault_entries
+from ml_connector_dagster_tests.postgres import schema_url, throwaway_schema
 from ml_connector_dagster_tests.security.secret_scan import Secret, SecretScanner, file_texts, table_texts
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SECRETS = {
     "jira.refresh_token": "demo-refresh-1c4ea1e957ce7cd863392345f2fcc6d5eb0afc28",
     "asana.pat": "2/1209100000000011/1209100000009000:2868abeadd19af991e8667e5922bdcb3",
@@ -50,30 +48,16 @@ def sqlite_engine(tmp_path: Path) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
-def postgres_engine() -> Iterator[sa.Engine]:
+def postgres_engine(postgres_admin: sa.Engine) -> Iterator[sa.Engine]:
     """The vault table in a throwaway schema of the machine's Postgres, dropped afterwards."""
-    base = sa.create_engine(POSTGRES_URL)
-    try:
-        with base.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        base.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required under CI at {POSTGRES_URL}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
-    schema = f"vault_rest_{uuid.uuid4().hex[:12]}"
-    with base.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    # search_path rather than a schema map: the raw SQL and the reflection below see the schema too.
-    engine = sa.create_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        metadata.create_all(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with base.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        base.dispose()
+    with throwaway_schema(postgres_admin, "vault_rest") as schema:
+        # search_path rather than a schema map: the raw SQL and the reflection below see the schema too.
+        engine = sa.create_engine(schema_url(schema))
+        try:
+            metadata.create_all(engine)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def raw_rows(engine: sa.Engine) -> list[tuple[str, str]]:

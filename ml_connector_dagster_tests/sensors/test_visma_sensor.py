@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,6 @@ from typing import Any
 import dagster as dg
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from ml_connector_dagster.assets.visma import VISMA_SOURCES
 from ml_connector_dagster.core.landing import LandingStore
@@ -22,6 +20,7 @@ from ml_connector_dagster.sandbox.serve import served
 from ml_connector_dagster.sandbox.visma import VismaSimulator
 from ml_connector_dagster.sensors.poll import PollCursor, PollPolicy
 from ml_connector_dagster.sensors.visma import visma_poll_sensor
+from ml_connector_dagster_tests.postgres import POSTGRES_URL, require_postgres
 from ml_connector_dagster_tests.visma_sandbox import (
     ms,
     records_per_day,
@@ -30,7 +29,6 @@ from ml_connector_dagster_tests.visma_sandbox import (
     use_demo_credentials,
 )
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SENSOR = "visma_supplier_invoices_poll"
 INVOICES = next(source for source in VISMA_SOURCES if source.name == "supplier_invoices")
 
@@ -210,15 +208,7 @@ def test_every_partitioned_source_has_a_running_sensor(defs: dg.Definitions) -> 
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A throwaway database on the machine's Postgres for Dagster's storage and the ledger."""
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"Postgres at {POSTGRES_URL} is unreachable: {exc.orig}")
-        pytest.skip(f"Postgres at {POSTGRES_URL} is unreachable")
+    admin = require_postgres(isolation_level="AUTOCOMMIT")  # CREATE DATABASE runs outside a transaction
     name = f"visma_sensor_{secrets.token_hex(4)}"
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
