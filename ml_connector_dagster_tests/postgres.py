@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-__all__ = ["POSTGRES_URL", "require_postgres", "schema_url", "throwaway_schema"]
+__all__ = ["POSTGRES_URL", "require_postgres", "schema_url", "throwaway_database", "throwaway_schema"]
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+SERVER_URL = "postgresql://postgres@127.0.0.1:5432"
+POSTGRES_URL = f"{SERVER_URL}/test"
 
 
 def require_postgres(**engine_options: Any) -> sa.Engine:
@@ -43,6 +44,21 @@ def throwaway_schema(admin: sa.Engine, prefix: str) -> Iterator[str]:
     finally:
         with admin.begin() as connection:
             connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextmanager
+def throwaway_database(prefix: str) -> Iterator[str]:
+    """A new database named ``<prefix>_<random>``: its URL; dropped afterwards (its connections forced out)."""
+    admin = require_postgres(isolation_level="AUTOCOMMIT")  # CREATE DATABASE runs outside a transaction
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{SERVER_URL}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 def schema_url(schema: str) -> str:

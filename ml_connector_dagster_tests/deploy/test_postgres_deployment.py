@@ -24,7 +24,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 import yaml
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
@@ -38,6 +37,7 @@ from ml_connector_dagster.run_tags import destination_tag, job_tags
 from ml_connector_dagster.sandbox import visma as visma_sandbox
 from ml_connector_dagster.sandbox.serve import served
 from ml_connector_dagster.sandbox.visma import VismaSimulator
+from ml_connector_dagster_tests.postgres import throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -60,22 +60,8 @@ def unavailable(what: str, detail: object) -> None:
 @pytest.fixture(scope="session")
 def deploy_database() -> Iterator[str]:
     """A fresh database on the machine's PostgreSQL for Dagster's storage and the ledger; dropped after."""
-    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        unavailable(f"PostgreSQL at {POSTGRES}", exc.orig)
-    name = f"ml_connector_deploy_{secrets.token_hex(4)}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
+    with throwaway_database("ml_connector_deploy") as url:
+        yield url.rsplit("/", 1)[1]
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from ml_connector_dagster.sandbox.serve import served
 from ml_connector_dagster.sandbox.visma import VismaSimulator
 from ml_connector_dagster.sensors.poll import PollCursor, PollPolicy
 from ml_connector_dagster.sensors.visma import visma_poll_sensor
-from ml_connector_dagster_tests.postgres import POSTGRES_URL, require_postgres
+from ml_connector_dagster_tests.postgres import throwaway_database
 from ml_connector_dagster_tests.visma_sandbox import (
     ms,
     records_per_day,
@@ -208,16 +207,8 @@ def test_every_partitioned_source_has_a_running_sensor(defs: dg.Definitions) -> 
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A throwaway database on the machine's Postgres for Dagster's storage and the ledger."""
-    admin = require_postgres(isolation_level="AUTOCOMMIT")  # CREATE DATABASE runs outside a transaction
-    name = f"visma_sensor_{secrets.token_hex(4)}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
+    with throwaway_database("visma_sensor") as url:
+        yield url
 
 
 @pytest.mark.postgres
