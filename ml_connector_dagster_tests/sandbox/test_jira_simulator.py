@@ -381,6 +381,16 @@ def test_edit_changes_fields_and_records_a_changelog(api: httpx.Client) -> None:
     assert issue["changelog"]["histories"][0]["items"][0]["fieldId"] == "customfield_10042"
 
 
+def test_a_new_issue_has_an_empty_changelog_and_its_description_reads_back_whole(api: httpx.Client) -> None:
+    description = adf.doc(adf.heading(2, "Invoice 1"), adf.table(["Field", "Value"], [["Amount", "12 500,00 NOK"]]))
+    key = create(api, description=description)["key"]
+
+    issue = api.get(f"{API}/issue/{key}", params={"expand": "changelog", "fields": "description"}).json()
+
+    assert issue["changelog"]["histories"] == []  # creating is not a change, in Jira's history
+    assert issue["fields"]["description"] == description
+
+
 def test_an_unknown_issue_is_404_in_jiras_words(api: httpx.Client) -> None:
     response = api.get(f"{API}/issue/FIN-999")
     assert response.status_code == 404
