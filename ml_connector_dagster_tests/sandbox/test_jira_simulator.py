@@ -470,6 +470,18 @@ def test_a_new_issue_becomes_searchable_after_the_index_delay(api: httpx.Client,
     assert found_keys(search(api, 'project = FIN AND cf[10040] ~ "INV-7"', fields=["key"])) == [created["key"]]
 
 
+def test_jql_finds_an_issue_by_the_text_of_its_description_as_last_written(api: httpx.Client, sim: JiraSimulator) -> None:
+    key = create(api, description=adf.from_plain_text("Stålprofiler for the north hall"))["key"]
+    sim.reindex()
+    assert found_keys(search(api, 'project = FIN AND description ~ "Stålprofiler"', fields=["key"])) == [key]
+
+    api.put(f"{API}/issue/{key}", json={"fields": {"description": adf.from_plain_text("Copper cable")}})
+    sim.reindex()
+
+    assert found_keys(search(api, 'project = FIN AND description ~ "Stålprofiler"', fields=["key"])) == []
+    assert found_keys(search(api, 'project = FIN AND description ~ "cable"', fields=["key"])) == [key]
+
+
 def test_jql_dates_without_a_zone_are_read_in_the_users_timezone(api: httpx.Client, sim: JiraSimulator) -> None:
     moment = datetime(2026, 11, 20, 18, 0, 30, tzinfo=UTC)  # 10:00:30 in Los Angeles
     sim.clock.advance(moment.timestamp() - sim.clock.time())
