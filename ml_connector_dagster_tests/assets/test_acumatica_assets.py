@@ -28,6 +28,10 @@ from ml_connector_dagster_tests.acumatica_sandbox import (
     utc_day,
     value,
 )
+from ml_connector_dagster_tests.assets.materialized import (
+    materialize_with_checks,
+    metadata_of,
+)
 
 START = datetime.now(UTC).replace(microsecond=0)
 
@@ -61,11 +65,6 @@ def assets(sandbox: Sandbox) -> dict[str, dg.AssetsDefinition]:
 
 
 @pytest.fixture
-def ledger_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'ledger.db'}"
-
-
-@pytest.fixture
 def resources(sandbox: Sandbox, ledger_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     use_demo_credentials(monkeypatch)
     monkeypatch.setenv("ML_CONNECTOR_HOME", str(tmp_path))  # the sandbox vault key lives there
@@ -74,14 +73,7 @@ def resources(sandbox: Sandbox, ledger_url: str, monkeypatch: pytest.MonkeyPatch
 
 def run(asset: dg.AssetsDefinition, resources: dict[str, Any], partition_key: str,
         **options: Any) -> dg.ExecuteInProcessResult:
-    checks = [check for check in acumatica_asset_checks() if any(k.asset_key == asset.key for k in check.check_keys)]
-    return dg.materialize([asset, *checks], partition_key=partition_key, resources=resources,
-                          instance=dg.DagsterInstance.ephemeral(), **options)
-
-
-def metadata_of(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-    event = result.get_asset_materialization_events()[0]
-    return {key: entry.value for key, entry in event.materialization.metadata.items()}
+    return materialize_with_checks(asset, acumatica_asset_checks(), resources, partition_key, **options)
 
 
 def landed(ledger_url: str, entity: str, partition_key: str) -> dict[str, dict[str, Any]]:

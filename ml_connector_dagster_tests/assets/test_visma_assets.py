@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import httpx
 import pytest
 
 from ml_connector_dagster.assets.visma import VISMA_SOURCES, visma_asset_checks, visma_source_assets
@@ -17,6 +15,12 @@ from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.sandbox.serve import served
 from ml_connector_dagster.sandbox.visma import VismaSimulator
+from ml_connector_dagster_tests.assets.materialized import (
+    forget_requests,
+    materialize_with_checks,
+    metadata_of,
+    recorded_gets,
+)
 from ml_connector_dagster_tests.visma_sandbox import (
     records_per_day,
     sandbox_config,
@@ -40,11 +44,10 @@ class Sandbox:
         self.mixed_day = utc_day(self.invalid[0])
 
     def requests(self, path: str) -> list[dict[str, Any]]:
-        recorded = httpx.get(f"{self.base_url}/_sandbox/requests", timeout=10).json()
-        return [r for r in recorded if r["path"] == path and r["method"] == "GET"]
+        return recorded_gets(self.base_url, path)
 
     def forget_requests(self) -> None:
-        httpx.delete(f"{self.base_url}/_sandbox/requests", timeout=10)
+        forget_requests(self.base_url)
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +65,6 @@ def assets(sandbox: Sandbox) -> dict[str, dg.AssetsDefinition]:
 
 
 @pytest.fixture
-def ledger_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'ledger.db'}"
-
-
-@pytest.fixture
 def resources(sandbox: Sandbox, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     use_demo_credentials(monkeypatch)
     return {"visma": visma_resource(sandbox.base_url), "ledger": LedgerResource(db_url=ledger_url)}
@@ -74,16 +72,7 @@ def resources(sandbox: Sandbox, ledger_url: str, monkeypatch: pytest.MonkeyPatch
 
 def run(asset: dg.AssetsDefinition, resources: dict[str, Any], partition_key: str | None = None,
         **options: Any) -> dg.ExecuteInProcessResult:
-    checks = [check for check in visma_asset_checks() if any(k.asset_key == asset.key for k in check.check_keys)]
-    return dg.materialize([asset, *checks], partition_key=partition_key, resources=resources,
-                          instance=dg.DagsterInstance.ephemeral(), **options)
-
-
-def metadata_of(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-    materializations = {event.asset_key for event in result.get_asset_materialization_events()}
-    assert len(materializations) == 1
-    event = result.get_asset_materialization_events()[0]
-    return {key: value.value for key, value in event.materialization.metadata.items()}
+    return materialize_with_checks(asset, visma_asset_checks(), resources, partition_key, **options)
 
 
 def landed(ledger_url: str, entity: str, partition_key: str | None) -> list[str]:
