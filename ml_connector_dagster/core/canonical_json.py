@@ -15,6 +15,7 @@ project's enums are ``StrEnum``s, the same either way).
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Mapping
@@ -22,20 +23,31 @@ from typing import Any
 
 import orjson
 
-__all__ = ["canonical_json", "canonical_json_stdlib", "loads"]
+__all__ = ["canonical_json", "canonical_json_bytes", "canonical_json_stdlib", "loads"]
 
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 # orjson writes 1e-05 as 0.00001 and 1e-07 as 1e-7; a string looking like either only costs the slow path.
 _SHORT_NEGATIVE_EXPONENT = re.compile(rb"\de-\d")
-_NOT_ASCII = re.compile("[\x7f-\U0010ffff]")
+_ESCAPE_ERRORS = "ml_connector.json_ascii"
 
 
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
+def _escape(character: str) -> str:
+    code = ord(character)
     if code < 0x10000:
         return f"\\u{code:04x}"
     code -= 0x10000  # a UTF-16 surrogate pair, as json.dumps writes it
     return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+def _escape_run(error: UnicodeError) -> tuple[str, int]:
+    # The ASCII encoder scans in C and hands over each run of non-ASCII characters at once: a few
+    # calls per text instead of a regular expression over every character of it.
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return "".join(map(_escape, error.object[error.start : error.end])), error.end
+
+
+codecs.register_error(_ESCAPE_ERRORS, _escape_run)
 
 
 def canonical_json_stdlib(payload: Mapping[str, Any]) -> str:
@@ -45,16 +57,20 @@ def canonical_json_stdlib(payload: Mapping[str, Any]) -> str:
 
 def canonical_json(payload: Mapping[str, Any]) -> str:
     """Sorted keys, no spaces, ASCII only, ``str()`` of what JSON has no type for (dates, decimals)."""
+    return canonical_json_bytes(payload).decode("ascii")
+
+
+def canonical_json_bytes(payload: Mapping[str, Any]) -> bytes:
+    """:func:`canonical_json` as ASCII bytes (what a hash reads), without a round trip through ``str``."""
     try:
         raw = orjson.dumps(payload if isinstance(payload, dict) else dict(payload), default=str, option=_OPTIONS)
     except TypeError:  # an integer beyond 64 bits, a non-string key, nesting deeper than 255
-        return canonical_json_stdlib(payload)
+        return canonical_json_stdlib(payload).encode("ascii")
     if b"0.0000" in raw or (b"e-" in raw and _SHORT_NEGATIVE_EXPONENT.search(raw)):
-        return canonical_json_stdlib(payload)
-    text = raw.decode("utf-8")
-    if text.isascii() and "\x7f" not in text:
-        return text
-    return _NOT_ASCII.sub(_escaped, text)
+        return canonical_json_stdlib(payload).encode("ascii")
+    text = raw if raw.isascii() else raw.decode("utf-8").encode("ascii", _ESCAPE_ERRORS)
+    # DEL is ASCII, so the encoder keeps it; the standard library escapes it too.
+    return text.replace(b"\x7f", b"\\u007f") if b"\x7f" in text else text
 
 
 def loads(text: str | bytes) -> Any:

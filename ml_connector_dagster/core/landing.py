@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ml_connector_dagster.core.canonical_json import canonical_json, loads
+from ml_connector_dagster.core.canonical_json import canonical_json_bytes, loads
 from ml_connector_dagster.core.ledger import Ledger, _UtcDateTime
 
 __all__ = [
@@ -77,7 +77,7 @@ def id_problem(value: str) -> str | None:
 
 def content_hash(payload: Mapping[str, Any]) -> str:
     """SHA-256 of the payload's canonical JSON: equal content, equal hash, whatever the key order."""
-    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json_bytes(payload)).hexdigest()
 
 
 class LandedRecord(BaseModel):
@@ -147,15 +147,15 @@ class LandingStore:
         now = datetime.now(UTC)
         rows = []
         for record in batch:
-            canonical = canonical_json(record.payload)  # serialized once: it is both the hash's input and the row
+            canonical = canonical_json_bytes(record.payload)  # serialized once: it is both the hash's input and the row
             rows.append({
                 "system": system,
                 "entity": entity,
                 "record_id": record.record_id,
                 "partition_key": record.partition_key,
                 "modified_at": record.modified_at,
-                "content_hash": hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
-                "payload": canonical,
+                "content_hash": hashlib.sha256(canonical).hexdigest(),
+                "payload": canonical.decode("ascii"),
                 "run_id": run_id,
                 "landed_at": now,
             })

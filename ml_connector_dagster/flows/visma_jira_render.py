@@ -283,14 +283,15 @@ def _facts(view: DocumentView) -> dict[str, str]:
 
 
 
-def _line_table(view: DocumentView) -> adf.Node | None:
+def _line_table(view: DocumentView) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the line-item table."""
     currency = _one_line(view.currency)
     rows = [
         [str(line.number), _text_or_missing(line.description), _text_or_missing(line.account),
          _format_number(line.quantity), _format_number_money(line.unit_cost), _format_number_money(line.amount)]
         for line in view.lines
     ]  # fmt: skip
-    return adf.table(["#", "Description", "Account", "Quantity", f"Unit cost ({currency})", f"Amount ({currency})"], rows)
+    return ["#", "Description", "Account", "Quantity", f"Unit cost ({currency})", f"Amount ({currency})"], rows
 
 
 def _format_number_money(value: Decimal | None) -> str:
@@ -308,7 +309,8 @@ def render_issue(view: DocumentView, settings: VismaJiraFlow) -> RenderedIssue:
         )
     if assignee is None:
         labels.append(supplier_label(view))
-    line_table = _line_table(view)  # built once: the description shows it, the facts read it as text
+    line_header, line_rows = _line_table(view)  # the description shows it, the facts keep it as text
+    line_table = adf.table(line_header, line_rows)
     description = adf.doc(
         adf.heading(2, f"{view.title} {_one_line(view.number)} from {view.supplier_display}"),
         adf.table(["Field", "Value"], [[name, value] for name, value in facts.items()]),
@@ -336,7 +338,7 @@ def render_issue(view: DocumentView, settings: VismaJiraFlow) -> RenderedIssue:
         visma_status=view.status,
         jira_status=_mapped_status(view.status, settings.status_map),
         last_modified=view.last_modified,
-        facts={**facts, LINE_ITEMS: adf.plain_text(line_table or {})},
+        facts={**facts, LINE_ITEMS: adf.table_text(line_header, line_rows)},
     )
 
 

@@ -36,6 +36,14 @@ def test_any_table_makes_a_valid_document(header: list[str], rows: list[list[str
     adf.validate(adf.doc(adf.table(header, rows)))
 
 
+inline_cell = cell | cell.map(adf.strong) | cell.map(lambda value: adf.link(value, "https://erp.example/x")) | st.none()
+
+
+@given(st.lists(cell, max_size=6), st.lists(st.lists(inline_cell, max_size=6), max_size=8))
+def test_a_tables_text_is_the_text_read_back_from_the_table(header: list[str], rows: list[list[adf.Inline]]) -> None:
+    assert adf.table_text(header, rows) == adf.plain_text(adf.table(header, rows) or {})
+
+
 @given(st.text(alphabet=st.characters(categories=["L", "N", "P", "S", "Zs"]), min_size=1, max_size=200))
 def test_a_single_line_reads_back_unchanged(value: str) -> None:
     assert adf.plain_text(adf.from_plain_text(value)) == value

@@ -222,6 +222,33 @@ class WebhookEndpoints:
     def _emit(self, event: str, issue: Issue, actor: User, *, changelog: dict[str, Any] | None = None,
               comment: Comment | None = None, type_name: str | None = None) -> None:
         """Queue ``event`` to every live dynamic webhook and admin webhook whose filter matches."""
+        live = self._live_webhooks()
+        admin_hooks = [hook for hook in self.admin_webhooks.values() if event in hook.events]
+        if not live and not admin_hooks:
+            return  # nobody listens: the payload (the whole issue as JSON) is not worth building
+        snapshot = issue.snapshot()
+        changed = {item["fieldId"] for item in (changelog or {}).get("items", [])}
+        matched: dict[str, list[DynamicWebhook]] = {}
+        for webhook in live:
+            if event not in webhook.events or not self._filter_matches(webhook.jql, snapshot, webhook.account_id):
+                continue
+            if event == "jira:issue_updated" and webhook.field_ids is not None and not changed & set(webhook.field_ids):
+                continue
+            matched.setdefault(webhook.url, []).append(webhook)
+        admin_hooks = [hook for hook in admin_hooks
+                       if not hook.jql or self._filter_matches(hook.jql, snapshot, DEMO_USER.account_id)]
+        if not matched and not admin_hooks:
+            return
+        payload = self._event_payload(event, issue, actor, changelog=changelog, comment=comment, type_name=type_name)
+        for url, webhooks in matched.items():
+            body = {**payload, "matchedWebhookIds": [w.id for w in webhooks]}
+            self._deliver(body, url, self._jwt_signer(url, webhooks[0].account_id))
+        for admin_hook in admin_hooks:
+            self._deliver(payload, admin_hook.url, _hub_signer(admin_hook.secret))
+
+    def _event_payload(self, event: str, issue: Issue, actor: User, *, changelog: dict[str, Any] | None,
+                       comment: Comment | None, type_name: str | None) -> dict[str, Any]:
+        """The body Jira delivers for ``event``: the issue as it is now (and the comment, the changelog)."""
         base = self.site_url
         payload: dict[str, Any] = {"timestamp": epoch_ms(self.clock.time()), "webhookEvent": event}
         if event.startswith("jira:"):
@@ -238,21 +265,7 @@ class WebhookEndpoints:
             full = self._issue_fields(issue, base, "UTC")
             payload["issue"] = {"id": str(issue.id), "self": f"{base}/rest/api/3/issue/{issue.id}", "key": issue.key,
                                 "fields": {k: full.get(k) for k in summary_fields}}
-        snapshot = issue.snapshot()
-        changed = {item["fieldId"] for item in (changelog or {}).get("items", [])}
-        matched: dict[str, list[DynamicWebhook]] = {}
-        for webhook in self._live_webhooks():
-            if event not in webhook.events or not self._filter_matches(webhook.jql, snapshot, webhook.account_id):
-                continue
-            if event == "jira:issue_updated" and webhook.field_ids is not None and not changed & set(webhook.field_ids):
-                continue
-            matched.setdefault(webhook.url, []).append(webhook)
-        for url, webhooks in matched.items():
-            body = {**payload, "matchedWebhookIds": [w.id for w in webhooks]}
-            self._deliver(body, url, self._jwt_signer(url, webhooks[0].account_id))
-        for admin_hook in self.admin_webhooks.values():
-            if event in admin_hook.events and (not admin_hook.jql or self._filter_matches(admin_hook.jql, snapshot, DEMO_USER.account_id)):
-                self._deliver(payload, admin_hook.url, _hub_signer(admin_hook.secret))
+        return payload
 
     def _filter_matches(self, jql: str, snapshot: dict[str, Any], account_id: str) -> bool:
         try:

@@ -44,6 +44,7 @@ __all__ = [
     "rule",
     "strong",
     "table",
+    "table_text",
     "text",
     "validate",
 ]
@@ -198,17 +199,42 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Inline]]) -> Node | Non
 
     Cells are strings or inline nodes (e.g. :func:`link`, :func:`strong`).
     """
-    width = max([len(header), *(len(row) for row in rows)], default=0)
+    width = _table_width(header, rows)
     if width == 0:
         return None
 
     def row_node(cells: Sequence[Inline], cell_type: str) -> Node:
-        padded = [*cells, *([""] * (width - len(cells)))]
-        return {"type": "tableRow", "content": [{"type": cell_type, "content": [paragraph(c)]} for c in padded]}
+        content = [{"type": cell_type, "content": [_cell_paragraph(cell)]} for cell in cells]
+        content += [{"type": cell_type, "content": [{"type": "paragraph", "content": []}]}
+                    for _ in range(width - len(cells))]  # fmt: skip
+        return {"type": "tableRow", "content": content}
 
     content = [row_node(header, "tableHeader")] if header else []
     content += [row_node(row, "tableCell") for row in rows]
     return {"type": "table", "attrs": {"isNumberColumnEnabled": False, "layout": "default"}, "content": content}
+
+
+def table_text(header: Sequence[str], rows: Sequence[Sequence[Inline]]) -> str:
+    """``plain_text(table(header, rows))``, without building the table and walking it again."""
+    width = _table_width(header, rows)
+    lines = []
+    for cells in [header, *rows] if header else rows:
+        texts = [_clean(cell) if type(cell) is str else plain_text(_cell_paragraph(cell)) for cell in cells]
+        line = " | ".join(texts + [""] * (width - len(cells)))
+        if line:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _table_width(header: Sequence[str], rows: Sequence[Sequence[Inline]]) -> int:
+    return max([len(header), *(len(row) for row in rows)], default=0)
+
+
+def _cell_paragraph(cell: Inline) -> Node:
+    if type(cell) is str:  # nearly every cell: made here without paragraph()'s general path
+        cleaned = _clean(cell)
+        return {"type": "paragraph", "content": [{"type": "text", "text": cleaned}] if cleaned else []}
+    return paragraph(cell)
 
 
 def doc(*blocks: Node | str | None) -> Node:
