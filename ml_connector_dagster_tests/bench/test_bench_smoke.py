@@ -56,6 +56,13 @@ def test_the_backfill_creates_every_valid_invoice_near_the_minimum_of_calls(tiny
     assert 0 < figures["throughput_ratio"] <= 1.2  # nothing beats the rate limits
 
 
+def test_the_api_bound_backfill_runs_under_the_stricter_jira_budget(tiny: dict[str, Any]) -> None:
+    outcome = tiny["outcomes"]["backfill_api_bound"]
+    assert outcome["figures"]["records"] > 0 and outcome["figures"]["failed"] == 0
+    assert "10 requests/s per endpoint" in outcome["title"]
+    assert "burst budget is 10/s per endpoint" in outcome["notes"][0]
+
+
 @pytest.mark.parametrize("scenario", ["backfill_asana", "backfill_monday"])
 def test_the_asana_and_monday_backfills_create_every_valid_invoice_within_their_limits(
     tiny: dict[str, Any], scenario: str
