@@ -482,6 +482,45 @@ def test_jql_finds_an_issue_by_the_text_of_its_description_as_last_written(api: 
     assert found_keys(search(api, 'project = FIN AND description ~ "cable"', fields=["key"])) == [key]
 
 
+def test_an_external_id_changed_since_the_last_index_is_found_by_its_indexed_value_only(
+    api: httpx.Client, sim: JiraSimulator
+) -> None:
+    key = create(api, customfield_10040="INV-7")["key"]
+    sim.reindex()
+    api.put(f"{API}/issue/{key}", json={"fields": {"customfield_10040": "INV-8"}})
+
+    assert found_keys(search(api, 'project = FIN AND cf[10040] ~ "INV-7"', fields=["key"])) == [key]
+    assert found_keys(search(api, 'project = FIN AND cf[10040] ~ "INV-8"', fields=["key"])) == []
+    sim.reindex()
+    assert found_keys(search(api, 'project = FIN AND cf[10040] ~ "INV-7"', fields=["key"])) == []
+    assert found_keys(search(api, 'project = FIN AND cf[10040] ~ "INV-8"', fields=["key"])) == [key]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(["INV-1", "INV-2", "inv 2", "INV-12", "PO-1", "Invoice 1 of 2", ""]), min_size=1,
+                max_size=8),
+       st.sampled_from(['cf[10040] ~ "INV-1"', 'cf[10040] ~ "\\"INV 2\\""', 'cf[10040] ~ "inv*"',
+                        '(cf[10040] ~ "INV-1" OR cf[10040] ~ "PO-1")', 'cf[10040] ~ "1" AND cf[10040] ~ "2"',
+                        'NOT cf[10040] ~ "INV-2"', 'cf[10040] ~ "INV-1" OR summary ~ "Freight"']))
+def test_a_search_narrowed_by_the_term_index_finds_what_a_scan_of_every_issue_finds(
+    external_ids: list[str], clause: str
+) -> None:
+    sim = JiraSimulator(seed_issues=0, index_delay_s=0)
+    transport = InProcessTransport(sim.app)
+    try:
+        api = httpx.Client(transport=transport, base_url="http://jira.sandbox")
+        api.headers["Authorization"] = f"Bearer {refresh(api, sim.credentials()['refresh_token']).json()['access_token']}"
+        for external_id in external_ids:
+            create(api, **({"customfield_10040": external_id} if external_id else {}))
+        jql = f"project = FIN AND ({clause})"
+        narrowed = found_keys(search(api, jql, fields=["key"]))
+        sim._candidates = lambda node: None  # type: ignore[method-assign]  # every issue judged, as before
+        assert found_keys(search(api, jql, fields=["key"])) == narrowed
+    finally:
+        transport.close()
+        sim.close()
+
+
 def test_jql_dates_without_a_zone_are_read_in_the_users_timezone(api: httpx.Client, sim: JiraSimulator) -> None:
     moment = datetime(2026, 11, 20, 18, 0, 30, tzinfo=UTC)  # 10:00:30 in Los Angeles
     sim.clock.advance(moment.timestamp() - sim.clock.time())

@@ -260,6 +260,20 @@ def _text_terms(value: str) -> list[str]:
     return [w.lower() for w in _WORDS.findall(value)]
 
 
+def _required_terms(query: str) -> list[str] | None:
+    """Terms every issue :func:`_text_matches` finds for ``query`` contains; None when a wildcard
+    leaves that open."""
+    query = query.strip()
+    if len(query) >= 2 and query[0] == query[-1] == '"':
+        return _text_terms(query[1:-1])
+    terms: list[str] = []
+    for raw in query.split():
+        if raw.endswith("*") and len(raw) > 1:
+            return None
+        terms += _text_terms(raw)
+    return terms
+
+
 def _text_matches(haystack: str | None, query: str) -> bool:
     """Jira's ``~``: every term present (``*`` suffix wildcards), or a quoted phrase in order."""
     if not haystack:
@@ -356,7 +370,10 @@ class JqlSearch:
         predicate = self._check_jql(query, user)
         now = self.clock.time()
         found: list[tuple[Issue, dict[str, Any]]] = []
-        for issue in self.issues.values():
+        candidates = self._candidates(query.where)
+        pool = self.issues.values() if candidates is None else [
+            self.issues[issue_id] for issue_id in candidates | reconcile_ids if issue_id in self.issues]
+        for issue in pool:
             snapshot = issue.snapshot() if issue.id in reconcile_ids else self._indexed(issue, now)
             if snapshot is not None and predicate(snapshot):
                 found.append((issue, snapshot))
@@ -369,6 +386,64 @@ class JqlSearch:
             present.sort(key=lambda p: key(p[1]), reverse=descending)
             found = missing + present if descending else present + missing
         return [issue for issue, _ in found]
+
+    # -- the term index of text custom fields ---------------------------------------------------
+    # Jira answers a lookup by external id from its index; scanning every issue for each of a search's
+    # hundred ``cf[..] ~ "..."`` clauses instead made a search cost O(issues x clauses) here. The index
+    # only narrows: it holds every term any indexed version ever had (a superset), and each candidate is
+    # still judged on the version the search may see.
+
+    def _record_version(self, issue: Issue, visible_at: float, *, only: bool = False) -> None:
+        """Add the issue's current state to the search index, visible from ``visible_at`` (``only``:
+        instead of its earlier versions)."""
+        snapshot = issue.snapshot()
+        if only:
+            issue.versions = [(visible_at, snapshot)]
+        else:
+            issue.versions.append((visible_at, snapshot))
+            del issue.versions[:-8]
+        self._index_terms(self._term_index(), issue.id, snapshot)
+
+    def _term_index(self) -> dict[str, dict[str, set[int]]]:
+        """Field id -> term -> issue ids; rebuilt from the versions when the issues were replaced (a
+        restored tenant)."""
+        if getattr(self, "_terms_of", None) is not self.issues:
+            self._terms: dict[str, dict[str, set[int]]] = {}
+            self._terms_of = self.issues
+            for issue in self.issues.values():
+                for _, snapshot in issue.versions:
+                    self._index_terms(self._terms, issue.id, snapshot)
+        return self._terms
+
+    def _index_terms(self, index: dict[str, dict[str, set[int]]], issue_id: int, snapshot: dict[str, Any]) -> None:
+        text_fields = self._text_fields()
+        for field_id, value in snapshot.items():
+            if isinstance(value, str) and value and field_id in text_fields:
+                terms = index.setdefault(field_id, {})
+                for term in set(_text_terms(value)):
+                    terms.setdefault(term, set()).add(issue_id)
+
+    def _text_fields(self) -> frozenset[str]:
+        return frozenset(f.id for f in self.custom_fields.values() if f.searcher == "textsearcher")
+
+    def _candidates(self, node: Clause | BoolNode | None) -> set[int] | None:
+        """Ids of a superset of the issues ``node`` can match, from the term index; None: any issue."""
+        if isinstance(node, BoolNode):
+            if node.op == "or":
+                parts = [self._candidates(part) for part in node.parts]
+                return None if any(part is None for part in parts) else set().union(*parts)  # type: ignore[arg-type]
+            if node.op == "and":
+                known = sorted((c for c in (self._candidates(part) for part in node.parts) if c is not None), key=len)
+                return set.intersection(*known) if known else None
+            return None
+        if node is None or node.op != "~" or len(node.values) != 1 or node.values[0].kind not in {"string", "word"}:
+            return None
+        custom = self._custom_field_by_clause(node.field)
+        terms = _required_terms(node.values[0].text)
+        if custom is None or custom.searcher != "textsearcher" or not terms:
+            return None
+        postings = self._term_index().get(custom.id, {})
+        return set.intersection(*sorted((postings.get(term, set()) for term in terms), key=len))
 
     def _sort_key(self, name: str) -> Callable[[dict[str, Any]], Any]:
         lowered = name.lower()

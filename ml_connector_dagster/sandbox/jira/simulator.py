@@ -259,7 +259,7 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
         with self.lock:
             now = self.clock.time()
             for issue in self.issues.values():
-                issue.versions = [(now, issue.snapshot())]
+                self._record_version(issue, now, only=True)
 
     def add_admin_webhook(
         self,
@@ -438,7 +438,7 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
             created = start + n * 3600 * 7 + rng.randint(0, 3600)
             issue = self._new_issue(self.projects[project_key], self.issue_types[type_id], summary, reporter, created)
             issue.description = adf.from_plain_text(f"{summary}.\n\nOpened by the finance team.")
-            issue.versions = [(created, issue.snapshot())]
+            self._record_version(issue, created, only=True)
 
     def _new_issue(self, project: Project, issuetype: IssueType, summary: str, reporter: str, now: float) -> Issue:
         self._project_counters[project.key] += 1
@@ -465,8 +465,7 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
         if lagging is not None and lagging > delay:  # an index falling behind: counted as a fault
             delay = lagging
             self.count_fault("search_index_delay")
-        issue.versions.append((self.clock.time() + delay * self.time_scale, issue.snapshot()))
-        del issue.versions[:-8]
+        self._record_version(issue, self.clock.time() + delay * self.time_scale)
 
     def _indexed(self, issue: Issue, now: float) -> dict[str, Any] | None:
         visible = [snap for at, snap in issue.versions if at <= now]
