@@ -157,6 +157,16 @@ def check_of(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
     return evaluation
 
 
+def synced_then_ledger_lost(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Sync the partition, let Jira's index catch up, then point the connector at an empty ledger;
+    the issues by Visma ID."""
+    world.run(flow())
+    before = world.issues()
+    world.jira.reindex()
+    monkeypatch.setenv("ML_CONNECTOR_DB_URL", f"sqlite:///{tmp_path / 'a-fresh-ledger.db'}")
+    return before
+
+
 # -- a partition sync ------------------------------------------------------------------------------
 
 
@@ -211,10 +221,7 @@ def test_a_second_run_while_the_search_index_lags_creates_nothing(world: World) 
 
 def test_issues_unknown_to_the_ledger_are_adopted_not_created_again(world: World, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    world.run(flow())
-    before = world.issues()
-    world.jira.reindex()
-    monkeypatch.setenv("ML_CONNECTOR_DB_URL", f"sqlite:///{tmp_path / 'a-fresh-ledger.db'}")
+    before = synced_then_ledger_lost(world, tmp_path, monkeypatch)
 
     result = world.run(flow())
 
@@ -239,10 +246,7 @@ def test_records_new_to_the_ledger_are_looked_up_by_the_push_once_each_not_by_th
 
 def test_a_dry_run_shows_issues_unknown_to_the_ledger_as_links_not_creates(world: World, tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    world.run(flow())
-    before = world.issues()
-    world.jira.reindex()
-    monkeypatch.setenv("ML_CONNECTOR_DB_URL", f"sqlite:///{tmp_path / 'a-fresh-ledger.db'}")
+    before = synced_then_ledger_lost(world, tmp_path, monkeypatch)
 
     result = world.run(flow(), run_config=dry_run_config(INVOICES))
 
