@@ -7,6 +7,7 @@ window (:func:`read_window`) and checks that no record of an asset waits in the 
 (:func:`build_dead_letter_check`).
 """
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from typing import Any, Protocol, TypeVar
 import dagster as dg
 import pandas as pd
 
+from ml_connector_dagster.core.canonical_json import canonical_json_stdlib
 from ml_connector_dagster.core.http import AuthenticationFailed, NotFound
-from ml_connector_dagster.core.landing import LandCounts, LandedRecord, LandingStore, content_hash, id_problem
+from ml_connector_dagster.core.landing import LandCounts, LandedRecord, LandingStore, id_problem
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.resources import LedgerResource
 
@@ -204,7 +206,10 @@ class Lander:
         # A broken record's id may be as broken as the rest: one the ledger cannot key is replaced.
         source_id = self.rules.raw_id(raw)
         if source_id is None or id_problem(source_id):
-            source_id = f"unidentified:{content_hash(raw)[:16]}"
+            # Keyed by the standard library's text, which tells NaN from null (the fast canonical JSON
+            # writes both as null): two different broken records must never share one dead letter.
+            fingerprint = hashlib.sha256(canonical_json_stdlib(raw).encode("ascii")).hexdigest()
+            source_id = f"unidentified:{fingerprint[:16]}"
         self.ledger.add_dead_letter(self.asset, source_id, raw, reason, partition_key=partition_key, run_id=self.run_id)
         self.tally.quarantined += 1
 

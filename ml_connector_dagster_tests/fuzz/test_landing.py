@@ -8,6 +8,7 @@ nothing is dropped silently, and each quarantined record is kept as it came, wit
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from typing import Any
 
@@ -113,3 +114,15 @@ def test_a_broken_record_with_a_nul_in_its_id_is_kept_under_a_derived_id(ledger:
     assert "amount" in letter.error
     assert letter.record["referenceNumber"] == "12\x0034"
     assert LandingStore(ledger).get_many("visma", source.rules.entity, [good["referenceNumber"]])
+
+
+def test_broken_records_differing_only_by_nan_and_null_are_kept_apart(ledger: Ledger) -> None:
+    """Both records had no id; their derived one came from a canonical JSON that writes NaN as null, so
+    the second overwrote the first's dead letter (found by the property above)."""
+    source = _visma_invoices()
+    Lander(dg.AssetKey(["visma", "supplier_invoices"]), source.rules, ledger, "run-1", None).take([None, math.nan], None)
+
+    letters = ledger.open_dead_letters("visma/supplier_invoices")
+
+    assert len(letters) == 2
+    assert len({letter.source_id for letter in letters}) == 2
