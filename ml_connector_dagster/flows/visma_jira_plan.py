@@ -214,7 +214,9 @@ def _compared(item: _Rendered, action: Action, issue: JiraIssue, **extra: Any) -
     changes = describe_changes(facts_of(issue.fields.get("description")), rendered.facts)
     current = issue.status_name
     target = rendered.jira_status
-    moves = target is not None and (current or "").casefold() != target.casefold()
+    # An adoption's status comes from a search not reconciled by issue id, which may lag the issue: its
+    # walk reads the real status first, and moves only if it must.
+    moves = target is not None and (action is Action.LINK or (current or "").casefold() != target.casefold())
     return PlannedRecord(
         record_id=item.landed.record_id, external_id=rendered.external_id, action=action, changes=tuple(changes),
         transition_to=target if moves else None, current_status=current, issue=rendered, issue_id=issue.id,

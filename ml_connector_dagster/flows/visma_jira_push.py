@@ -190,17 +190,20 @@ class _Pusher(IssueWriter):
         target = record.issue.jira_status if record.issue else None
         return not target or (status or "").casefold() == target.casefold()
 
-    def _after_create(self, record: PlannedRecord, issue_id: str, key: str, status: str | None) -> None:
-        """Hand a new issue whose status must change to the movers (settled by :meth:`settle_moves`)."""
+    def _after_create(self, record: PlannedRecord, issue_id: str, key: str, status: str | None, *,
+                      status_known: bool = True) -> None:
+        """Hand a new issue whose status must change (or, seen by a search only, may have to) to the
+        movers (settled by :meth:`settle_moves`)."""
         target = record.issue.jira_status if record.issue else None
-        if not target or (status or "").casefold() == target.casefold():
+        if not target or (status_known and (status or "").casefold() == target.casefold()):
             return
-        if self.menu.known(status) is None:
+        if status_known and self.menu.known(status) is None:
             # Asked here, once, before any mover could ask too: the next creates take their first step
             # themselves. A failure is left to the mover, which asks again and settles it.
             with contextlib.suppress(ApiError):
                 self.menu.offered(self.client, key, status)
-        future = self.movers.submit(move_to_status, self.client, key, status, target, self.path, self.menu)
+        future = self.movers.submit(move_to_status, self.client, key, status, target, self.path, self.menu,
+                                    status_known=status_known)
         self.moving.append((_Move(record, issue_id, key), future))
 
     def settle_moves(self, *, wait: bool) -> None:
@@ -217,7 +220,7 @@ class _Pusher(IssueWriter):
                 still.append((move, future))
                 continue
             try:
-                future.result()
+                hops = future.result()
             except (ApiError, StatusUnreachable) as exc:
                 self._lagging(move, exc)
             except CancelledError as exc:  # the push stopped before this move ran
@@ -226,7 +229,7 @@ class _Pusher(IssueWriter):
                 self._lagging(move, exc, quiet=True)
                 broken = broken or exc
             else:
-                self.outcome.transitioned += 1
+                self.outcome.transitioned += 1 if hops else 0  # none: a search's lagging status was stale
                 moved.append(move)
         # Linked with a recheck hash at create (see IssueWriter._created), a moved issue is done now.
         self.ledger.record_links([self._link(move.record, move.issue_id, move.key, move.record.issue.content_hash)

@@ -51,6 +51,7 @@ class FinanceIssue:
     def __init__(self, status: str) -> None:
         self.status = status
         self.calls: list[str] = []
+        self.history = [status]
 
     def transitions(self, key: str) -> list[Transition]:
         self.calls.append(f"offered from {self.status}")
@@ -61,6 +62,7 @@ class FinanceIssue:
         for tid, to in FINANCE_WORKFLOW[self.status]:
             if tid == transition_id:
                 self.status = to
+                self.history.append(to)
                 return
         raise ClientError(
             system="jira",
@@ -71,6 +73,7 @@ class FinanceIssue:
         )
 
     def get_issue(self, key: str, fields: object = None) -> object:
+        self.calls.append(f"read {self.status}")
         return type("Issue", (), {"status_name": self.status})()
 
 
@@ -145,6 +148,64 @@ def test_a_walk_given_a_stale_status_reads_the_real_one_and_remembers_offers_und
     elsewhere = FinanceIssue("In Review")
     move_to_status(elsewhere, "FIN-2", "In Review", "Disputed", [], menu)  # type: ignore[arg-type]
     assert elsewhere.status == "Disputed"
+
+
+CHAOS_PATH = ["To Do", "Approved", "In Review", "Disputed", "Done"]  # the chaos status_map's order
+
+
+def _menu_knowing(*statuses: str) -> TransitionMenu:
+    menu = TransitionMenu()
+    for status in statuses:
+        menu.offered(FinanceIssue(status), "FIN-99", status)  # type: ignore[arg-type]
+    return menu
+
+
+def test_a_walk_does_not_step_into_a_status_whose_only_way_out_leads_back() -> None:
+    """Out of In Review towards Done, the status_map's order ranked Disputed closer than Approved, and a
+    finance issue was marked Disputed on its way to Done (twice, in schedule visma_jira:6)."""
+    issue = FinanceIssue("In Review")
+
+    move_to_status(issue, "FIN-1", "In Review", "Done", CHAOS_PATH, _menu_knowing("In Review", "Disputed"))  # type: ignore[arg-type]
+
+    assert issue.history == ["In Review", "Approved", "Done"]
+
+
+def test_a_walk_remembers_where_the_status_it_reached_leads() -> None:
+    menu = TransitionMenu()
+
+    move_to_status(FinanceIssue("In Review"), "FIN-1", "In Review", "Approved", CHAOS_PATH, menu)  # type: ignore[arg-type]
+
+    assert [t.to_status for t in menu.known("Approved") or []] == ["Disputed", "Done"]
+
+
+def test_a_later_walk_routes_through_a_status_an_earlier_walk_reached() -> None:
+    menu = _menu_knowing("To Do", "Disputed")
+    move_to_status(FinanceIssue("In Review"), "FIN-1", "In Review", "Approved", CHAOS_PATH, menu)  # type: ignore[arg-type]
+    issue = FinanceIssue("In Review")
+
+    move_to_status(issue, "FIN-2", "In Review", "Done", CHAOS_PATH, menu)  # type: ignore[arg-type]
+
+    assert issue.history == ["In Review", "Approved", "Done"]
+
+
+def test_a_walk_from_a_searched_status_reads_the_real_one_before_any_transition() -> None:
+    """A search not reconciled by issue id said In Review; the issue was Approved, where Dispute (31) is
+    offered too: taken from the remembered In Review offers, it marked an approved order Disputed."""
+    issue = FinanceIssue("Approved")
+
+    move_to_status(issue, "FIN-1", "In Review", "Done", CHAOS_PATH, _menu_knowing("In Review"),  # type: ignore[arg-type]
+                   status_known=False)
+
+    assert issue.history == ["Approved", "Done"]
+    assert issue.calls[0] == "read Approved"
+
+
+def test_a_walk_from_a_searched_status_already_reached_moves_nothing() -> None:
+    issue = FinanceIssue("Done")
+
+    hops = move_to_status(issue, "FIN-1", "Done", "Done", CHAOS_PATH, TransitionMenu(), status_known=False)  # type: ignore[arg-type]
+
+    assert (hops, issue.history) == (0, ["Done"])
 
 
 def test_a_new_issue_whose_status_move_failed_keeps_its_dead_letter() -> None:

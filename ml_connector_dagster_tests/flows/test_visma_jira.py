@@ -223,6 +223,23 @@ def test_issues_unknown_to_the_ledger_are_adopted_not_created_again(world: World
     assert (figures["created"], figures["linked"], figures["commented"]) == (0, len(before), 0)
 
 
+def test_an_adoption_moves_an_issue_from_its_real_status_not_the_lagging_search_s(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.run(flow())
+    world.jira.reindex()
+    number = next(r.record_id for r in world.landed("supplierInvoice") if r.payload["status"] == "Open")
+    (issue,) = world.issues()[f"supplierInvoice/{number}"]
+    key = issue["key"]
+    world.jira.set_status(key, "Done")  # after the index caught up: every search still says To Do (Open)
+    monkeypatch.setenv("ML_CONNECTOR_DB_URL", f"sqlite:///{tmp_path / 'a-fresh-ledger.db'}")
+
+    result = world.run(flow())
+
+    assert result.success
+    assert world.jira.issue(key)["fields"]["status"]["name"] == "To Do"
+    assert metadata(result, INVOICES.asset)["transitioned"] == 1
+
+
 def test_an_update_in_visma_becomes_one_comment_and_a_transition(world: World) -> None:
     world.run(flow())
     number = next(r.record_id for r in world.landed("supplierInvoice") if r.payload["status"] == "Open")

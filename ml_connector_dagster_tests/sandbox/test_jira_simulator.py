@@ -496,6 +496,41 @@ def test_an_external_id_changed_since_the_last_index_is_found_by_its_indexed_val
     assert found_keys(search(api, 'project = FIN AND cf[10040] ~ "INV-8"', fields=["key"])) == [key]
 
 
+def _statuses_found(response: httpx.Response) -> list[str]:
+    return [issue["fields"]["status"]["name"] for issue in response.json()["issues"]]
+
+
+def test_a_search_answers_with_the_issue_as_indexed_not_as_it_is(api: httpx.Client, sim: JiraSimulator) -> None:
+    created = create(api, customfield_10040="INV-7")
+    sim.reindex()
+    sim.set_status(created["key"], "In Review")
+
+    stale = search(api, 'project = FIN AND cf[10040] ~ "INV-7"', fields=["status", "customfield_10040"])
+
+    assert _statuses_found(stale) == ["To Do"]
+
+
+def test_a_reconciled_search_answers_with_the_issue_as_it_is(api: httpx.Client, sim: JiraSimulator) -> None:
+    created = create(api, customfield_10040="INV-7")
+    sim.reindex()
+    sim.set_status(created["key"], "In Review")
+
+    fresh = search(api, 'project = FIN AND cf[10040] ~ "INV-7"', fields=["status"],
+                   reconcileIssues=[int(created["id"])])
+
+    assert _statuses_found(fresh) == ["In Review"]
+
+
+def test_a_search_answers_with_the_field_values_the_index_holds(api: httpx.Client, sim: JiraSimulator) -> None:
+    key = create(api, customfield_10040="INV-7")["key"]
+    sim.reindex()
+    api.put(f"{API}/issue/{key}", json={"fields": {"customfield_10040": "INV-8", "labels": ["moved"]}})
+
+    (issue,) = search(api, 'project = FIN AND cf[10040] ~ "INV-7"', fields=["customfield_10040", "labels"]).json()["issues"]
+
+    assert (issue["fields"]["customfield_10040"], issue["fields"]["labels"]) == ("INV-7", [])
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.sampled_from(["INV-1", "INV-2", "inv 2", "INV-12", "PO-1", "Invoice 1 of 2", ""]), min_size=1,
                 max_size=8),

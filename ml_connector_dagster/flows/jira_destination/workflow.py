@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ml_connector_dagster.core.http import ClientError, TransportFailure
+from ml_connector_dagster.core.http import ApiError, ClientError, TransportFailure
 from ml_connector_dagster.systems.jira import adf
 from ml_connector_dagster.systems.jira.client import JiraClient, StatusUnreachable
 from ml_connector_dagster.systems.jira.models import Comment, Transition
@@ -70,6 +71,13 @@ class TransitionMenu:
         with self._lock:
             return self._by_status.get((status or "").casefold())
 
+    def leads_only_to(self, status: str | None, statuses: set[str]) -> bool:
+        """Whether every transition Jira offered out of ``status`` goes to one of ``statuses`` (casefolded);
+        False while its offers are unknown."""
+        with self._lock:
+            offered = self._by_status.get((status or "").casefold())
+        return offered is not None and all((t.to_status or "").casefold() in statuses for t in offered)
+
     def hops_to(self, start: str | None, target: str) -> int | None:
         """The fewest transitions from ``start`` to ``target`` through the statuses Jira was asked about
         (None: no such route is known yet)."""
@@ -104,6 +112,12 @@ def next_step(available: Sequence[Transition], current: str | None, target: str,
     visited = {s.casefold() for s in seen} | {(current or "").casefold()}
     fresh = [t for t in available if (t.to_status or "").casefold() not in visited]
     if menu is not None:
+        # A status whose known way out leads only back to where the walk has been is a detour with no end
+        # (Disputed, out of In Review, offers only In Review again): stepping in would only add a false
+        # transition to the issue's history.
+        ahead = [t for t in fresh if not menu.leads_only_to(t.to_status, visited)]
+        fresh = ahead or fresh
+    if menu is not None:
         routes = [(hops, index, t) for index, t in enumerate(fresh)
                   if (hops := menu.hops_to(t.to_status, target)) is not None]  # fmt: skip
         if routes:
@@ -122,7 +136,7 @@ def next_step(available: Sequence[Transition], current: str | None, target: str,
 
 
 def move_to_status(client: JiraClient, key: str, current: str | None, target: str, path: Sequence[str],
-                   menu: TransitionMenu | None = None) -> int:
+                   menu: TransitionMenu | None = None, *, status_known: bool = True) -> int:
     """Walk the issue's workflow to ``target``; return how many transitions it took.
 
     A direct transition is taken when Jira offers one; otherwise the first step of a known route, or
@@ -133,13 +147,21 @@ def move_to_status(client: JiraClient, key: str, current: str | None, target: st
     ``current`` is what the caller believes, and may be stale (a retried push carries the status its
     plan saw): before Jira is asked what the issue offers, and after it refuses a transition, the
     issue's real status is read, so that the offer is remembered under the status it belongs to and
-    the walk goes on from where the issue really is.
+    the walk goes on from where the issue really is. ``status_known=False`` when ``current`` came from a
+    search not reconciled with the issue (it may lag by seconds): the real status is read before anything
+    is decided, since a transition the stale status offers may be valid from the real one too and lead
+    elsewhere (Dispute, out of Approved as well as In Review).
+
+    Once the walk ends, the transitions out of the status it reached are asked once for the ``menu``
+    when still unknown: later walks then route through that status instead of guessing.
     """
     goal = target.casefold()
+    verified = False
+    if not status_known:
+        current, verified = client.get_issue(key, ["status"]).status_name, True
     seen = [current or ""]
     hops = 0
     ask = menu is None
-    verified = False
     while (current or "").casefold() != goal:
         if not verified and (ask or menu is None or menu.known(current) is None):
             verified = True
@@ -167,4 +189,7 @@ def move_to_status(client: JiraClient, key: str, current: str | None, target: st
         hops += 1
         current = step.to_status
         seen.append(current or "")
+    if hops and menu is not None and menu.known(current) is None:
+        with contextlib.suppress(ApiError):  # only knowledge for later walks: this one is done
+            menu.offered(client, key, current)
     return hops

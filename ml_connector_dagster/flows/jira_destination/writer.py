@@ -95,8 +95,10 @@ class IssueWriter:
         """Issues by external id, for ``(external id, issue id if known)`` pairs."""
         raise NotImplementedError
 
-    def _after_create(self, record: Any, issue_id: str, key: str, status: str | None) -> None:
-        """Called for each issue created (or found created by an unanswered call), with its status."""
+    def _after_create(self, record: Any, issue_id: str, key: str, status: str | None, *,
+                      status_known: bool = True) -> None:
+        """Called for each issue created (or found created by an unanswered call), with its status
+        (``status_known=False``: as a search saw it, which may lag the issue)."""
 
     def _status_settled(self, record: Any, status: str | None) -> bool:
         """Whether a new issue in ``status`` needs no move (a flow whose issues follow a status says when)."""
@@ -286,7 +288,9 @@ class IssueWriter:
             issue = found.get(record.external_id)
             if issue is not None:
                 same = link is None or link.content_hash == record.issue.content_hash
-                settled = same and self._status_settled(record, issue.status_name)
+                # The search may lag the issue's status (no issue id to reconcile it by): the status is
+                # taken as settled only where none is wanted, and the mover reads the real one.
+                settled = same and self._status_settled(record, None)
                 self.ledger.record_links([self._link(record, issue.id, issue.key,
                                                      record.issue.content_hash if settled else RECHECK)])
                 self.log.info(f"{self.asset}: {record.record_id} was created as {issue.key} by an unanswered call")
@@ -294,7 +298,7 @@ class IssueWriter:
                 self.outcome.succeeded.append(record.record_id)
                 self._touched(issue.key)
                 if same and issue.key:
-                    self._after_create(record, issue.id, issue.key, issue.status_name)
+                    self._after_create(record, issue.id, issue.key, issue.status_name, status_known=False)
             elif just_sent or link is None or self.now() - link.updated_at < self.window:
                 self.outcome.deferred.append(record.record_id)
             else:
@@ -308,7 +312,8 @@ class IssueWriter:
         """Comment (``(body, marker)`` each, once), set ``fields``, move to ``transition_to``, then link.
 
         A LINK (an issue found without a ledger link) is linked first with a recheck hash, so a
-        failure half-way leaves the record to be compared again, never created again.
+        failure half-way leaves the record to be compared again, never created again. Its status came
+        from a search that may lag the issue, so its walk reads the real one first.
         """
         issue, key = record.issue, record.issue_key
         assert issue is not None
@@ -324,8 +329,8 @@ class IssueWriter:
                 comment_once(self.client, key, body, marker, look_first=True)
                 self.outcome.commented += 1
             self.client.update_issue(key, fields)
-            if transition_to:
-                move_to_status(self.client, key, record.current_status, transition_to, path, self.menu)
+            if transition_to and move_to_status(self.client, key, record.current_status, transition_to, path,
+                                                self.menu, status_known=record.action is not Action.LINK):
                 self.outcome.transitioned += 1
             self.ledger.record_links([self._link(record, record.issue_id, key, issue.content_hash)])
         except (ApiError, StatusUnreachable) as exc:

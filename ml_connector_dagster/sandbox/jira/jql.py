@@ -361,7 +361,8 @@ class JqlSearch:
     """Mixed into the simulator: JQL validation and evaluation against the issue index."""
 
     def _run_jql(self, jql: Any, user: User, reconcile_ids: set[int]) -> list[Issue]:
-        """The issues ``jql`` finds in the index (current state for ``reconcile_ids``), in order."""
+        """The issues ``jql`` finds in the index, in order, each as the index holds it (the issue as it is
+        now for ``reconcile_ids``)."""
         if not isinstance(jql, str) or not jql.strip():
             raise JqlError("Unbounded JQL queries are not allowed here. Please add a search restriction to your query.")
         query = parse_jql(jql)
@@ -374,9 +375,9 @@ class JqlSearch:
         pool = self.issues.values() if candidates is None else [
             self.issues[issue_id] for issue_id in candidates | reconcile_ids if issue_id in self.issues]
         for issue in pool:
-            snapshot = issue.snapshot() if issue.id in reconcile_ids else self._indexed(issue, now)
-            if snapshot is not None and predicate(snapshot):
-                found.append((issue, snapshot))
+            indexed = (issue.snapshot(), issue) if issue.id in reconcile_ids else self._indexed(issue, now)
+            if indexed is not None and predicate(indexed[0]):
+                found.append((indexed[1], indexed[0]))
         found.sort(key=lambda pair: pair[0].id, reverse=True)
         order = query.order or (("created", True),)
         for name, descending in reversed(order):
@@ -398,9 +399,9 @@ class JqlSearch:
         instead of its earlier versions)."""
         snapshot = issue.snapshot()
         if only:
-            issue.versions = [(visible_at, snapshot)]
+            issue.versions = [(visible_at, snapshot, issue.as_indexed())]
         else:
-            issue.versions.append((visible_at, snapshot))
+            issue.versions.append((visible_at, snapshot, issue.as_indexed()))
             del issue.versions[:-8]
         self._index_terms(self._term_index(), issue.id, snapshot)
 
@@ -411,7 +412,7 @@ class JqlSearch:
             self._terms: dict[str, dict[str, set[int]]] = {}
             self._terms_of = self.issues
             for issue in self.issues.values():
-                for _, snapshot in issue.versions:
+                for _, snapshot, _ in issue.versions:
                     self._index_terms(self._terms, issue.id, snapshot)
         return self._terms
 

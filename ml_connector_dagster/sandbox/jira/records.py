@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,8 +57,9 @@ class Issue:
     custom: dict[str, Any] = field(default_factory=dict)
     comments: list[Comment] = field(default_factory=list)
     changelog: list[dict[str, Any]] = field(default_factory=list)
-    # The search index: (visible from, snapshot) for each write, oldest first.
-    versions: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    # The search index: (visible from, what JQL matches, the issue as a search answers it) for each
+    # write, oldest first.
+    versions: list[tuple[float, dict[str, Any], Issue]] = field(default_factory=list)
 
     @property
     def description(self) -> dict[str, Any] | None:
@@ -71,6 +74,13 @@ class Issue:
     @property
     def number(self) -> int:
         return int(self.key.rsplit("-", 1)[1])
+
+    def as_indexed(self) -> Issue:
+        """The issue as it stands now, for a search to answer with later: Jira's search returns what its
+        index holds (a status, a field, a label as they were), not the issue as it is."""
+        indexed = copy.copy(self)
+        indexed.labels, indexed.custom, indexed.versions = list(self.labels), dict(self.custom), []
+        return indexed
 
     def snapshot(self) -> dict[str, Any]:
         """What JQL sees of the issue."""

@@ -77,7 +77,8 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
     name: ClassVar[str] = "jira"
     default_port: ClassVar[int] = 8804
     # Issues carry their comments, changelog and search-index versions; tokens their rotation state.
-    state_version: ClassVar[int] = 2  # 2: an issue keeps its description as JSON text
+    # 2: an issue keeps its description as JSON text; 3: its search versions keep the issue as indexed
+    state_version: ClassVar[int] = 3
     state_attributes: ClassVar[tuple[str, ...]] = (
         *Simulator.state_attributes, "issues", "keys", "webhooks", "admin_webhooks", "transition_log",
         "auth_codes", "id_counters",
@@ -467,8 +468,10 @@ class JiraSimulator(OAuthEndpoints, IssueEndpoints, JqlSearch, WebhookEndpoints,
             self.count_fault("search_index_delay")
         self._record_version(issue, self.clock.time() + delay * self.time_scale)
 
-    def _indexed(self, issue: Issue, now: float) -> dict[str, Any] | None:
-        visible = [snap for at, snap in issue.versions if at <= now]
+    def _indexed(self, issue: Issue, now: float) -> tuple[dict[str, Any], Issue] | None:
+        """The newest version of ``issue`` the search index holds at ``now``: what JQL matches, and the
+        issue as a search answers it (None: not indexed yet)."""
+        visible = [(snap, answer) for at, snap, answer in issue.versions if at <= now]
         return visible[-1] if visible else None
 
     def _myself(self, call: Call) -> Response:
