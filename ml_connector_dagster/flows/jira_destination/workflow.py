@@ -103,7 +103,8 @@ def next_step(available: Sequence[Transition], current: str | None, target: str,
     else the one that comes closest along ``path`` (the statuses a flow maps to, in its order); else,
     within a walk (``seen`` given), a step to a status not visited yet, preferably one whose own
     transitions are still unknown: a workflow may need a detour (Disputed -> In Review -> Approved ->
-    Done) that no ordering of the mapped statuses shows.
+    Done) that no ordering of the mapped statuses shows. While another step is offered, none goes to a
+    status whose known transitions all lead back where the walk has been.
     """
     goal = target.casefold()
     step = next((t for t in available if (t.to_status or "").casefold() == goal), None)
@@ -117,7 +118,6 @@ def next_step(available: Sequence[Transition], current: str | None, target: str,
         # transition to the issue's history.
         ahead = [t for t in fresh if not menu.leads_only_to(t.to_status, visited)]
         fresh = ahead or fresh
-    if menu is not None:
         routes = [(hops, index, t) for index, t in enumerate(fresh)
                   if (hops := menu.hops_to(t.to_status, target)) is not None]  # fmt: skip
         if routes:
