@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -115,6 +116,25 @@ def test_two_processes_opening_at_once_both_succeed(ledger_url: str) -> None:
     finally:
         for ledger in opened:
             ledger.dispose()
+
+
+def test_opening_a_new_sqlite_file_waits_for_a_writer_that_holds_it(tmp_path: Path) -> None:
+    # Converting a new file to WAL while another connection holds the write lock fails at once
+    # in SQLite (its busy handler is not called there): the open has to wait it out itself.
+    path = tmp_path / "ledger.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE elsewhere (x INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO elsewhere VALUES (1)")
+    release = threading.Timer(0.3, writer.execute, ("COMMIT",))
+    release.start()
+    try:
+        with Ledger.open(f"sqlite:///{path}") as opened, opened.engine.connect() as connection:
+            mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+    finally:
+        release.join()
+        writer.close()
+    assert mode == "wal"
 
 
 def test_table_definitions_match_the_migrations(ledger: Ledger) -> None:
