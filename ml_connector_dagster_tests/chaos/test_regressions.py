@@ -20,13 +20,19 @@ from ml_connector_dagster.chaos.runner import make_schedule, parse_schedule_id
 from ml_connector_dagster.chaos.schedule import run_schedule
 from ml_connector_dagster.core.http import ClientError, ServerError
 from ml_connector_dagster.core.ledger import Ledger
-from ml_connector_dagster.flows.jira_destination.records import Action, PlannedIssueBase, RenderedIssueBase
+from ml_connector_dagster.flows.jira_destination.records import (
+    RECHECK,
+    Action,
+    PlannedIssueBase,
+    RenderedIssueBase,
+)
 from ml_connector_dagster.flows.jira_destination.workflow import TransitionMenu, move_to_status
 from ml_connector_dagster.flows.jira_destination.writer import IssueWriter
 from ml_connector_dagster.sandbox.framework import FaultPlan
 from ml_connector_dagster.sandbox.jira import DEMO_APP_SECRET, DEMO_CLIENT_ID, JiraSimulator
 from ml_connector_dagster.sandbox.transport import InProcessTransport
 from ml_connector_dagster.systems.jira import adf
+from ml_connector_dagster.systems.jira.client import StatusUnreachable
 from ml_connector_dagster.systems.jira.models import Comment, Transition
 from ml_connector_dagster.systems.jira.resource import JiraResource
 
@@ -178,6 +184,26 @@ def test_a_walk_remembers_where_the_status_it_reached_leads() -> None:
     assert [t.to_status for t in menu.known("Approved") or []] == ["Disputed", "Done"]
 
 
+def test_a_walk_that_reaches_a_dead_end_goes_back_and_takes_another_way() -> None:
+    """Nothing told the walk that Disputed leads only back to In Review: it stepped in, and gave up there
+    (the issue stayed Disputed until a replay, in schedule visma_jira:6). Done is still reachable."""
+    issue = FinanceIssue("In Review")
+
+    move_to_status(issue, "FIN-1", "In Review", "Done", CHAOS_PATH, TransitionMenu())  # type: ignore[arg-type]
+
+    assert issue.history == ["In Review", "Disputed", "In Review", "Approved", "Done"]
+
+
+def test_a_walk_with_no_way_on_from_anywhere_it_has_been_still_stops() -> None:
+    issue = FinanceIssue("Disputed")
+    menu = _menu_knowing("Disputed", "In Review")
+
+    with pytest.raises(StatusUnreachable):
+        move_to_status(issue, "FIN-1", "Disputed", "Nowhere", CHAOS_PATH, menu)  # type: ignore[arg-type]
+
+    assert len(issue.history) <= 13  # never more transitions than a walk's limit
+
+
 def test_a_later_walk_routes_through_a_status_an_earlier_walk_reached() -> None:
     menu = _menu_knowing("To Do", "Disputed")
     move_to_status(FinanceIssue("In Review"), "FIN-1", "In Review", "Approved", CHAOS_PATH, menu)  # type: ignore[arg-type]
@@ -283,6 +309,50 @@ def test_a_change_comment_posted_by_a_run_that_failed_later_is_not_posted_again(
 
     assert issue.status == "In Review"
     assert issue.posted == 1
+
+
+def _invoice_update(current_status: str) -> PlannedIssueBase:
+    return PlannedIssueBase(
+        record_id="000006", external_id="supplierInvoice/000006", action=Action.UPDATE, issue_id="10010",
+        issue_key="FIN-10", current_status=current_status, issue=RenderedIssueBase(
+            external_id="supplierInvoice/000006", summary="Invoice 000006", description=adf.doc("x"), amount=1.0,
+            currency="NOK", last_modified=datetime(2026, 11, 21, tzinfo=UTC), facts={}),
+    )  # fmt: skip
+
+
+def _writer(client: object, ledger: Ledger, *, retrying: bool) -> IssueWriter:
+    return IssueWriter(flow="visma_jira.invoice_issues", asset="jira/visma_invoice_issues", client=client,  # type: ignore[arg-type]
+                       ledger=ledger, run_id="run-1", log=logging.getLogger("test"), retrying=retrying,
+                       consistency_window_s=0)  # fmt: skip
+
+
+def test_a_retried_push_leaves_alone_an_update_an_earlier_attempt_finished(tmp_path: Path) -> None:
+    """schedule visma_jira:6: the first attempt moved FIN-10 Approved -> In Review; the step's retry walked
+    again from the plan's Approved, took Dispute (31, valid from In Review too), failed the next hop,
+    and the ledger, already holding the new content as linked, let the issue stay Disputed."""
+    issue = CommentedIssue("Approved")
+    issue.failures = 0
+    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        _writer(issue, ledger, retrying=False)._update(_invoice_update("Approved"), {}, transition_to="In Review",
+                                                       path=CHAOS_PATH)  # fmt: skip
+        moved = list(issue.history)
+        retry = _writer(issue, ledger, retrying=True)
+        retry.menu = _menu_knowing("Approved", "Disputed")
+        retry._update(_invoice_update("Approved"), {}, transition_to="In Review", path=CHAOS_PATH)
+
+        assert issue.history == moved
+        assert retry.outcome.succeeded == ["000006"]
+
+
+def test_an_update_whose_walk_failed_half_way_is_compared_again(tmp_path: Path) -> None:
+    issue = CommentedIssue("Approved")
+    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        writer = _writer(issue, ledger, retrying=False)
+        writer._update(_invoice_update("Approved"), {}, transition_to="In Review", path=CHAOS_PATH)
+
+        link = ledger.links_for("visma_jira.invoice_issues", ["000006"])["000006"]
+        assert link.content_hash == RECHECK
+        assert writer.outcome.failed == 1
 
 
 def test_a_gl_posting_whose_invoice_got_its_issue_in_another_days_run_is_commented() -> None:

@@ -78,6 +78,13 @@ class TransitionMenu:
             offered = self._by_status.get((status or "").casefold())
         return offered is not None and all((t.to_status or "").casefold() in statuses for t in offered)
 
+    def leads_beyond(self, status: str | None, statuses: set[str]) -> bool:
+        """Whether a transition Jira offered out of ``status`` goes to a status not in ``statuses``
+        (casefolded); False while its offers are unknown."""
+        with self._lock:
+            offered = self._by_status.get((status or "").casefold())
+        return offered is not None and any((t.to_status or "").casefold() not in statuses for t in offered)
+
     def hops_to(self, start: str | None, target: str) -> int | None:
         """The fewest transitions from ``start`` to ``target`` through the statuses Jira was asked about
         (None: no such route is known yet)."""
@@ -104,7 +111,9 @@ def next_step(available: Sequence[Transition], current: str | None, target: str,
     within a walk (``seen`` given), a step to a status not visited yet, preferably one whose own
     transitions are still unknown: a workflow may need a detour (Disputed -> In Review -> Approved ->
     Done) that no ordering of the mapped statuses shows. While another step is offered, none goes to a
-    status whose known transitions all lead back where the walk has been.
+    status whose known transitions all lead back where the walk has been. Where every step offered leads
+    back where the walk has been (a dead end: Disputed offers only In Review), the walk goes back to a
+    status whose known transitions still lead somewhere it has not been (In Review, to Approved).
     """
     goal = target.casefold()
     step = next((t for t in available if (t.to_status or "").casefold() == goal), None)
@@ -131,8 +140,14 @@ def next_step(available: Sequence[Transition], current: str | None, target: str,
             return min(closer, key=lambda t: abs(order[(t.to_status or "").casefold()] - order[goal]))
     if not seen:
         return None
-    unexplored = [t for t in fresh if menu is None or menu.known(t.to_status) is None]
-    return (unexplored or fresh or [None])[0]
+    if fresh:
+        unexplored = [t for t in fresh if menu is None or menu.known(t.to_status) is None]
+        return (unexplored or fresh)[0]
+    if menu is None:
+        return None
+    back = [(menu.hops_to(t.to_status, target) is None, index, t) for index, t in enumerate(available)
+            if menu.leads_beyond(t.to_status, visited)]  # fmt: skip
+    return min(back, key=lambda way: (way[0], way[1]))[2] if back else None
 
 
 def move_to_status(client: JiraClient, key: str, current: str | None, target: str, path: Sequence[str],

@@ -313,13 +313,25 @@ class IssueWriter:
 
         A LINK (an issue found without a ledger link) is linked first with a recheck hash, so a
         failure half-way leaves the record to be compared again, never created again. Its status came
-        from a search that may lag the issue, so its walk reads the real one first.
+        from a search that may lag the issue, so its walk reads the real one first. An update the
+        ledger already holds as done (this content, linked by an earlier attempt of the push: a retried
+        step, a re-executed run) is not carried out again: its plan's status is stale by then, and a
+        walk from a stale status can take a transition that is valid from the real one too and leads
+        elsewhere (Dispute, out of Approved as well as In Review).
         """
         issue, key = record.issue, record.issue_key
         assert issue is not None
         if not key or not record.issue_id:
             self._dead_letter(record.record_id, record.payload, "linked issue has no key", record.partition_key)
             return
+        link = self.ledger.links_for(self.flow, [record.record_id]).get(record.record_id)
+        if link is not None and link.state == "linked" and link.content_hash == issue.content_hash:
+            self._count_update(record, counted=link.run_id == self.run_id)
+            return
+        # The plan's status is stale where an earlier attempt may have moved the issue since (a retry,
+        # a walk left half-way with a recheck hash), or came from a search (a LINK): read the real one.
+        status_known = not (record.action is Action.LINK or self.retrying
+                            or (link is not None and link.content_hash == RECHECK))  # fmt: skip
         try:
             if record.action is Action.LINK:
                 self.ledger.record_links([self._link(record, record.issue_id, key, RECHECK)])
@@ -330,15 +342,21 @@ class IssueWriter:
                 self.outcome.commented += 1
             self.client.update_issue(key, fields)
             if transition_to and move_to_status(self.client, key, record.current_status, transition_to, path,
-                                                self.menu, status_known=record.action is not Action.LINK):
+                                                self.menu, status_known=status_known):
                 self.outcome.transitioned += 1
             self.ledger.record_links([self._link(record, record.issue_id, key, issue.content_hash)])
         except (ApiError, StatusUnreachable) as exc:
+            # The issue may be half-way (a field set, a hop taken): whatever the ledger held, the next plan
+            # compares it again, and its walk starts from the real status.
+            self.ledger.record_links([self._link(record, record.issue_id, key, RECHECK)])
             self._dead_letter(record.record_id, record.payload, exc, record.partition_key)
             return
-        if record.action is Action.LINK:
+        self._count_update(record)
+
+    def _count_update(self, record: PlannedIssueBase, *, counted: bool = True) -> None:
+        if counted and record.action is Action.LINK:
             self.outcome.linked += 1
-        else:
+        elif counted:
             self.outcome.updated += 1
         self.outcome.succeeded.append(record.record_id)
-        self._touched(key)
+        self._touched(record.issue_key)
