@@ -157,14 +157,11 @@ JIRA = Destination(
 
 
 def _jira_phases_note(limits: BenchLimits) -> str:
-    """The ceiling the step order sets, whatever the CPU: the plan's lookups finish before the first create."""
-    ceiling = limits.jira_lookup_batch / (limits.jira_lookup_batch + limits.jira_bulk_size)
-    return (f"the bound lets lookups and creates share the time (separate budgets), but the plan step looks every "
-            f"record without a link up ({limits.jira_lookup_batch} per search) before the push step creates any "
-            f"({limits.jira_bulk_size} per bulk create): at equal per-endpoint rates the creates get "
-            f"{limits.jira_lookup_batch}/({limits.jira_lookup_batch} + {limits.jira_bulk_size}) of the time, so this "
-            f"step order caps throughput / bound at {ceiling:.2f} even with unbounded CPU (overlapping the lookups "
-            "with the creates is the way past it)")
+    """How the lookups share the time with the creates."""
+    return (f"records new to the ledger are looked up ({limits.jira_lookup_batch} per search) by the push, a chunk or "
+            f"two ahead of their bulk creates ({limits.jira_bulk_size} each), so the searches spend their own "
+            "per-endpoint budget while the creates spend theirs; the plan step makes none (it looks up only records "
+            "the ledger links or holds a create intent for)")
 
 
 # -- Asana -----------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from .visma_jira_plan import (
     Action,
     DocumentKind,
     Plan,
+    check_creates,
     filter_reason,
     plan_partitions,
     plan_records,
@@ -125,9 +126,9 @@ def _plan_table(plan: Plan) -> dg.TableMetadataValue:
             "changed_fields": ", ".join(change.field for change in record.changes), "issue": record.issue_key or "",
             "detail": detail,
         }))  # fmt: skip
-    for _, external_id, _ in plan.stored_creates[: max(0, PLAN_ROWS_SHOWN - len(rows))]:
+    for _, external_id, _, checked in plan.stored_creates[: max(0, PLAN_ROWS_SHOWN - len(rows))]:
         rows.append(dg.TableRecord({"visma_id": external_id, "action": Action.CREATE.value, "changed_fields": "",
-                                    "issue": "", "detail": ""}))
+                                    "issue": "", "detail": "" if checked else "looked up in Jira first"}))
     for entry in plan.audits[: max(0, PLAN_ROWS_SHOWN - len(rows))]:
         rows.append(dg.TableRecord({"visma_id": entry.audit_id, "action": "audit_comment", "changed_fields": "",
                                     "issue": "", "detail": f"{entry.title} on invoice {entry.invoice_id}"}))
@@ -180,6 +181,9 @@ def build_issue_asset(
             planned = plan_partitions(kind, context.partition_keys, client=client, ledger=opened, settings=settings)
         context.log.info(f"{kind.asset} {planned.partition_key}: {planned.record_count} records, "
                          + ", ".join(f"{a.value} {planned.count(a)}" for a in Action))
+        if unchecked := planned.unchecked_creates():
+            context.log.info(f"{kind.asset} {planned.partition_key}: {unchecked} of the creates are new to the "
+                             "ledger; the push looks them up in Jira just before creating them (a found one is linked)")
         return planned
 
     @dg.op(name=f"push_{kind.name}", pool=POOL, retry_policy=retry, out=dg.Out(dg.Nothing),
@@ -187,7 +191,9 @@ def build_issue_asset(
     def push(context: dg.OpExecutionContext, config: PushConfig, plan: Plan, jira: JiraResource,
              ledger: LedgerResource) -> None:
         if config.dry_run:
-            context.add_output_metadata(dry_run_metadata(plan))
+            with jira.client() as client:  # read only: the lookups the push would make first
+                checked = check_creates(plan, client=client, settings=settings)
+            context.add_output_metadata(dry_run_metadata(checked))
             return
         with jira.client() as client, ledger.open() as opened:
             outcome = push_plan(plan, client=client, ledger=opened, settings=settings,

@@ -3,11 +3,16 @@
 The plan reads the partition's landed records in chunks, renders each as an issue, and asks the
 ledger what it already links (batched). A partition's plan is *lean*: a create keeps only its ids
 (:attr:`Plan.stored_creates`), not its rendered issue or payload, which the push reads back from
-the landing store chunk by chunk (:func:`restore_records`), so a plan of 100,000 creates stays small. Only where the ledger has no link, a create intent
-(pending), or a link whose content hash changed does it ask Jira, by the external-id field (batched,
-with ``reconcileIssues`` for the issue ids it knows, so a just-written issue is seen); the searches
-of a few chunks overlap while the next chunks are rendered. Nothing is written here: the plan is a
-value the push step (or a dry run) acts on.
+the landing store chunk by chunk (:func:`restore_records`), so a plan of 100,000 creates stays small.
+Where the ledger holds a create intent (pending) or a link whose content hash changed, the plan asks
+Jira, by the external-id field (batched, with ``reconcileIssues`` for the issue ids it knows, so a
+just-written issue is seen); the searches of a few chunks overlap while the next chunks are
+rendered. A lean plan leaves the lookup of a record the ledger has never seen (no link, no intent)
+to the push, which makes it just before the create, while earlier creates are on the wire: a
+backfill's searches then share the time with its creates instead of all coming first (each
+endpoint has its own budget). Such a create is *unchecked* until then; one the push finds in Jira
+is linked (:func:`adopt`), not created. Nothing is written here: the plan is a value the push step
+(or a dry run) acts on.
 """
 
 from __future__ import annotations
@@ -53,7 +58,10 @@ __all__ = [
     "DocumentKind",
     "Plan",
     "PlannedRecord",
+    "adopt",
+    "check_creates",
     "filter_reason",
+    "lookup_fields",
     "lookup_issues",
     "plan_partitions",
     "plan_records",
@@ -93,6 +101,7 @@ class PlannedRecord(PlannedIssueBase):
     issue: RenderedIssue | None = None
     pending_since: datetime | None = Field(None, description="When an earlier, unanswered create was sent.")
     stored: bool = Field(False, description="issue and payload left in the landing store (restore_records).")
+    checked: bool = Field(True, description="False: a create not looked up in Jira yet (the push looks it up first).")
 
 
 class Plan(BaseModel):
@@ -104,8 +113,9 @@ class Plan(BaseModel):
     partition_key: str | None
     field_ids: JiraFieldIds
     records: list[PlannedRecord] = Field(default_factory=list)
-    stored_creates: list[tuple[str, str, str | None]] = Field(
-        default_factory=list, description="Creates left in the landing store: (record id, external id, partition key).",
+    stored_creates: list[tuple[str, str, str | None, bool]] = Field(
+        default_factory=list, description="Creates left in the landing store: (record id, external id, partition key, "
+        "checked: looked up in Jira already).",
     )
     audits: list[AuditEntry] = Field(default_factory=list)
 
@@ -122,8 +132,8 @@ class Plan(BaseModel):
         """Every create, in chunks of ``size``; stored ones come as ``stored`` records (see restore_records)."""
         chunk: list[PlannedRecord] = []
         stored = (PlannedRecord(record_id=record_id, external_id=external_id, action=Action.CREATE,
-                                partition_key=partition_key, stored=True)
-                  for record_id, external_id, partition_key in self.stored_creates)  # fmt: skip
+                                partition_key=partition_key, stored=True, checked=checked)
+                  for record_id, external_id, partition_key, checked in self.stored_creates)  # fmt: skip
         for record in chain((r for r in self.records if r.action is Action.CREATE), stored):
             chunk.append(record)
             if len(chunk) == size:
@@ -131,6 +141,10 @@ class Plan(BaseModel):
                 chunk = []
         if chunk:
             yield chunk
+
+    def unchecked_creates(self) -> int:
+        """Creates the push looks up in Jira before sending them (a found one is linked instead)."""
+        return sum(1 for *_, checked in self.stored_creates if not checked)
 
     def filtered_by_reason(self) -> Counter[str]:
         return Counter(r.reason or "unknown" for r in self.records if r.action is Action.FILTERED)
@@ -177,7 +191,8 @@ def filter_reason(view: DocumentView, filters: VismaJiraFilters, *, status_filte
 # -- Jira lookups ----------------------------------------------------------------------------------
 
 
-def _lookup_fields(ids: JiraFieldIds) -> list[str]:
+def lookup_fields(ids: JiraFieldIds) -> list[str]:
+    """The fields a lookup reads of each issue found: what an adoption compares."""
     return ["description", "duedate", "assignee", ids.amount]
 
 
@@ -210,7 +225,12 @@ def _render(kind: DocumentKind, landed: LandedRecord, settings: VismaJiraFlow) -
 
 def _compared(item: _Rendered, action: Action, issue: JiraIssue, **extra: Any) -> PlannedRecord:
     """An update (or adoption) of ``issue``: what differs from Jira, and the status to move to."""
-    rendered = item.issue
+    return _compared_issue(item.issue, action, issue, record_id=item.landed.record_id, payload=item.landed.payload,
+                           partition_key=item.landed.partition_key, **extra)
+
+
+def _compared_issue(rendered: RenderedIssue, action: Action, issue: JiraIssue, *, record_id: str,
+                    payload: dict[str, Any] | None, partition_key: str | None, **extra: Any) -> PlannedRecord:
     changes = describe_changes(facts_of(issue.fields.get("description")), rendered.facts)
     current = issue.status_name
     target = rendered.jira_status
@@ -218,10 +238,19 @@ def _compared(item: _Rendered, action: Action, issue: JiraIssue, **extra: Any) -
     # walk reads the real status first, and moves only if it must.
     moves = target is not None and (action is Action.LINK or (current or "").casefold() != target.casefold())
     return PlannedRecord(
-        record_id=item.landed.record_id, external_id=rendered.external_id, action=action, changes=tuple(changes),
+        record_id=record_id, external_id=rendered.external_id, action=action, changes=tuple(changes),
         transition_to=target if moves else None, current_status=current, issue=rendered, issue_id=issue.id,
-        issue_key=issue.key, payload=item.landed.payload, partition_key=item.landed.partition_key, **extra,
+        issue_key=issue.key, payload=payload, partition_key=partition_key, **extra,
     )  # fmt: skip
+
+
+def adopt(record: PlannedRecord, issue: JiraIssue) -> PlannedRecord:
+    """An unchecked create (read back and rendered) that the push found in Jira: a link to ``issue``,
+    brought up to date as a plan's adoption is."""
+    if record.issue is None:
+        raise ValueError(f"{record.record_id}: only a rendered create can be adopted")
+    return _compared_issue(record.issue, Action.LINK, issue, record_id=record.record_id, payload=record.payload,
+                           partition_key=record.partition_key)
 
 
 @dataclass
@@ -233,7 +262,8 @@ class _Chunk:
     links: dict[str, Link]
 
 
-def _triaged(kind: DocumentKind, chunk: Sequence[LandedRecord], *, ledger: Ledger, settings: VismaJiraFlow) -> _Chunk:
+def _triaged(kind: DocumentKind, chunk: Sequence[LandedRecord], *, ledger: Ledger, settings: VismaJiraFlow,
+             lean: bool) -> _Chunk:
     planned: list[PlannedRecord] = []
     rendered: list[_Rendered] = []
     for landed in chunk:
@@ -249,6 +279,9 @@ def _triaged(kind: DocumentKind, chunk: Sequence[LandedRecord], *, ledger: Ledge
             planned.append(PlannedRecord(**base, action=Action.FILTERED, reason=item.filtered))
         elif link is not None and link.state == "linked" and link.content_hash == item.issue.content_hash:
             planned.append(PlannedRecord(**base, action=Action.SKIP, issue_id=link.dest_id, issue_key=link.dest_key))
+        elif link is None and lean:
+            # Never seen by the ledger: the push looks it up just before creating it (see the module's text).
+            planned.append(PlannedRecord(**base, action=Action.CREATE, stored=True, checked=False))
         else:
             # A linked record keeps its issue in step even if a filter would no longer select it.
             ask_jira.append(item)
@@ -257,7 +290,7 @@ def _triaged(kind: DocumentKind, chunk: Sequence[LandedRecord], *, ledger: Ledge
 
 def _lookup(chunk: _Chunk, *, client: JiraClient, settings: VismaJiraFlow, ids: JiraFieldIds) -> dict[str, JiraIssue]:
     wanted = [(i.view.external_id, known_issue_id(chunk.links.get(i.landed.record_id))) for i in chunk.ask_jira]
-    return lookup_issues(client, settings.project_key, ids.external_id, wanted, fields=_lookup_fields(ids))
+    return lookup_issues(client, settings.project_key, ids.external_id, wanted, fields=lookup_fields(ids))
 
 
 def _decided(chunk: _Chunk, found: dict[str, JiraIssue], *, lean: bool) -> list[PlannedRecord]:
@@ -275,7 +308,7 @@ def _planned_chunks(
         waiting: deque[tuple[_Chunk, Future[dict[str, JiraIssue]] | None]] = deque()
         try:
             for chunk in chunks:
-                triaged = _triaged(kind, chunk, ledger=ledger, settings=settings)
+                triaged = _triaged(kind, chunk, ledger=ledger, settings=settings, lean=lean)
                 future = lookups.submit(_lookup, triaged, client=client, settings=settings, ids=ids) \
                     if triaged.ask_jira else None  # fmt: skip
                 waiting.append((triaged, future))
@@ -347,6 +380,24 @@ def restore_records(kind: DocumentKind, records: Sequence[PlannedRecord], *, led
     return restored
 
 
+def check_creates(plan: Plan, *, client: JiraClient, settings: VismaJiraFlow) -> Plan:
+    """``plan`` with its unchecked creates looked up in Jira, as the push will (what a dry run shows):
+    one found becomes a link to its issue."""
+    wanted = [(external_id, None) for _, external_id, _, checked in plan.stored_creates if not checked]
+    if not wanted:
+        return plan
+    found = lookup_issues(client, settings.project_key, plan.field_ids.external_id, wanted)
+    records, stored = list(plan.records), []
+    for record_id, external_id, partition_key, checked in plan.stored_creates:
+        issue = None if checked else found.get(external_id)
+        if issue is None:
+            stored.append((record_id, external_id, partition_key, True))
+        else:
+            records.append(PlannedRecord(record_id=record_id, external_id=external_id, action=Action.LINK,
+                                         issue_id=issue.id, issue_key=issue.key, partition_key=partition_key))
+    return plan.model_copy(update={"records": records, "stored_creates": stored})
+
+
 def plan_records(
     kind: DocumentKind, chunks: Iterable[Sequence[LandedRecord]], *, partition_key: str | None,
     client: JiraClient, ledger: Ledger, settings: VismaJiraFlow, audits: Iterable[AuditEntry] = (),
@@ -361,7 +412,8 @@ def plan_records(
     for planned in _planned_chunks(kind, chunks, client=client, ledger=ledger, settings=settings, ids=ids, lean=lean):
         for record in planned:
             if lean and record.action is Action.CREATE:  # the landing store keeps its issue and payload
-                plan.stored_creates.append((record.record_id, record.external_id, record.partition_key))
+                plan.stored_creates.append((record.record_id, record.external_id, record.partition_key,
+                                            record.checked))
             else:
                 plan.records.append(record)
     pending = list(audits)

@@ -46,6 +46,7 @@ from ml_connector_dagster.systems.jira.models import JiraIssue, Transition
 from .jira_destination import (
     DEST,
     RECHECK,
+    UNKNOWN_LOOKUP_BATCH,
     Action,
     CreateInDoubt,
     InFlight,
@@ -58,7 +59,15 @@ from .jira_destination import (
 )
 from .jira_destination import PushOutcome as IssuePushOutcome
 from .visma_jira_audit import AuditEntry, audit_entries
-from .visma_jira_plan import AUDIT_FLOW, DocumentKind, Plan, PlannedRecord, restore_records
+from .visma_jira_plan import (
+    AUDIT_FLOW,
+    DocumentKind,
+    Plan,
+    PlannedRecord,
+    adopt,
+    lookup_fields,
+    restore_records,
+)
 from .visma_jira_render import change_comment, change_marker
 
 # Ledger state key prefix of an audit comment whose invoice had no issue yet: + "<flow>/<audit id>".
@@ -68,6 +77,7 @@ __all__ = ["CreateInDoubt", "PushOutcome", "TransitionMenu", "comment_once", "mo
 
 MOVERS = 16  # new issues walked through their workflow at once (round trips overlap; the budget caps the rate)
 SENDERS = 3  # bulk creates on the wire at once: Jira works on one while the next is rendered and marked
+LOOKUPS_AHEAD = 2  # chunks taken ahead of the one being created: their searches overlap the creates
 
 
 class PushOutcome(IssuePushOutcome):
@@ -122,44 +132,92 @@ class _Pusher(IssueWriter):
     def create(self, chunks: Iterable[Sequence[PlannedRecord]]) -> None:
         """Create the plan's issues chunk by chunk; the next chunk is read back and rendered (a thread
         of its own) while this one is sent, and up to :data:`SENDERS` bulk requests are on the wire at
-        once, so the CPU work here overlaps Jira's (and the round trips overlap each other)."""
+        once, so the CPU work here overlaps Jira's (and the round trips overlap each other).
+
+        The unchecked creates of a chunk (see :mod:`visma_jira_plan`) are looked up in Jira as soon as
+        the chunk is taken, :data:`LOOKUPS_AHEAD` chunks ahead of the one being created, so the searches
+        run beside the creates; one found is adopted (linked and brought up to date), not created.
+        """
         pending = iter(chunks)
         flying: deque[InFlight] = deque()
+        coming: deque[tuple[Future[tuple[list[PlannedRecord], dict[str, str]]], Future[Mapping[str, JiraIssue]]]] = deque()
         with (ThreadPoolExecutor(1, thread_name_prefix="jira-render") as renderer,
+              ThreadPoolExecutor(LOOKUPS_AHEAD, thread_name_prefix="jira-lookup") as lookups,
               ThreadPoolExecutor(SENDERS, thread_name_prefix="jira-create") as senders):
 
-            def ahead() -> Future[tuple[list[PlannedRecord], dict[str, str]]] | None:
-                chunk = next(pending, None)
-                return None if chunk is None else renderer.submit(self._read_back, chunk)
+            def ahead() -> None:
+                while len(coming) < LOOKUPS_AHEAD and (chunk := next(pending, None)) is not None:
+                    coming.append((renderer.submit(self._read_back, chunk), lookups.submit(self._look_up, chunk)))
 
             try:
-                coming = ahead()
-                while coming is not None:
-                    restored, hashes = coming.result()
-                    coming = ahead()
+                ahead()
+                while coming:
+                    rendering, looking_up = coming.popleft()
+                    restored, hashes = rendering.result()
+                    found = looking_up.result()
+                    ahead()
                     ready = []
                     for record in restored:
                         if record.action is Action.FAILED:
                             self.unreadable(record)
                         elif record.action is Action.CREATE:
                             ready.append(record)
-                    first = next((i for i, r in enumerate(ready) if self._create_needs_move(r)), None)
-                    if first is not None and self.menu.known(self.settings.initial_status) is None:
-                        # One issue alone first: the transitions Jira offers it teach the menu where the
-                        # initial status leads, so every later create takes its first hop itself.
-                        self.land_flights(flying)
-                        self._create_chunk([ready.pop(first)], hashes)
-                    if (flight := self._submit_chunk(ready, hashes, senders)) is not None:
-                        flying.append(flight)
-                    self.land_flights(flying, keep=SENDERS - 1)
-                    self.settle_moves(wait=False)
+                    adopted = [r for r in ready if not r.checked and r.external_id in found]
+                    self._adopt_found(adopted, found)
+                    self._create_ready([r for r in ready if r not in adopted] if adopted else ready, hashes, flying,
+                                       senders)
             except BaseException:
+                for rendering, looking_up in coming:  # reads only: nothing to undo
+                    rendering.cancel()
+                    looking_up.cancel()
                 # Whatever stopped the push, the creates already sent are linked (or left pending) first.
                 with contextlib.suppress(Exception):
                     self.land_flights(flying)
                 raise
             self.land_flights(flying)
             self.settle_moves(wait=False)
+
+    def _adopt_found(self, records: list[PlannedRecord], found: Mapping[str, JiraIssue]) -> None:
+        """Link the creates found in Jira to their issues, as a plan's adoption does; one the ledger has
+        come to know meanwhile (a concurrent run) goes the way of a create, whose checks settle it."""
+        if not records:
+            return
+        known = self.ledger.links_for(self.plan.flow, [record.record_id for record in records])
+        for record in records:
+            if record.record_id in known:
+                self._create_chunk([record])
+            else:
+                self.update(adopt(record, found[record.external_id]))
+
+    def _create_ready(self, ready: list[PlannedRecord], hashes: dict[str, str], flying: deque[InFlight],
+                      senders: ThreadPoolExecutor) -> None:
+        """Send ``ready`` in bulk creates of at most Jira's limit (the first new issue that needs a move
+        alone, once, to learn the workflow)."""
+        first = next((i for i, r in enumerate(ready) if self._create_needs_move(r)), None)
+        if first is not None and self.menu.known(self.settings.initial_status) is None:
+            # One issue alone first: the transitions Jira offers it teach the menu where the
+            # initial status leads, so every later create takes its first hop itself.
+            self.land_flights(flying)
+            self._create_chunk([ready.pop(first)], hashes)
+        for start in range(0, len(ready), BULK_CREATE_LIMIT):
+            if (flight := self._submit_chunk(ready[start : start + BULK_CREATE_LIMIT], hashes, senders)) is not None:
+                flying.append(flight)
+            self.land_flights(flying, keep=SENDERS - 1)
+            self.settle_moves(wait=False)
+
+    def _look_up(self, chunk: Sequence[PlannedRecord]) -> Mapping[str, JiraIssue]:
+        """The chunk's unchecked creates found in Jira, by external id (one search per 100). Reads only.
+
+        A record the ledger knows by now (an earlier attempt of this step marked or linked it) is left
+        to the create's own checks, which look a pending one up as they always do.
+        """
+        unchecked = [record for record in chunk if record.action is Action.CREATE and not record.checked]
+        known = self.ledger.links_for(self.plan.flow, [record.record_id for record in unchecked]) if unchecked else {}
+        wanted = [(record.external_id, None) for record in unchecked if record.record_id not in known]
+        if not wanted:
+            return {}
+        return lookup_issues(self.client, self.settings.project_key, self.plan.field_ids.external_id, wanted,
+                             fields=lookup_fields(self.plan.field_ids))
 
     def _create_needs_move(self, record: PlannedRecord) -> bool:
         target = record.issue.jira_status if record.issue else None
@@ -339,7 +397,7 @@ def push_plan(
 
 def _push(pusher: _Pusher) -> None:
     plan, outcome = pusher.plan, pusher.outcome
-    pusher.create(plan.creates(BULK_CREATE_LIMIT))
+    pusher.create(plan.creates(UNKNOWN_LOOKUP_BATCH))  # one search per chunk, its creates in bulks of 50
     for record in plan.records:
         if record.action in (Action.UPDATE, Action.LINK):
             pusher.update(record)

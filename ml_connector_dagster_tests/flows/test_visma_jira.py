@@ -8,6 +8,7 @@ on a search seeing what was just written.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -156,6 +157,16 @@ def check_of(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
     return evaluation
 
 
+def synced_then_ledger_lost(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Sync the partition, let Jira's index catch up, then point the connector at an empty ledger;
+    the issues by Visma ID."""
+    world.run(flow())
+    before = world.issues()
+    world.jira.reindex()
+    monkeypatch.setenv("ML_CONNECTOR_DB_URL", f"sqlite:///{tmp_path / 'a-fresh-ledger.db'}")
+    return before
+
+
 # -- a partition sync ------------------------------------------------------------------------------
 
 
@@ -210,10 +221,7 @@ def test_a_second_run_while_the_search_index_lags_creates_nothing(world: World) 
 
 def test_issues_unknown_to_the_ledger_are_adopted_not_created_again(world: World, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    world.run(flow())
-    before = world.issues()
-    world.jira.reindex()
-    monkeypatch.setenv("ML_CONNECTOR_DB_URL", f"sqlite:///{tmp_path / 'a-fresh-ledger.db'}")
+    before = synced_then_ledger_lost(world, tmp_path, monkeypatch)
 
     result = world.run(flow())
 
@@ -221,6 +229,31 @@ def test_issues_unknown_to_the_ledger_are_adopted_not_created_again(world: World
     assert {k: len(v) for k, v in world.issues().items()} == {k: 1 for k in before}
     figures = metadata(result, INVOICES.asset)
     assert (figures["created"], figures["linked"], figures["commented"]) == (0, len(before), 0)
+
+
+def test_records_new_to_the_ledger_are_looked_up_by_the_push_once_each_not_by_the_plan(world: World) -> None:
+    result = world.run(flow())
+
+    assert result.success
+    plan = result.output_for_node("jira__visma_invoice_issues.plan_invoice_issues")
+    created = metadata(result, INVOICES.asset)["created"]
+    # Lookups by external id; the reconciliation check's searches name the issues they reconcile.
+    searches = [r for r in world.jira.requests
+                if r.method == "POST" and r.path.endswith("/search/jql") and not r.body.get("reconcileIssues")]
+    assert created > 0 and plan.unchecked_creates() == plan.count(Action.CREATE) == created
+    assert len(searches) == math.ceil(created / 100)  # one search per 100 external ids, made by the push
+
+
+def test_a_dry_run_shows_issues_unknown_to_the_ledger_as_links_not_creates(world: World, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    before = synced_then_ledger_lost(world, tmp_path, monkeypatch)
+
+    result = world.run(flow(), run_config=dry_run_config(INVOICES))
+
+    assert result.success
+    figures = metadata(result, INVOICES.asset)
+    assert (figures["would_create"], figures["would_link"]) == (0, len(before))
+    assert {k: len(v) for k, v in world.issues().items()} == {k: 1 for k in before}
 
 
 def test_an_adoption_moves_an_issue_from_its_real_status_not_the_lagging_search_s(

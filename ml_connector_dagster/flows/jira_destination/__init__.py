@@ -21,6 +21,7 @@ records become create fields and how they are looked up.
 from .records import (
     LOOKUP_BATCH,
     RECHECK,
+    UNKNOWN_LOOKUP_BATCH,
     Action,
     FieldIds,
     PlannedIssueBase,
@@ -65,6 +66,7 @@ from .writer import (
 __all__ = [
     "DEST",
     "LOOKUP_BATCH",
+    "UNKNOWN_LOOKUP_BATCH",
     "MISSING",
     "RECHECK",
     "Action",
