@@ -104,6 +104,9 @@ def _plan_table(plan: IssuePlan) -> dg.TableMetadataValue:
         "document": r.external_id, "action": r.action.value, "exception": (r.issue.exception or "—") if r.issue else "",
         "issue": r.issue_key or "", "detail": "closing comment" if r.closing else ", ".join(c[0] for c in r.changes),
     }) for r in shown]  # fmt: skip
+    rows += [dg.TableRecord({"document": c.external_id, "action": Action.CREATE.value, "exception": c.exception,
+                             "issue": "", "detail": ""})
+             for c in plan.stored_creates[: max(0, PLAN_ROWS_SHOWN - len(rows))]]  # fmt: skip
     columns = ("document", "action", "exception", "issue", "detail")
     return dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -45,6 +45,7 @@ from .acumatica_jira_render import (
 )
 from .jira_destination import (
     MISSING,
+    UNKNOWN_LOOKUP_BATCH,
     Action,
     IssueWriter,
     PlannedIssueBase,
@@ -62,16 +63,19 @@ __all__ = [
     "SOURCES",
     "IssuePlan",
     "PlannedIssue",
+    "StoredCreate",
     "exceptional_documents",
     "plan_partitions",
     "plan_records",
     "projects_of",
     "push_plan",
+    "restore_creates",
 ]
 
 FLOW = "acumatica_jira.exceptions"  # ledger flow: document id -> its issue
 ASSET = "jira/acumatica_exception_issues"
 CHUNK = 200
+RESTORE_CHUNK = 500  # stored creates rendered again at a time by the push
 Change = tuple[str, str | None, str | None]
 
 
@@ -95,15 +99,35 @@ class PlannedIssue(PlannedIssueBase):
     closing: bool = Field(False, description="The document left its exception: a closing comment.")
 
 
+class StoredCreate(NamedTuple):
+    """A create whose issue and payload the landing store keeps (a lean plan): the push renders it again."""
+
+    entity: str
+    record_id: str
+    external_id: str
+    exception: str
+    partition_key: str | None
+
+
 class IssuePlan(BaseModel):
-    """The plan of one partition (or a backfill's range) of the three document kinds."""
+    """The plan of one partition (or a backfill's range) of the three document kinds.
+
+    Most documents need no attention: those are only named (``needs_no_attention``). A plan made from
+    the landing store is *lean*: its creates keep only their ids (``stored_creates``), so a backfill's
+    plan stays small whatever the partition holds.
+    """
 
     partition_key: str | None
     field_ids: FieldIds
     records: list[PlannedIssue] = Field(default_factory=list)
+    needs_no_attention: list[str] = Field(default_factory=list, description="Ids of documents filtered out.")
+    stored_creates: list[StoredCreate] = Field(default_factory=list)
 
     def count(self, action: Action) -> int:
-        return sum(1 for record in self.records if record.action is action)
+        counted = sum(1 for record in self.records if record.action is action)
+        if action is Action.FILTERED:
+            return counted + len(self.needs_no_attention)
+        return counted + len(self.stored_creates) if action is Action.CREATE else counted
 
 
 def resolve_field_ids(client: JiraClient, settings: AcumaticaJiraFlow) -> FieldIds:
@@ -146,13 +170,13 @@ class _Rendered:
         return self.issue.exception is None
 
 
-def _render(source: Source, landed: LandedRecord, settings: AcumaticaJiraFlow) -> _Rendered | PlannedIssue:
+def _view(source: Source, landed: LandedRecord) -> Any:
+    """The document's view, or a FAILED plan entry naming the field Acumatica sent wrong."""
     try:
-        view = view_of(source.model.model_validate(landed.payload))
+        return view_of(source.model.model_validate(landed.payload))
     except ValidationError as error:
         return PlannedIssue(record_id=landed.record_id, external_id=landed.record_id, action=Action.FAILED,
                             reason=describe_error(error), payload=landed.payload, partition_key=landed.partition_key)
-    return _Rendered(landed, render_issue(view, exception_of(view, settings.rules), settings))
 
 
 def _compared(item: _Rendered, action: Action, found: JiraIssue | None, link: Link | None) -> PlannedIssue:
@@ -167,51 +191,90 @@ def _compared(item: _Rendered, action: Action, found: JiraIssue | None, link: Li
                         payload=item.landed.payload, partition_key=item.landed.partition_key)  # fmt: skip
 
 
-def _plan_chunk(source: Source, chunk: Sequence[LandedRecord], *, client: JiraClient, ledger: Ledger,
-                settings: AcumaticaJiraFlow, ids: FieldIds) -> list[PlannedIssue]:
-    planned: list[PlannedIssue] = []
-    rendered: list[_Rendered] = []
+def _settled(item: _Rendered, action: Action, link: Link | None) -> PlannedIssue:
+    return PlannedIssue(
+        record_id=item.landed.record_id, external_id=item.issue.external_id, action=action,
+        reason="needs_no_attention" if action is Action.FILTERED else None,
+        issue_id=link.dest_id if link else None, issue_key=link.dest_key if link else None,
+        partition_key=item.landed.partition_key,
+    )  # fmt: skip
+
+
+_Asking = tuple[Source, _Rendered, Link | None]  # a document Jira must be asked about, and its ledger link
+
+
+def _triage_chunk(source: Source, chunk: Sequence[LandedRecord], plan: IssuePlan, *, ledger: Ledger,
+                  settings: AcumaticaJiraFlow) -> list[_Asking]:  # fmt: skip
+    """Plan what the ledger alone decides for a chunk; the documents Jira must be asked about."""
+    planned = plan.records
+    views: list[tuple[LandedRecord, Any]] = []
     for landed in chunk:
-        item = _render(source, landed, settings)
-        (planned if isinstance(item, PlannedIssue) else rendered).append(item)  # type: ignore[arg-type]
-    links = ledger.links_for(FLOW, [item.landed.record_id for item in rendered])
-    ask_jira: list[_Rendered] = []
-    for item in rendered:
-        settled = triage(links.get(item.landed.record_id), item.issue.content_hash, filtered=item.needs_no_issue)
-        if settled is None:
-            ask_jira.append(item)
+        view = _view(source, landed)
+        if isinstance(view, PlannedIssue):
+            planned.append(view)
+        else:
+            views.append((landed, view))
+    links = ledger.links_for(FLOW, [landed.record_id for landed, _ in views])
+    ask_jira: list[_Asking] = []
+    for landed, view in views:
+        exception, link = exception_of(view, settings.rules), links.get(landed.record_id)
+        if exception is None and link is None:
+            # Most documents need no attention and never had an issue: no issue to render.
+            plan.needs_no_attention.append(landed.record_id)
             continue
-        link = links.get(item.landed.record_id)
-        planned.append(PlannedIssue(
-            record_id=item.landed.record_id, external_id=item.issue.external_id, action=settled,
-            reason="needs_no_attention" if settled is Action.FILTERED else None,
-            issue_id=link.dest_id if link else None, issue_key=link.dest_key if link else None,
-            partition_key=item.landed.partition_key,
-        ))  # fmt: skip
-    wanted = [(item.issue.external_id, known_issue_id(links.get(item.landed.record_id))) for item in ask_jira]
-    found = lookup(client, settings, ids, wanted, fields=["description"]) if wanted else {}
-    for item in ask_jira:
-        link, issue = links.get(item.landed.record_id), found.get(item.issue.external_id)
+        item = _Rendered(landed, render_issue(view, exception, settings))
+        settled = triage(link, item.issue.content_hash, filtered=item.needs_no_issue)
+        if settled is None:
+            ask_jira.append((source, item, link))
+        elif settled is Action.FILTERED:
+            plan.needs_no_attention.append(landed.record_id)
+        else:
+            planned.append(_settled(item, settled, link))
+    return ask_jira
+
+
+def _ask_jira(items: Sequence[_Asking], plan: IssuePlan, *, client: JiraClient, settings: AcumaticaJiraFlow,
+              lean: bool) -> None:  # fmt: skip
+    """Plan the documents the ledger could not decide, from what Jira holds under their external ids."""
+    wanted = [(item.issue.external_id, known_issue_id(link)) for _, item, link in items]
+    found = lookup(client, settings, plan.field_ids, wanted, fields=["description"])
+    for source, item, link in items:
+        issue = found.get(item.issue.external_id)
         action = decide(link, issue, filtered=item.needs_no_issue)
         if action in (Action.UPDATE, Action.LINK):
-            planned.append(_compared(item, action, issue, link))
-        else:
-            planned.append(PlannedIssue(
+            plan.records.append(_compared(item, action, issue, link))
+        elif action is Action.CREATE and lean:  # the landing store keeps its issue and payload
+            assert item.issue.exception is not None
+            plan.stored_creates.append(StoredCreate(source.entity.value, item.landed.record_id, item.issue.external_id,
+                                                    item.issue.exception, item.landed.partition_key))
+        elif action is Action.CREATE:
+            plan.records.append(PlannedIssue(
                 record_id=item.landed.record_id, external_id=item.issue.external_id, action=action,
-                reason="needs_no_attention" if action is Action.FILTERED else None,
-                issue=item.issue if action is Action.CREATE else None, payload=item.landed.payload,
-                partition_key=item.landed.partition_key,
+                issue=item.issue, payload=item.landed.payload, partition_key=item.landed.partition_key,
             ))  # fmt: skip
-    return planned
+        elif action is Action.FILTERED:
+            plan.needs_no_attention.append(item.landed.record_id)
+        else:
+            plan.records.append(_settled(item, action, None))
 
 
 def plan_records(chunks: Iterable[tuple[Source, Sequence[LandedRecord]]], *, partition_key: str | None,
-                 client: JiraClient, ledger: Ledger, settings: AcumaticaJiraFlow) -> IssuePlan:
-    """The plan for these landed records (chunked, each chunk of one source)."""
-    ids = resolve_field_ids(client, settings)
-    plan = IssuePlan(partition_key=partition_key, field_ids=ids)
+                 client: JiraClient, ledger: Ledger, settings: AcumaticaJiraFlow, lean: bool = False) -> IssuePlan:
+    """The plan for these landed records (chunked, each chunk of one source).
+
+    The documents to look up in Jira wait across chunks (and sources) until they fill a search: a
+    partition where one document in six is an exception makes a sixth of the searches. ``lean``
+    (records read from the landing store): creates leave their issue and payload there.
+    """
+    plan = IssuePlan(partition_key=partition_key, field_ids=resolve_field_ids(client, settings))
+    waiting: list[_Asking] = []
     for source, chunk in chunks:
-        plan.records += _plan_chunk(source, chunk, client=client, ledger=ledger, settings=settings, ids=ids)
+        waiting += _triage_chunk(source, chunk, plan, ledger=ledger, settings=settings)
+        while len(waiting) >= UNKNOWN_LOOKUP_BATCH:
+            _ask_jira(waiting[:UNKNOWN_LOOKUP_BATCH], plan, client=client, settings=settings, lean=lean)
+            waiting = waiting[UNKNOWN_LOOKUP_BATCH:]
+    if waiting:
+        _ask_jira(waiting, plan, client=client, settings=settings, lean=lean)
     return plan
 
 
@@ -228,9 +291,9 @@ def exceptional_documents(ledger: Ledger, partition_keys: Sequence[str], setting
     eligible = {}
     for source, chunk in _landed(ledger, partition_keys):
         for landed in chunk:
-            item = _render(source, landed, settings)
-            if isinstance(item, _Rendered) and not item.needs_no_issue:
-                eligible[landed.record_id] = item.issue.external_id
+            view = _view(source, landed)
+            if not isinstance(view, PlannedIssue) and exception_of(view, settings.rules) is not None:
+                eligible[landed.record_id] = view.ref.external_id
     return eligible
 
 
@@ -239,10 +302,42 @@ def plan_partitions(partition_keys: Sequence[str], *, client: JiraClient, ledger
     """The plan of daily partitions (one, or a backfill's range) of all three sources."""
     label = partition_keys[0] if len(partition_keys) == 1 else f"{partition_keys[0]}...{partition_keys[-1]}"
     return plan_records(_landed(ledger, partition_keys), partition_key=label, client=client, ledger=ledger,
-                        settings=settings)
+                        settings=settings, lean=True)
 
 
 # -- the push --------------------------------------------------------------------------------------
+
+
+def restore_creates(stored: Sequence[StoredCreate], *, ledger: Ledger, settings: AcumaticaJiraFlow) -> list[PlannedIssue]:
+    """Creates of a lean plan with their issue rendered again from the landed copy (the newest, should a
+    run have landed a later one since the plan): one no longer there or no longer valid comes back
+    FAILED, one that needs no attention any more FILTERED."""
+    store, restored = LandingStore(ledger), []
+    by_entity: dict[str, list[StoredCreate]] = {}
+    for create in stored:
+        by_entity.setdefault(create.entity, []).append(create)
+    for entity, creates in by_entity.items():
+        source = next(s for s in SOURCES if s.entity.value == entity)
+        landed = store.get_many(ACUMATICA, entity, [create.record_id for create in creates])
+        for create in creates:
+            copy = landed.get(create.record_id)
+            if copy is None:
+                restored.append(PlannedIssue(record_id=create.record_id, external_id=create.external_id,
+                                             action=Action.FAILED, partition_key=create.partition_key,
+                                             reason="the landed record is no longer in the landing store"))
+                continue
+            view = _view(source, copy)
+            if isinstance(view, PlannedIssue):
+                restored.append(view)
+                continue
+            exception = exception_of(view, settings.rules)
+            restored.append(PlannedIssue(
+                record_id=create.record_id, external_id=create.external_id,
+                action=Action.CREATE if exception is not None else Action.FILTERED,
+                issue=render_issue(view, exception, settings) if exception is not None else None,
+                payload=copy.payload, partition_key=create.partition_key,
+            ))  # fmt: skip
+    return restored
 
 
 class _ExceptionWriter(IssueWriter):
@@ -262,6 +357,20 @@ class _ExceptionWriter(IssueWriter):
         creates = [record for record in self.plan.records if record.action is Action.CREATE]
         for start in range(0, len(creates), BULK_CREATE_LIMIT):
             self._create_chunk(creates[start : start + BULK_CREATE_LIMIT])
+        stored = self.plan.stored_creates
+        for start in range(0, len(stored), RESTORE_CHUNK):
+            restored = restore_creates(stored[start : start + RESTORE_CHUNK], ledger=self.ledger,
+                                       settings=self.settings)
+            for record in restored:
+                if record.action is Action.FAILED:
+                    self._dead_letter(record.record_id, record.payload, record.reason or "invalid record",
+                                      record.partition_key)
+                elif record.action is Action.FILTERED:
+                    self.outcome.succeeded.append(record.record_id)
+            creates = [record for record in restored if record.action is Action.CREATE]
+            for first in range(0, len(creates), BULK_CREATE_LIMIT):
+                self._create_chunk(creates[first : first + BULK_CREATE_LIMIT])
+        self.outcome.succeeded += self.plan.needs_no_attention  # nothing to do is a success too
         for record in self.plan.records:
             if record.action in (Action.UPDATE, Action.LINK) and record.issue is not None:
                 comments = [change_comment(record.issue, record.changes, closing=record.closing)]

@@ -8,6 +8,7 @@ relies on a search seeing what was just written. Destination state is read from 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,8 +21,9 @@ import pytest
 
 from ml_connector_dagster.assets.acumatica import ACUMATICA_SOURCES, acumatica_source_assets
 from ml_connector_dagster.config import AcumaticaJiraFlow, parse_config
-from ml_connector_dagster.core.landing import LandedRecord
+from ml_connector_dagster.core.landing import LandedRecord, LandingStore
 from ml_connector_dagster.core.ledger import Ledger
+from ml_connector_dagster.flows import acumatica_jira_issues
 from ml_connector_dagster.flows.acumatica_jira import (
     ACTION_RETRY,
     GROUP,
@@ -30,9 +32,15 @@ from ml_connector_dagster.flows.acumatica_jira import (
     build_acumatica_jira,
     dry_run_config,
 )
-from ml_connector_dagster.flows.acumatica_jira_issues import ASSET, SOURCES, plan_records, push_plan
+from ml_connector_dagster.flows.acumatica_jira_issues import (
+    ASSET,
+    SOURCES,
+    plan_partitions,
+    plan_records,
+    push_plan,
+)
 from ml_connector_dagster.flows.acumatica_jira_release import release_resolved
-from ml_connector_dagster.flows.jira_destination import PushOutcome
+from ml_connector_dagster.flows.jira_destination import Action, PushOutcome
 from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.sandbox import jira as jira_sandbox
 from ml_connector_dagster.sandbox.acumatica import AcumaticaSimulator, Licence
@@ -274,6 +282,48 @@ def test_each_document_needing_attention_gets_one_issue_with_reference_vendor_an
     assert fields[AMOUNT] == pytest.approx(value(bill, "Amount")) and fields[VENDOR] == value(bill, "Vendor")
     adf.validate(fields["description"])
     assert "When this issue is resolved: ml-connector releases the bill" in adf.plain_text(fields["description"])
+
+
+def test_documents_new_to_the_ledger_are_looked_up_in_full_searches_across_chunks(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(acumatica_jira_issues, "CHUNK", 3)  # many chunks, a few exceptions in each
+    result = world.sync(flow())
+
+    assert result.success
+    created = metadata(result)["created"]
+    # Lookups by external id; the reconciliation check's searches name the issues they reconcile.
+    searches = [r for r in world.jira.requests
+                if r.method == "POST" and r.path.endswith("/search/jql") and not r.body.get("reconcileIssues")]
+    assert created == len(world.exceptional()) > 3
+    assert len(searches) == math.ceil(created / 100)
+
+
+def test_a_backfills_plan_keeps_its_creates_as_ids_and_the_push_renders_them_from_the_landing(world: World) -> None:
+    result = world.sync(flow())
+
+    assert result.success
+    plan = result.output_for_node("jira__acumatica_exception_issues.plan_acumatica_exception_issues")
+    assert not [record for record in plan.records if record.action is Action.CREATE]
+    assert {create.external_id for create in plan.stored_creates} == world.exceptional() == set(world.issues())
+    assert plan.count(Action.CREATE) == metadata(result)["created"]
+
+
+def test_a_stored_create_whose_document_left_its_exception_before_the_push_is_not_created(world: World) -> None:
+    external_id = hold_a_bill(world)
+    assert world.sync(flow(), run_config=dry_run_config()).success  # lands the partition, writes nothing
+    with Ledger.open(world.ledger_url) as ledger, world._resolved()["jira"].client() as jira:
+        plan = plan_partitions([world.partition], client=jira, ledger=ledger, settings=flow())
+        (held,) = [create for create in plan.stored_creates if create.external_id == external_id]
+        # Before the push, a later run lands the bill taken off hold again.
+        store = LandingStore(ledger)
+        landed = store.get_many("acumatica", held.entity, [held.record_id])[held.record_id]
+        released = {**landed.payload, "Hold": False, "Status": "Balanced"}
+        store.land("acumatica", held.entity, [landed.model_copy(update={"payload": released})])
+        outcome = push_plan(plan, client=jira, ledger=ledger, settings=flow(), run_id="test", log=_Quiet())
+
+    assert external_id not in world.issues() and held.record_id in outcome.succeeded
+    assert outcome.created == len(plan.stored_creates) - 1
 
 
 def test_a_dry_run_writes_nothing_and_lists_the_issues_it_would_open(world: World) -> None:

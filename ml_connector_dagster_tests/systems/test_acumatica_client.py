@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -235,6 +236,16 @@ def test_paging_stops_at_the_first_short_page(sim: AcumaticaSimulator, client: A
     list(client.iter_pages(BILL))
     skips = [int(call["query"]["$skip"]) for call in recorded(client, "/Bill")]
     assert skips == list(range(0, 41, 7))
+
+
+def test_the_next_page_is_asked_for_while_the_caller_works_on_this_one(sim: AcumaticaSimulator, client: Any) -> None:
+    pages = client.iter_pages(BILL)
+    next(pages)
+    deadline = time.monotonic() + 10
+    while len(recorded(client, "/Bill")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [int(call["query"]["$skip"]) for call in recorded(client, "/Bill")] == [0, 7]
+    pages.close()
 
 
 def test_expand_brings_the_lines_that_the_model_reads(sim: AcumaticaSimulator, client: Any) -> None:

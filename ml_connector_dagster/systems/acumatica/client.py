@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -388,7 +389,11 @@ class AcumaticaClient:
 
     def iter_pages(self, entity: AcumaticaEntity, *, filter: str | None = None, expand: Sequence[str] = (),
                    select: Sequence[str] | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Every page of a list (``$top``/``$skip``) until a short one; each record once per pass."""
+        """Every page of a list (``$top``/``$skip``) until a short one; each record once per pass.
+
+        The next page is asked for while the caller works on this one (one request in flight: the
+        licence's concurrency limit is the tenant's, not this reader's).
+        """
         params: dict[str, Any] = {}
         if filter:
             params["$filter"] = filter
@@ -397,19 +402,29 @@ class AcumaticaClient:
         if select is not None:
             params["$select"] = ",".join(dict.fromkeys([*select, MODIFIED_FIELD]))
         seen: set[str] = set()
-        skip = 0
-        while True:
-            page = self._get_list(entity, {**params, "$top": self.page_size, "$skip": skip})
-            fresh = [r for r in page if not isinstance(r, Mapping) or r.get("id") not in seen]
-            seen.update(str(r["id"]) for r in page if isinstance(r, Mapping) and r.get("id"))
-            if len(page) == self.page_size and not fresh:
-                logger.warning("acumatica %s: a full page repeats earlier records; the server ignores $skip", entity)
-                return
-            if fresh:
-                yield fresh
-            if len(page) < self.page_size:
-                return
-            skip += len(page)
+        with ThreadPoolExecutor(1, thread_name_prefix="acumatica-page") as prefetch:
+
+            def request(skip: int) -> Future[list[Any]]:
+                return prefetch.submit(self._get_list, entity, {**params, "$top": self.page_size, "$skip": skip})
+
+            skip = 0
+            coming = request(skip)
+            while True:
+                page = coming.result()
+                if len(page) == self.page_size:
+                    coming = request(skip + len(page))
+                fresh = [r for r in page if not isinstance(r, Mapping) or r.get("id") not in seen]
+                seen.update(str(r["id"]) for r in page if isinstance(r, Mapping) and r.get("id"))
+                if len(page) == self.page_size and not fresh:
+                    logger.warning("acumatica %s: a full page repeats earlier records; the server ignores $skip",
+                                   entity)
+                    coming.cancel()
+                    return
+                if fresh:
+                    yield fresh
+                if len(page) < self.page_size:
+                    return
+                skip += len(page)
 
     def get(self, entity: AcumaticaEntity, keys: Sequence[str], *, expand: Sequence[str] = ()) -> dict[str, Any]:
         """One record by its key values (``["Bill", "001042"]``) or by its id (``[<guid>]``)."""
