@@ -1,8 +1,9 @@
-"""Backfill and memory: N Visma supplier invoices -> a destination's records, against the physical bound.
+"""Backfill and memory: N source records -> a destination's records, against the physical bound.
 
-Each run serves a fresh Visma simulator of N supplier invoices (all modified yesterday, one daily
-partition) and a fresh destination simulator (Jira, Asana or monday.com), each in its own process
-with the configured latency and rate limits, and runs the product's backfill
+Each run serves a fresh source simulator of N records (Visma supplier invoices, Acumatica bills,
+JAGGAER invoices, with what the simulator generates beside them; all modified yesterday, one daily
+partition) and a fresh destination simulator (Jira, Asana, monday.com or Visma), each in its own
+process with the configured latency and rate limits, and runs the product's backfill
 (:mod:`bench.backfill_run`) in a third process. Counted server-side: every API call, by endpoint.
 
 Ratios:
@@ -18,34 +19,57 @@ Ratios:
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
 from typing import Any
 
 from .destinations import DESTINATIONS, Destination, JobFacts
-from .limits import BenchLimits, Bound, Need, bound_of
+from .limits import BenchLimits, Bound, bound_of
 from .results import Outcome, Target
-from .sandbox import PROJECT_ROOT, pinned_start, simulator_process
+from .sandbox import PROJECT_ROOT, cpu_seconds, pinned_start, simulator_process
+from .sources import SOURCES, Source
 
 __all__ = ["BackfillRun", "backfill_outcome", "memory_outcome", "run_backfill", "sized"]
 
 DAYS = 0.85  # every generated record falls in yesterday's partition (see pinned_start)
-VISMA_PAGES = "visma GET /v1/supplierInvoice"
-VISMA_BUDGET = "visma per company"
 
 
 class BackfillRun(dict[str, Any]):
     """The figures of one backfill: the child's report plus the calls counted by the simulators."""
 
     @property
+    def source(self) -> Source:
+        return SOURCES[self.get("source", "visma")]
+
+    @property
+    def read(self) -> dict[str, int]:
+        """Records read, by source asset."""
+        prefix = self.source.prefix
+        return {key: int(figures.get("read", 0)) for key, figures in self["assets"].items()
+                if key.startswith(prefix) and "read" in figures}
+
+    @property
     def records(self) -> int:
-        return int(self["assets"].get("visma/supplier_invoices", {}).get("read", 0))
+        return sum(self.read.values())
+
+    @property
+    def quarantined(self) -> int:
+        prefix = self.source.prefix
+        return sum(int(figures.get("quarantined", 0)) for key, figures in self["assets"].items()
+                   if key.startswith(prefix))
 
     @property
     def destination_figures(self) -> dict[str, Any]:
-        return next((v for k, v in self["assets"].items() if not k.startswith("visma/")), {})
+        """The destination assets' figures, added up (jaggaer_visma has one asset per document kind)."""
+        prefix = self.source.prefix
+        added: dict[str, Any] = {}
+        for key, figures in self["assets"].items():
+            if key.startswith(prefix) and "read" in figures:
+                continue
+            for name, value in figures.items():
+                added[name] = added.get(name, 0) + value if not isinstance(value, bool) else value
+        return added
 
     @property
     def job(self) -> JobFacts:
@@ -72,66 +96,58 @@ def _labelled(calls: dict[str, int], label_of: Any) -> tuple[dict[str, int], int
     return labelled, auth
 
 
-def _visma_label(endpoint: str) -> str | None:
-    return None if endpoint.endswith("/connect/token") else f"visma {endpoint}"
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc), 0 when unknown."""
-    try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115 - one small read
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 def run_backfill(records: int, limits: BenchLimits, destination: Destination, *, timeout_s: float = 4 * 3600,
                  ) -> BackfillRun:  # fmt: skip
-    """One backfill of ``records`` supplier invoices into ``destination``, measured."""
+    """One backfill of ``records`` source records into ``destination``, measured."""
     start = pinned_start()
-    with simulator_process("visma", size=records, days=DAYS, start=start.isoformat(),
-                           rate_limit_per_hour=limits.visma_rate_limit_per_hour, latency_ms=limits.latency_ms) as visma, \
-         simulator_process(destination.simulator, latency_ms=limits.latency_ms,
-                           **destination.simulator_settings(limits)) as target:  # fmt: skip
-        visma.counts(reset=True)
+    source = SOURCES[destination.source]
+    placed = {"days": DAYS, "start": start.isoformat(), "latency_ms": limits.latency_ms}
+    with simulator_process(source.simulator, **placed, **source.simulator_settings(records, limits)) as origin, \
+         simulator_process(destination.simulator, **placed,
+                           **destination.simulator_settings(records, limits)) as target:  # fmt: skip
+        origin.counts(reset=True)
         target.counts(reset=True)
-        cpu_before = {"visma": _cpu_seconds(visma.process.pid), "target": _cpu_seconds(target.process.pid)}
-        settings = {"visma_url": visma.url, "destination_url": target.url, "destination": destination.name,
-                    "limits": limits.model_dump(), "partition": start.date().isoformat()}
+        cpu_before = {"source": cpu_seconds(origin.process.pid), "target": cpu_seconds(target.process.pid)}
+        settings = {"source_url": origin.url, "destination_url": target.url, "destination": destination.name,
+                    "limits": limits.model_dump(), "partition": start.date().isoformat(), "records": records,
+                    "simulator_pids": {"source": origin.process.pid, "target": target.process.pid}}
         child = subprocess.run([sys.executable, "-m", "bench.backfill_run", json.dumps(settings)],
                                capture_output=True, text=True, timeout=timeout_s, cwd=PROJECT_ROOT)
         if child.returncode != 0 or not child.stdout.strip():
             raise RuntimeError(f"the backfill process failed ({child.returncode}): {child.stderr[-2000:]}")
         run = BackfillRun(json.loads(child.stdout.strip().splitlines()[-1]))
-        run["visma_calls"] = visma.counts()["calls"]
+        run["source_calls"] = origin.counts()["calls"]
         counted = target.counts()
         run["destination_calls"] = counted["calls"]
         run["destination_statuses"] = counted.get("statuses", {})
-        run["simulator_cpu_s"] = {"visma": _cpu_seconds(visma.process.pid) - cpu_before["visma"],
-                                  destination.name: _cpu_seconds(target.process.pid) - cpu_before["target"]}
+        # From the timed run's start: reference data landed before it is not the backfill's.
+        at_start = {**cpu_before, **run.get("simulator_cpu_at_start", {})}
+        run["simulator_cpu_s"] = {source.name: cpu_seconds(origin.process.pid) - at_start["source"],
+                                  destination.name: cpu_seconds(target.process.pid) - at_start["target"]}
     return run
 
 
 def bound_for(run: BackfillRun, limits: BenchLimits, destination: Destination) -> tuple[Bound, Bound]:
     """(the whole job's bound, the push step's bound) from what the run had to do."""
-    pages = max(1, math.ceil(run.records / limits.visma_page_size))
     push_needs = destination.needs(run.job, limits)
-    read = Need(endpoint=VISMA_PAGES, calls=pages, budget=VISMA_BUDGET, units=pages)
-    budgets = {VISMA_BUDGET: limits.visma_budget, **destination.budgets(limits)}
+    reads = run.source.reads(run.read, limits)
+    # A budget both sides draw on (Visma's, in a Visma -> Visma job) is one budget, spent by both.
+    budgets = {**run.source.budgets(limits), **destination.budgets(limits)}
     latency = limits.latency_ms / 1000
-    whole = bound_of(run.records, [read, *push_needs], budgets, round_trips=3, latency_s=latency)
+    whole = bound_of(run.records, [*reads, *push_needs], budgets, round_trips=3, latency_s=latency)
     push = bound_of(run.records, push_needs, budgets, round_trips=1, latency_s=latency)
     return whole, push
 
 
 def _made_calls(run: BackfillRun, destination: Destination) -> tuple[dict[str, int], int]:
-    visma, visma_auth = _labelled(run["visma_calls"], _visma_label)
+    read, read_auth = _labelled(run.get("source_calls", run.get("visma_calls", {})), run.source.label_of)
     target, target_auth = _labelled(run["destination_calls"], destination.label_of)
-    return {**visma, **target}, visma_auth + target_auth
+    return {**read, **target}, read_auth + target_auth
 
 
 def _step_seconds(run: BackfillRun, word: str) -> float:
-    return next((seconds for step, seconds in run["steps"].items() if word in step.split(".")[-1]), 0.0)
+    """The seconds of the steps named with ``word`` (a flow may push each document kind in a step of its own)."""
+    return sum(seconds for step, seconds in run["steps"].items() if word in step.split(".")[-1])
 
 
 def _cores() -> int:
@@ -152,7 +168,7 @@ def _steps_note(run: BackfillRun) -> list[str]:
     before = sum(seconds for step, seconds in run["steps"].items() if "push" not in step.split(".")[-1])
     if not push or not before:
         return []
-    return [f"the steps before the push (reading Visma, planning) took {before:.1f} s of the run's "
+    return [f"the steps before the push (reading the source, planning) took {before:.1f} s of the run's "
             f"{run['seconds']:.1f} s: they finish before the push starts, so their time counts against the "
             "bound too (the table's push-step-alone row leaves them out)"]
 
@@ -201,15 +217,22 @@ def backfill_outcome(run: BackfillRun, limits: BenchLimits, destination: Destina
     push_rate = run.records / push_step if push_step else 0.0
     ratio = achieved / whole.records_per_s
     calls_ratio = sum(made.values()) / whole.minimum_calls
-    failed = int(figures.get("failed", 0)) + (0 if run["success"] else 1)
+    refused = sum(run.get("refused_by_design", {}).values())
+    failed = int(figures.get("failed", 0)) - refused + (0 if run["success"] else 1)
     throttled = int(run.get("destination_statuses", {}).get("429", 0))
     job = run.job
     rows = [
-        ["records read from Visma", f"{run.records:,}"],
+        [f"records read from {run.source.name}", ", ".join(f"{key} {n:,}" for key, n in run.read.items())
+         if len(run.read) > 1 else f"{run.records:,}"],
         [f"{destination.noun} created / linked / filtered / quarantined (malformed on purpose) / failed",
          f"{figures.get('created', 0):,} / {figures.get('linked', 0):,} / {figures.get('filtered', 0):,} / "
-         f"{run['assets'].get('visma/supplier_invoices', {}).get('quarantined', 0):,} / {figures.get('failed', 0):,}"],
+         f"{run.quarantined:,} / {figures.get('failed', 0):,}"],
     ]
+    for counted, label in (("refused_by_design", "  of those failed, refused by design (the data plants them for "
+                                                 "the flow to refuse), by reason"),
+                           ("failures", "  of those failed, the others (the target's), by reason")):
+        if run.get(counted):
+            rows.append([label, "; ".join(f"{reason} ({n:,})" for reason, n in sorted(run[counted].items()))])
     if job.moves:
         rows.append(["workflow transitions needed (status map): all / beyond a create's own",
                      f"{job.moves:,} / {job.later_moves:,}"])
@@ -231,19 +254,28 @@ def backfill_outcome(run: BackfillRun, limits: BenchLimits, destination: Destina
         *_collector_rows(run),
     ]
     return Outcome(
-        key=key, title=f"Backfill: {run.records:,} Visma supplier invoices -> {destination.name} {destination.noun}",
+        key=key, title=_title(run, destination),
         rerun=rerun, headers=["figure", "value"], rows=rows,
-        notes=[*destination.notes(limits), *_steps_note(run), *_cpu_note(run, whole)],
+        notes=[*destination.notes(limits), *_steps_note(run), *_cpu_note(run, whole),
+               *(f"a failed record, as its dead letter says: {example}" for example in run.get("failure_examples", []))],
         targets=[
             Target(name="throughput / bound", value=round(ratio, 3), goal=">= 0.9", holds=ratio >= 0.9),
             Target(name="API calls / minimum", value=round(calls_ratio, 3), goal="<= 1.1x", holds=calls_ratio <= 1.1),
             Target(name="failed records", value=failed, goal="0", holds=failed == 0),
         ],
-        figures={"records": run.records, "seconds": run["seconds"], "throughput_ratio": ratio,
+        figures={"records": run.records, "created": int(figures.get("created", 0)), "seconds": run["seconds"],
+                 "throughput_ratio": ratio,
                  "calls_ratio": calls_ratio, "failed": failed, "peak_rss_mb": run["peak_rss_mb"],
                  "bound_s": whole.total_seconds, "cpu_s": float(run.get("cpu_s", 0.0)),
                  "simulators_cpu_s": sum(float(s) for s in run.get("simulator_cpu_s", {}).values())},
     )
+
+
+def _title(run: BackfillRun, destination: Destination) -> str:
+    if run.source.name == "visma":
+        return f"Backfill: {run.records:,} Visma supplier invoices -> {destination.name} {destination.noun}"
+    return (f"Backfill: {run.records:,} {run.source.name} documents -> {destination.name} {destination.noun} "
+            f"({destination.flow.split('.')[0]})")
 
 
 def memory_outcome(runs: dict[int, BackfillRun], *, rerun: str) -> Outcome:

@@ -1,10 +1,10 @@
 """One backfill of the product, in a process of its own: ``python -m bench.backfill_run '<json>'``.
 
-The child materializes, through Dagster, the Visma ``supplier_invoices`` source and the
-destination's (Jira, Asana or monday.com) invoice asset for one daily partition (read -> validate
--> land -> plan -> push),
-with the shipped sandbox connector.yaml pointed at the served simulators, a fresh SQLite ledger
-and the connector budgets of :class:`bench.limits.BenchLimits`. It prints one JSON line: the
+The child materializes, through Dagster, a flow's source assets (:mod:`bench.sources`) and its
+destination assets (:mod:`bench.destinations`) for one daily partition (read -> validate -> land
+-> plan -> push), with the shipped sandbox connector.yaml pointed at the served simulators, a
+fresh SQLite ledger and the connector budgets of :class:`bench.limits.BenchLimits`; reference data
+a flow's plan reads (JAGGAER's vendors, Visma's suppliers) is landed first, outside the timing. It prints one JSON line: the
 outcome (records, creates, failures), the wall time of each step, the CPU time and the peak RSS of the process
 (``resource.getrusage``), which is why it runs alone: the peak is this run's, nothing else's.
 """
@@ -23,21 +23,28 @@ from typing import Any
 
 import yaml
 
+from .sandbox import cpu_seconds
+
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _connector_yaml(visma_url: str, destination: Any, destination_url: str, limits: Any) -> dict[str, Any]:
+def _connector_yaml(settings: dict[str, Any], source: Any, destination: Any, limits: Any) -> dict[str, Any]:
     from ml_connector_dagster.config import SANDBOX_CONFIG_PATH
 
     config = yaml.safe_load(SANDBOX_CONFIG_PATH.read_text())
-    visma = config["systems"]["visma"]
-    visma.update(base_url=visma_url, token_url=f"{visma_url}/connect/token", page_size=limits.visma_page_size,
-                 rate_per_s=limits.visma_client_rate_per_s, burst=int(limits.visma_client_rate_per_s),
-                 timeout_s=limits.client_timeout_s)
-    destination.configure(config, destination_url, limits)
+    source.configure(config, settings["source_url"], limits)
+    destination.configure(config, settings["destination_url"], limits)
     return config
+
+
+def _reset_counts(urls: list[str]) -> None:
+    """Forget the calls the simulators counted so far (the reference data landed before the timed run)."""
+    import httpx
+
+    for url in urls:
+        httpx.delete(f"{url}/_bench/counts", timeout=30).raise_for_status()
 
 
 def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
@@ -87,6 +94,26 @@ def _workflow_moves(config: Any, destination: Any, partition: str) -> tuple[int,
     return moves, later
 
 
+def _failures(destination: Any, source: Any, records: int) -> tuple[dict[str, int], dict[str, int], list[str]]:
+    """The destination's open dead letters by reason (its first clause: ids and names vary): those the
+    source's data did not plant, those it planted for the flow to refuse, and a few of the first in full."""
+    from ml_connector_dagster.core.ledger import Ledger
+
+    planted = source.refused_by_design(records) if source.refused_by_design else (lambda record: False)
+    failed: dict[str, int] = {}
+    refused: dict[str, int] = {}
+    examples: list[str] = []
+    with Ledger.open() as ledger:
+        for asset in destination.assets:
+            for letter in ledger.open_dead_letters(asset):
+                reason = str(letter.error).split(":", 1)[0][:80]
+                counted = refused if planted(letter.record) else failed
+                counted[reason] = counted.get(reason, 0) + 1
+                if counted is failed and len(examples) < 3:
+                    examples.append(f"{letter.source_id}: {str(letter.error)[:300]}")
+    return failed, refused, examples
+
+
 class _CollectorClock:
     """Time the garbage collector spends in this process (gc.callbacks), by generation."""
 
@@ -112,27 +139,32 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
     """Materialize the partition once; the figures the scenarios need."""
     import dagster as dg
 
-    from ml_connector_dagster.assets.visma import visma_source_assets
     from ml_connector_dagster.config import parse_config
     from ml_connector_dagster.definitions import use_sandbox_credentials
     from ml_connector_dagster.resources import LedgerResource
-    from ml_connector_dagster.systems.visma.resource import VismaResource
 
     from .destinations import DESTINATIONS
     from .limits import BenchLimits
+    from .sources import SOURCES
 
     limits = BenchLimits.model_validate(settings["limits"])
     destination = DESTINATIONS[settings["destination"]]
-    config = parse_config(_connector_yaml(settings["visma_url"], destination, settings["destination_url"], limits))
+    source = SOURCES[destination.source]
+    config = parse_config(_connector_yaml(settings, source, destination, limits))
     use_sandbox_credentials(config)
-    assert config.systems.visma is not None
-    source = next(a for a in visma_source_assets(config.systems.visma) if a.key.path[-1] == "supplier_invoices")
-    resources: dict[str, Any] = {"visma": VismaResource.from_settings(config.systems.visma),
-                                 "ledger": LedgerResource.from_env()}
-    if not settings.get("source_only"):
-        resources |= destination.resources(config)
-    assets = [source, *destination.invoice_assets(config)] if not settings.get("source_only") else [source]
+    source_only = bool(settings.get("source_only"))
+    resources: dict[str, Any] = {**source.resources(config), "ledger": LedgerResource.from_env()}
+    if not source_only:
+        resources = {**destination.resources(config), **resources}
     instance = dg.DagsterInstance.ephemeral()
+    references = [] if source_only else list(destination.references(config))
+    if references:
+        landed = dg.materialize(references, resources=resources, instance=instance, raise_on_error=False)
+        if not landed.success:
+            raise RuntimeError("the reference data could not be landed before the backfill")
+        _reset_counts([settings["source_url"], settings["destination_url"]])
+    simulators_cpu = {name: cpu_seconds(pid) for name, pid in settings.get("simulator_pids", {}).items()}
+    assets = [*source.assets(config), *([] if source_only else destination.invoice_assets(config))]
     rss_before = _rss_mb()
     cpu_before = _cpu_s()
     collector = _CollectorClock()
@@ -144,16 +176,22 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
     gc.callbacks.remove(collector)
     cpu = _cpu_s() - cpu_before
     figures = _materialized(result)
-    moves, later = (0, 0) if settings.get("source_only") else _workflow_moves(config, destination,
-                                                                              settings["partition"])
+    moves, later = (0, 0) if source_only else _workflow_moves(config, destination, settings["partition"])
+    failures, refused, examples = ({}, {}, []) if source_only else _failures(destination, source,
+                                                                             settings["records"])
     return {
         "success": result.success,
         "seconds": round(seconds, 3),
         "cpu_s": round(cpu, 3),
         "steps": _step_seconds(instance, result.run_id),
         "assets": figures,
+        "source": source.name,
         "workflow_moves": moves,
+        "failures": failures,
+        "refused_by_design": refused,
+        "failure_examples": examples,
         "later_moves": later,
+        "simulator_cpu_at_start": simulators_cpu,
         "rss_before_mb": round(rss_before, 1),
         "peak_rss_mb": round(_rss_mb(), 1),
         "gc_s": [round(x, 3) for x in collector.seconds],

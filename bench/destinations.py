@@ -1,11 +1,12 @@
 """Where a benchmarked flow writes: what the scenarios need to know of each destination.
 
-A scenario is written once against :class:`Destination`; each destination says which simulator to
-start, how to point connector.yaml at it, which assets and resources make up its part of a
-backfill, which counted endpoints draw on which rate budget, its budgets as the simulator enforces
-them, and what a job cannot avoid on each endpoint (:class:`~bench.limits.Need`, bulk sizes applied).
-Jira (visma_jira), Asana (visma_asana) and monday.com (visma_monday) are registered in
-:data:`DESTINATIONS`.
+A scenario is written once against :class:`Destination`; each destination says which flow's
+source feeds it (:mod:`bench.sources`), which simulator to start, how to point connector.yaml at
+it, which assets and resources make up its part of a backfill, which counted endpoints draw on
+which rate budget, its budgets as the simulator enforces them, and what a job cannot avoid on each
+endpoint (:class:`~bench.limits.Need`, bulk sizes applied). Registered in :data:`DESTINATIONS`:
+Jira issues of visma_jira (``jira``) and of acumatica_jira (``jira_exceptions``), Asana tasks
+(visma_asana), monday items (visma_monday) and Visma AP documents of jaggaer_visma (``visma_ap``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import dagster as dg
 from ml_connector_dagster.config import ConnectorConfig
 
 from .limits import BenchLimits, Budget, Need
+from .sources import VISMA_BUDGET, configure_visma, keyed, visma_label, visma_resources, visma_settings
 
-__all__ = ["ASANA", "DESTINATIONS", "JIRA", "MONDAY", "Destination", "JobFacts", "workflow_hops"]
+__all__ = ["ASANA", "DESTINATIONS", "JIRA", "JIRA_EXCEPTIONS", "MONDAY", "VISMA_AP", "Destination", "JobFacts",
+           "workflow_hops"]
 
 
 @dataclass(frozen=True)
@@ -37,14 +40,14 @@ class JobFacts:
 
 @dataclass(frozen=True)
 class Destination:
-    """One destination of the Visma supplier-invoice backfill."""
+    """The destination of one flow's backfill."""
 
     name: str
     noun: str  # what a record becomes there: issues, tasks, items
-    flow: str  # the ledger's flow name of the invoice links
-    asset: str  # the invoice asset's key
+    flow: str  # the ledger's flow name of the links
+    assets: tuple[str, ...]  # the keys of its assets (their created / failed figures add up)
     simulator: str  # the bench.sandbox simulator name
-    simulator_settings: Callable[[BenchLimits], dict[str, Any]]
+    simulator_settings: Callable[[int, BenchLimits], dict[str, Any]]  # records asked for -> its settings
     configure: Callable[[dict[str, Any], str, BenchLimits], None]  # connector.yaml dict, simulator URL
     invoice_assets: Callable[[ConnectorConfig], Sequence[dg.AssetsDefinition]]
     resources: Callable[[ConnectorConfig], dict[str, Any]]
@@ -54,6 +57,9 @@ class Destination:
     hops_by_status: Callable[[ConnectorConfig], dict[str, int]] = field(default=lambda config: {})
     capacity: Callable[[BenchLimits], int | None] = field(default=lambda limits: None)  # most records it can hold
     notes: Callable[[BenchLimits], list[str]] = field(default=lambda limits: [])
+    source: str = "visma"  # the bench.sources name of the flow's source
+    # Unpartitioned assets landed before the timed run (reference data the plan reads), not measured.
+    references: Callable[[ConnectorConfig], Sequence[dg.AssetsDefinition]] = field(default=lambda config: [])
 
 
 def workflow_hops(transitions: Sequence[tuple[frozenset[str], str]], start: str) -> dict[str, int]:
@@ -69,11 +75,6 @@ def workflow_hops(transitions: Sequence[tuple[frozenset[str], str]], start: str)
     return hops
 
 
-def _asset_keyed(assets: Sequence[dg.AssetsDefinition], key: str) -> list[dg.AssetsDefinition]:
-    wanted = dg.AssetKey(key.split("/"))
-    return [asset for asset in assets if wanted in asset.keys]
-
-
 # -- Jira ------------------------------------------------------------------------------------------
 
 def _jira_configure(config: dict[str, Any], url: str, limits: BenchLimits) -> None:
@@ -87,7 +88,7 @@ def _jira_invoice_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
     from ml_connector_dagster.flows.visma_jira import build_visma_jira
 
     assert config.flows.visma_jira is not None and config.systems.visma is not None
-    return _asset_keyed(build_visma_jira(config.flows.visma_jira, config.systems.visma).assets,
+    return keyed(build_visma_jira(config.flows.visma_jira, config.systems.visma).assets,
                         "jira/visma_invoice_issues")
 
 
@@ -142,10 +143,13 @@ def _jira_needs(job: JobFacts, limits: BenchLimits) -> list[Need]:
     ]
 
 
+def _jira_settings(records: int, limits: BenchLimits) -> dict[str, Any]:
+    return {"burst_per_s": limits.jira_burst_per_s, "index_delay_s": limits.jira_index_delay_s}
+
+
 JIRA = Destination(
-    name="jira", noun="issues", flow="visma_jira.invoice_issues", asset="jira/visma_invoice_issues", simulator="jira",
-    simulator_settings=lambda limits: {"burst_per_s": limits.jira_burst_per_s,
-                                       "index_delay_s": limits.jira_index_delay_s},
+    name="jira", noun="issues", flow="visma_jira.invoice_issues", assets=("jira/visma_invoice_issues",),
+    simulator="jira", simulator_settings=_jira_settings,
     configure=_jira_configure, invoice_assets=_jira_invoice_assets, resources=_jira_resources, label_of=_jira_label,
     budgets=_jira_budgets, needs=_jira_needs, hops_by_status=_jira_hops,
     notes=lambda limits: [
@@ -163,6 +167,95 @@ def _jira_phases_note(limits: BenchLimits) -> str:
             "per-endpoint budget while the creates spend theirs; the plan step makes none (it looks up only records "
             "the ledger links or holds a create intent for)")
 
+
+
+# -- Jira issues of Acumatica exceptions (acumatica_jira) --------------------------------------------
+
+def _exception_issue_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
+    from ml_connector_dagster.flows.acumatica_jira import build_acumatica_jira
+
+    assert config.flows.acumatica_jira is not None and config.systems.acumatica is not None
+    parts = build_acumatica_jira(config.flows.acumatica_jira, config.systems.acumatica, lookback=timedelta(days=1))
+    return keyed(parts.assets, "jira/acumatica_exception_issues")
+
+
+def _exception_needs(job: JobFacts, limits: BenchLimits) -> list[Need]:
+    """As for the invoice issues: bulk creates of 50, the documents the ledger does not link looked up by
+    external id (100 per search), the field list once; a new exception issue stays in its first status."""
+    bulk = math.ceil(job.created / limits.jira_bulk_size)
+    lookups = math.ceil(job.created / limits.jira_lookup_batch)
+    return [
+        Need(endpoint="jira POST /issue/bulk", calls=bulk, budget="jira POST /issue/bulk", units=bulk),
+        Need(endpoint="jira POST /search/jql", calls=lookups, budget="jira POST /search/jql", units=lookups),
+        Need(endpoint="jira GET /field", calls=1, budget="jira GET /field", units=1),
+    ]
+
+
+JIRA_EXCEPTIONS = Destination(
+    name="jira_exceptions", noun="issues", flow="acumatica_jira.exceptions", assets=("jira/acumatica_exception_issues",),
+    simulator="jira", simulator_settings=_jira_settings, configure=_jira_configure,
+    invoice_assets=_exception_issue_assets, resources=_jira_resources, label_of=_jira_label, budgets=_jira_budgets,
+    needs=_exception_needs, source="acumatica",
+    notes=lambda limits: [
+        "only the documents an exception rule selects become issues (bills out of balance or on hold, purchase "
+        "orders pending approval or rejected, payments on hold); the others are read, landed and filtered, so "
+        "the records/s counts every document read, and the bound every issue created",
+    ],
+)
+
+
+# -- Visma AP documents of JAGGAER (jaggaer_visma) ---------------------------------------------------
+
+JAGGAER_VISMA_ASSETS = ("visma/jaggaer_purchase_orders", "visma/jaggaer_supplier_invoices")
+
+
+def _visma_ap_configure(config: dict[str, Any], url: str, limits: BenchLimits) -> None:
+    configure_visma(config, url, limits)
+    config["flows"]["jaggaer_visma"]["cxml_confirmations"] = False
+
+
+def _visma_ap_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
+    from ml_connector_dagster.flows.jaggaer_visma import build_jaggaer_visma
+
+    flow, jaggaer, visma = config.flows.jaggaer_visma, config.systems.jaggaer, config.systems.visma
+    assert flow is not None and jaggaer is not None and visma is not None
+    return keyed(build_jaggaer_visma(flow, jaggaer, visma).assets, *JAGGAER_VISMA_ASSETS)
+
+
+def _jaggaer_visma_references(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
+    """What vendor matching and the GL table check read: both sides' vendors and charts of accounts."""
+    from ml_connector_dagster.assets.jaggaer import jaggaer_source_assets
+    from ml_connector_dagster.assets.visma import visma_source_assets
+
+    assert config.systems.jaggaer is not None and config.systems.visma is not None
+    return [*keyed(jaggaer_source_assets(config.systems.jaggaer), "jaggaer/vendors", "jaggaer/gl_accounts"),
+            *keyed(visma_source_assets(config.systems.visma), "visma/suppliers", "visma/gl_accounts",
+                          "visma/dimensions")]
+
+
+def _visma_ap_needs(job: JobFacts, limits: BenchLimits) -> list[Need]:
+    """One POST per document (Visma has no bulk create), each under the company's budget."""
+    return [Need(endpoint="visma POST /v1/{documents}", calls=job.created, budget=VISMA_BUDGET, units=job.created)]
+
+
+def _visma_ap_label(endpoint: str) -> str | None:
+    label = visma_label(endpoint)
+    return None if label is None else label.replace("POST /v1/supplierInvoice", "POST /v1/{documents}").replace(
+        "POST /v1/purchaseorder", "POST /v1/{documents}")
+
+
+VISMA_AP = Destination(
+    name="visma_ap", noun="documents", flow="jaggaer_visma.supplier_invoices", assets=JAGGAER_VISMA_ASSETS,
+    # The same size as JAGGAER's: its vendors mirror the suppliers of a Visma company of that size.
+    simulator="visma", simulator_settings=visma_settings, configure=_visma_ap_configure,
+    invoice_assets=_visma_ap_assets, resources=visma_resources, label_of=_visma_ap_label,
+    budgets=lambda limits: {VISMA_BUDGET: limits.visma_budget}, needs=_visma_ap_needs, source="jaggaer", references=_jaggaer_visma_references,
+    notes=lambda limits: [
+        f"Visma.net has no bulk create: every purchase order and supplier invoice is one POST under the company's "
+        f"budget ({limits.visma_rate_limit_per_hour:,} per {limits.visma_rate_window_s:g} s here), so the budget's "
+        "window, not the CPU, sets the pace; vendors and charts of accounts are landed before the timed run",
+    ],
+)
 
 # -- Asana -----------------------------------------------------------------------------------------
 
@@ -182,7 +275,7 @@ def _asana_invoice_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
     assert config.systems.asana is not None
     parts = build_visma_asana(config.flows.visma_asana, config.systems.visma,
                               workspace_gid=config.systems.asana.workspace_gid, sandbox=True)
-    return _asset_keyed(parts.assets, "asana/visma_invoice_tasks")
+    return keyed(parts.assets, "asana/visma_invoice_tasks")
 
 
 def _asana_resources(config: ConnectorConfig) -> dict[str, Any]:
@@ -204,8 +297,8 @@ def _asana_needs(job: JobFacts, limits: BenchLimits) -> list[Need]:
 
 
 ASANA = Destination(
-    name="asana", noun="tasks", flow="visma_asana.invoice_tasks", asset="asana/visma_invoice_tasks", simulator="asana",
-    simulator_settings=lambda limits: {"premium": True}, configure=_asana_configure,
+    name="asana", noun="tasks", flow="visma_asana.invoice_tasks", assets=("asana/visma_invoice_tasks",),
+    simulator="asana", simulator_settings=lambda records, limits: {"premium": True}, configure=_asana_configure,
     invoice_assets=_asana_invoice_assets, resources=_asana_resources, label_of=_asana_label,
     budgets=lambda limits: {ASANA_BUDGET: limits.asana_budget}, needs=_asana_needs,
     notes=lambda limits: [
@@ -235,7 +328,7 @@ def _monday_invoice_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]
     assert config.flows.visma_monday is not None and config.systems.visma is not None
     parts = build_visma_monday(config.flows.visma_monday, config.systems.visma, lookback=timedelta(days=1),
                                minimum_interval_seconds=60)
-    return _asset_keyed(parts.assets, "monday/visma_invoice_items")
+    return keyed(parts.assets, "monday/visma_invoice_items")
 
 
 def _monday_resources(config: ConnectorConfig) -> dict[str, Any]:
@@ -272,8 +365,9 @@ def _monday_needs(job: JobFacts, limits: BenchLimits) -> list[Need]:
 
 
 MONDAY = Destination(
-    name="monday", noun="items", flow="visma_monday.supplier_invoices", asset="monday/visma_invoice_items",
-    simulator="monday", simulator_settings=lambda limits: {"complexity_per_minute": limits.monday_complexity_per_minute},
+    name="monday", noun="items", flow="visma_monday.supplier_invoices", assets=("monday/visma_invoice_items",),
+    simulator="monday",
+    simulator_settings=lambda records, limits: {"complexity_per_minute": limits.monday_complexity_per_minute},
     configure=_monday_configure, invoice_assets=_monday_invoice_assets, resources=_monday_resources,
     label_of=_monday_label, budgets=lambda limits: {MONDAY_BUDGET: limits.monday_budget}, needs=_monday_needs,
     capacity=_monday_room,
@@ -286,4 +380,4 @@ MONDAY = Destination(
     ],
 )
 
-DESTINATIONS: dict[str, Destination] = {d.name: d for d in (JIRA, ASANA, MONDAY)}
+DESTINATIONS: dict[str, Destination] = {d.name: d for d in (JIRA, ASANA, MONDAY, JIRA_EXCEPTIONS, VISMA_AP)}

@@ -64,6 +64,7 @@ class BenchLimits(BaseModel):
 
     latency_ms: float = Field(30.0, ge=0, description="Added by the FaultPlan to every vendor request.")
     visma_rate_limit_per_hour: int = Field(15_000, description="Visma.net's production budget per company.")
+    visma_rate_window_s: float = Field(3600.0, gt=0, description="The Visma budget's window: an hour, as Visma's.")
     visma_page_size: int = Field(1000, description="Visma's maxPageSize.")
     jira_burst_per_s: int = Field(100, description="Jira simulator: requests per second per endpoint and method.")
     jira_bulk_size: int = Field(50, description="Jira bulk create: issueUpdates per request.")
@@ -90,11 +91,20 @@ class BenchLimits(BaseModel):
     monday_board_capacity: int = Field(10_000, description="monday: items per board (ItemsLimitationException).")
     visma_client_rate_per_s: float = Field(20.0, description="The connector's Visma budget (connector.sandbox.yaml).")
     jira_index_delay_s: float = Field(2.0, description="How long a Jira write stays invisible to JQL.")
+    acumatica_page_size: int = Field(1000, description="The connector's $top (AcumaticaResource.page_size maximum).")
+    acumatica_client_rate_per_s: float = Field(20.0, description="The connector's Acumatica budget (sandbox yaml).")
+    jaggaer_per_minute: int = Field(600, description="JAGGAER simulator: requests per minute per client.")
+    jaggaer_page_size: int = Field(100, description="J1P's largest page (Spring's max-page-size).")
+    jaggaer_client_rate_per_s: float = Field(9.5, description="The connector's JAGGAER budget, under the 600/min.")
     client_timeout_s: float = Field(120.0, description="The connector's read timeout (timeout_s) for every system.")
 
     @property
     def visma_budget(self) -> Budget:
-        return Budget(limit=self.visma_rate_limit_per_hour, window_s=3600)
+        return Budget(limit=self.visma_rate_limit_per_hour, window_s=self.visma_rate_window_s)
+
+    @property
+    def jaggaer_budget(self) -> Budget:
+        return Budget(limit=self.jaggaer_per_minute, window_s=60)
 
     @property
     def jira_budget(self) -> Budget:
@@ -119,7 +129,8 @@ class BenchLimits(BaseModel):
         return [
             ("latency added to every request (FaultPlan.latency_ms)", f"{self.latency_ms:g} ms"),
             ("Visma budget (VismaSimulator rate_limit_per_hour, one window per hour)",
-             f"{self.visma_rate_limit_per_hour:,}/h"),
+             f"{self.visma_rate_limit_per_hour:,}/h" if self.visma_rate_window_s == 3600
+             else f"{self.visma_rate_limit_per_hour:,} per {self.visma_rate_window_s:g} s"),
             ("Visma page size (maxPageSize)", f"{self.visma_page_size:,}"),
             ("Jira burst budget (JiraSimulator burst_per_s, per endpoint and method, one-second windows)",
              f"{self.jira_burst_per_s}/s"),
@@ -137,6 +148,10 @@ class BenchLimits(BaseModel):
              f"Asana {self.asana_client_rate_per_s:g} units/s, {self.asana_client_burst}; "
              f"Visma {self.visma_client_rate_per_s:g}/s, {int(self.visma_client_rate_per_s)}; monday max_batch "
              f"{min(500, self.monday_per_query_limit // self.monday_item_write_cost)} (the per-query maximum)"),
+            ("JAGGAER budget (JaggaerSimulator rate_limit_per_minute, fixed minute windows); page size",
+             f"{self.jaggaer_per_minute:,}/min; {self.jaggaer_page_size}"),
+            ("Acumatica: no request budget (the licence caps API users and concurrency); connector $top",
+             f"{self.acumatica_page_size:,}"),
             ("connector read timeout (timeout_s)", f"{self.client_timeout_s:g} s"),
         ]
 

@@ -33,6 +33,7 @@ import argparse
 import collections
 import gc
 import json
+import os
 import re
 import subprocess
 import sys
@@ -52,7 +53,7 @@ from ml_connector_dagster.core.collector import pace_for_bulk_work
 from ml_connector_dagster.sandbox.framework import FaultPlan, Simulator
 from ml_connector_dagster.sandbox.serve import ServedApp
 
-__all__ = ["PROJECT_ROOT", "CountingApp", "SimProcess", "endpoint_of", "pinned_start", "serve_simulator"]
+__all__ = ["PROJECT_ROOT", "CountingApp", "SimProcess", "cpu_seconds", "endpoint_of", "pinned_start", "serve_simulator"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # children run `python -m bench...` from here
 
@@ -90,6 +91,15 @@ def pinned_start() -> datetime:
     """Yesterday 22:00 UTC: a simulator pinned there with ``days < 0.9`` puts every record in yesterday's partition."""
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return midnight - timedelta(hours=2)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc), 0 when unknown."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115 - one small read
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 class CountingApp:
@@ -178,7 +188,19 @@ def _build(name: str, settings: dict[str, Any]) -> Simulator:
 
         return VismaSimulator(size=settings["size"], days=settings["days"],
                               start=datetime.fromisoformat(settings["start"]),
-                              rate_limit_per_hour=settings["rate_limit_per_hour"])
+                              rate_limit_per_hour=settings["rate_limit_per_hour"],
+                              rate_window_s=settings.get("rate_window_s", 3600.0))
+    if name == "acumatica":
+        from ml_connector_dagster.sandbox.acumatica import AcumaticaSimulator
+
+        return AcumaticaSimulator(size=settings["size"], days=settings["days"],
+                                  start=datetime.fromisoformat(settings["start"]))
+    if name == "jaggaer":
+        from ml_connector_dagster.sandbox.jaggaer import JaggaerSimulator
+
+        return JaggaerSimulator(size=settings["size"], days=settings["days"],
+                                start=datetime.fromisoformat(settings["start"]),
+                                rate_limit_per_minute=settings["rate_limit_per_minute"])
     if name == "jira":
         from ml_connector_dagster.sandbox.jira import JiraSimulator
 
@@ -274,7 +296,7 @@ def simulator_process(name: str, **settings: Any) -> Iterator[SimProcess]:
 
 def _main() -> None:
     parser = argparse.ArgumentParser(description="Serve one simulator for the benchmarks (used by the scenarios).")
-    parser.add_argument("name", choices=["visma", "jira", "asana", "monday"])
+    parser.add_argument("name", choices=["visma", "jira", "asana", "monday", "acumatica", "jaggaer"])
     parser.add_argument("settings", help="JSON object of simulator settings")
     arguments = parser.parse_args()
     serve_simulator(arguments.name, json.loads(arguments.settings))

@@ -378,10 +378,13 @@ class VismaSimulator(Simulator):
         time_scale: float = 1.0,
         rate_limit_per_hour: int = DEFAULT_RATE_LIMIT_PER_HOUR,
         legacy_rate_limit_per_hour: int = LEGACY_RATE_LIMIT_PER_HOUR,
+        rate_window_s: float = 3600.0,
         webhook_transport: httpx.BaseTransport | None = None,
     ) -> None:
         """``start`` pins the simulator's clock (and so the generated data) to a moment; ``size`` is
-        the number of supplier invoices (the other collections scale from it)."""
+        the number of supplier invoices (the other collections scale from it). ``rate_window_s``
+        shortens the budget's hour (the benchmarks shrink ``rate_limit_per_hour`` with it, so a
+        backfill meets the window's refill in minutes, not hours)."""
         super().__init__(seed=seed, webhook_url=webhook_url)
         if start is not None:
             start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
@@ -390,7 +393,7 @@ class VismaSimulator(Simulator):
         self.size, self.days = size, days
         self._generate(self.now())
         self.tables = {kind: _Table(self.data, kind) for kind in VISMA_KINDS}
-        self.rate_window = RateWindow(rate_limit_per_hour, 3600, self.clock)
+        self.rate_window = RateWindow(rate_limit_per_hour, rate_window_s, self.clock)
         self.legacy_rate_window = RateWindow(legacy_rate_limit_per_hour, 3600, self.clock)
         self._rate_seen: dict[int, tuple[int, float]] = {}  # id(window) -> (remaining, resets at)
         self.background_jobs: dict[str, dict[str, Any]] = {}

@@ -1,7 +1,7 @@
 """The benchmarks, run at tiny sizes: every scenario runs, the report is written, the ratios are sane.
 
 One ``python -m bench --tiny`` run (under a minute: simulators in child processes, each backfill
-(Jira, Asana, monday) in a third) feeds every test here; the report goes to a temp file that already holds another
+(Visma into Jira, Asana, monday; Acumatica into Jira; JAGGAER into Visma) in a third) feeds every test here; the report goes to a temp file that already holds another
 engineer's section, which must survive.
 """
 
@@ -74,8 +74,26 @@ def test_the_asana_and_monday_backfills_create_every_valid_invoice_within_their_
     assert 0 < figures["throughput_ratio"] <= 1.2
 
 
+def test_the_acumatica_backfill_opens_an_issue_per_exception_at_the_minimum_of_calls(tiny: dict[str, Any]) -> None:
+    outcome = tiny["outcomes"]["backfill_acumatica"]
+    figures = outcome["figures"]
+    assert figures["records"] > 0 and figures["created"] > 0 and figures["failed"] == 0
+    assert figures["calls_ratio"] == 1.0  # every page and search full but the last, one bulk create per 50
+    assert "(acumatica_jira)" in outcome["title"]
+
+
+def test_the_jaggaer_backfill_posts_each_document_once_and_refuses_only_what_the_data_plants(
+    tiny: dict[str, Any],
+) -> None:
+    outcome = tiny["outcomes"]["backfill_jaggaer"]
+    figures = outcome["figures"]
+    assert figures["records"] > 0 and figures["created"] > 0 and figures["failed"] == 0
+    assert 1.0 <= figures["calls_ratio"] <= 1.1
+    assert "refused by design" in tiny["report"] and "(jaggaer_visma)" in outcome["title"]
+
+
 def test_the_backfill_report_shows_the_cpu_each_process_spent(tiny: dict[str, Any]) -> None:
-    for scenario in ("backfill", "backfill_asana", "backfill_monday"):
+    for scenario in ("backfill", "backfill_asana", "backfill_monday", "backfill_acumatica", "backfill_jaggaer"):
         figures = tiny["outcomes"][scenario]["figures"]
         assert figures["cpu_s"] > 0 and figures["simulators_cpu_s"] >= 0
     assert "CPU per record" in tiny["report"]

@@ -31,6 +31,7 @@ from ml_connector_dagster.sandbox.jaggaer import (
     JaggaerSimulator,
     sandbox_credentials,
 )
+from ml_connector_dagster.sandbox.jaggaer.data import JaggaerDemoData
 from ml_connector_dagster.sandbox.serve import served
 from ml_connector_dagster.sandbox.transport import InProcessTransport
 from ml_connector_dagster.systems.jaggaer.cxml import (
@@ -453,6 +454,17 @@ def test_one_vendor_shares_a_visma_suppliers_name_but_not_its_organisation(sim: 
     first = VismaDemoData(seed=0, size=200, days=14, anchor=START).party(SUPPLIERS, 0)
     namesakes = [v for v in sim.collections()["vendors"] if v["name"] == first.name]
     assert any(first.organisation.replace("-", "") not in re.sub(r"\D", "", v["taxId"] or "") for v in namesakes)
+
+
+def test_the_vendors_without_a_visma_supplier_are_named_and_no_supplier_shares_their_organisation() -> None:
+    data = JaggaerDemoData(seed=0, size=200, days=14, anchor=START)
+    visma = VismaDemoData(seed=0, size=200, days=14, anchor=START)
+    organisations = {visma.party(SUPPLIERS, seq).organisation for seq in range(visma.counts[SUPPLIERS])}
+    unmatched = data.vendors_without_supplier
+    assert unmatched and unmatched <= {int(v) for v in data.records["vendors"]}
+    assert all(data.vendor_parties[vendor].organisation not in organisations for vendor in unmatched)
+    assert all(party.organisation in organisations for vendor, party in data.vendor_parties.items()
+               if vendor not in unmatched)
 
 
 def test_a_vendor_carries_a_stale_erp_number(sim: JaggaerSimulator) -> None:

@@ -444,6 +444,17 @@ def test_over_the_budget_answers_429_with_retry_after() -> None:
     assert 0 < int(answers[3].headers["Retry-After"]) <= 3600
 
 
+def test_a_shortened_budget_window_refills_when_it_has_passed() -> None:
+    limited = VismaSimulator(seed=1, size=20, start=START, rate_limit_per_hour=2, rate_window_s=60)
+    with connect(limited) as http:
+        spent = [http.get("/v1/account").status_code for _ in range(3)]
+        refused = http.get("/v1/account")
+        limited.clock.advance(60)
+        refilled = http.get("/v1/account")
+    assert spent == [200, 200, 429] and 0 < int(refused.headers["Retry-After"]) <= 60
+    assert refilled.status_code == 200 and refilled.headers["X-RateLimit-Policy"] == "2;w=60"
+
+
 def test_a_fault_plan_burst_answers_429_in_the_gateway_shape(sim: VismaSimulator, api: httpx.Client) -> None:
     sim.set_faults(FaultPlan(rate_limit_burst=1, retry_after_s=7))
     response = api.get("/v1/account")

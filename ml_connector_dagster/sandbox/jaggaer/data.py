@@ -256,18 +256,21 @@ class JaggaerDemoData:
             supplier_id = 310001 + seq
             self._vendor(seq, supplier_id, party, name_variant(party.name, party.country, dice), erp, count)
             self.vendor_parties[supplier_id] = party
+        self.vendors_without_supplier: set[int] = set()  # no Visma supplier behind them: never matched
         for extra in range(extras):
             seq = visma_count + extra
             party = self._party("jaggaer/extra-vendor", extra)
             supplier_id = 310001 + seq
             self._vendor(seq, supplier_id, party, party.name, None, count)
             self.vendor_parties[supplier_id] = party
+            self.vendors_without_supplier.add(supplier_id)
         # Same name as Visma's first supplier, another company: a name-only match would be wrong.
         twin = self._visma.party(SUPPLIERS, 0)
         other = self._party("jaggaer/name-twin", 0, country=twin.country)
         seq = visma_count + extras
         self._vendor(seq, 310001 + seq, other._replace(name=twin.name), twin.name, None, count)
         self.vendor_parties[310001 + seq] = other
+        self.vendors_without_supplier.add(310001 + seq)
 
     def _party(self, label: str, index: int, country: Country | None = None) -> Party:
         dice = Dice(self.seed, label, index)
