@@ -48,6 +48,7 @@ from .acumatica_jira_issues import (
     ASSET,
     FLOW,
     IssuePlan,
+    check_creates,
     exceptional_documents,
     plan_partitions,
     projects_of,
@@ -132,6 +133,8 @@ def build_issue_asset(settings: AcumaticaJiraFlow, partitions_def: dg.Partitions
     def push(context: dg.OpExecutionContext, config: PushConfig, plan: IssuePlan, jira: JiraResource,
              ledger: LedgerResource) -> None:
         if config.dry_run:
+            with jira.client() as client:
+                plan = check_creates(plan, client=client, settings=settings)  # what the push would adopt
             context.add_output_metadata({"dry_run": True, **{f"would_{a.value}": plan.count(a) for a in
                                          (Action.CREATE, Action.UPDATE, Action.LINK)}, **_counts(plan),
                                          "plan": _plan_table(plan)})  # fmt: skip

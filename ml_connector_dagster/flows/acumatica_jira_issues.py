@@ -11,7 +11,10 @@ marker names the document's version). Creates are exactly once (:class:`~.jira_d
 
 from __future__ import annotations
 
+import contextlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -47,6 +50,7 @@ from .jira_destination import (
     MISSING,
     UNKNOWN_LOOKUP_BATCH,
     Action,
+    InFlight,
     IssueWriter,
     PlannedIssueBase,
     PushOutcome,
@@ -64,6 +68,7 @@ __all__ = [
     "IssuePlan",
     "PlannedIssue",
     "StoredCreate",
+    "check_creates",
     "exceptional_documents",
     "plan_partitions",
     "plan_records",
@@ -75,7 +80,8 @@ __all__ = [
 FLOW = "acumatica_jira.exceptions"  # ledger flow: document id -> its issue
 ASSET = "jira/acumatica_exception_issues"
 CHUNK = 200
-RESTORE_CHUNK = 500  # stored creates rendered again at a time by the push
+SENDERS = 3  # bulk creates on the wire at once: Jira works on one while the next is rendered and marked
+LOOKUPS_AHEAD = 2  # chunks of 100 taken ahead of the one being created: their searches overlap the creates
 Change = tuple[str, str | None, str | None]
 
 
@@ -100,13 +106,18 @@ class PlannedIssue(PlannedIssueBase):
 
 
 class StoredCreate(NamedTuple):
-    """A create whose issue and payload the landing store keeps (a lean plan): the push renders it again."""
+    """A create whose issue and payload the landing store keeps (a lean plan): the push renders it again.
+
+    ``checked`` False: a document the ledger has never seen, not looked up in Jira yet; the push looks it
+    up just before its create, beside the creates before it.
+    """
 
     entity: str
     record_id: str
     external_id: str
     exception: str
     partition_key: str | None
+    checked: bool = True
 
 
 class IssuePlan(BaseModel):
@@ -114,7 +125,9 @@ class IssuePlan(BaseModel):
 
     Most documents need no attention: those are only named (``needs_no_attention``). A plan made from
     the landing store is *lean*: its creates keep only their ids (``stored_creates``), so a backfill's
-    plan stays small whatever the partition holds.
+    plan stays small whatever the partition holds, and a document the ledger has never seen is looked
+    up by the push, not the plan, so a backfill's searches run beside its creates (each endpoint has
+    its own budget) instead of all before them.
     """
 
     partition_key: str | None
@@ -204,8 +217,9 @@ _Asking = tuple[Source, _Rendered, Link | None]  # a document Jira must be asked
 
 
 def _triage_chunk(source: Source, chunk: Sequence[LandedRecord], plan: IssuePlan, *, ledger: Ledger,
-                  settings: AcumaticaJiraFlow) -> list[_Asking]:  # fmt: skip
-    """Plan what the ledger alone decides for a chunk; the documents Jira must be asked about."""
+                  settings: AcumaticaJiraFlow, lean: bool) -> list[_Asking]:  # fmt: skip
+    """Plan what the ledger alone decides for a chunk (in a lean plan, a document it has never seen is an
+    unchecked create); the documents Jira must be asked about now."""
     planned = plan.records
     views: list[tuple[LandedRecord, Any]] = []
     for landed in chunk:
@@ -221,6 +235,11 @@ def _triage_chunk(source: Source, chunk: Sequence[LandedRecord], plan: IssuePlan
         if exception is None and link is None:
             # Most documents need no attention and never had an issue: no issue to render.
             plan.needs_no_attention.append(landed.record_id)
+            continue
+        if link is None and lean:
+            # Never seen: a create, rendered by the push (which looks it up first) from the landed copy.
+            plan.stored_creates.append(StoredCreate(source.entity.value, landed.record_id, view.ref.external_id,
+                                                    exception.name, landed.partition_key, checked=False))
             continue
         item = _Rendered(landed, render_issue(view, exception, settings))
         settled = triage(link, item.issue.content_hash, filtered=item.needs_no_issue)
@@ -269,7 +288,7 @@ def plan_records(chunks: Iterable[tuple[Source, Sequence[LandedRecord]]], *, par
     plan = IssuePlan(partition_key=partition_key, field_ids=resolve_field_ids(client, settings))
     waiting: list[_Asking] = []
     for source, chunk in chunks:
-        waiting += _triage_chunk(source, chunk, plan, ledger=ledger, settings=settings)
+        waiting += _triage_chunk(source, chunk, plan, ledger=ledger, settings=settings, lean=lean)
         while len(waiting) >= UNKNOWN_LOOKUP_BATCH:
             _ask_jira(waiting[:UNKNOWN_LOOKUP_BATCH], plan, client=client, settings=settings, lean=lean)
             waiting = waiting[UNKNOWN_LOOKUP_BATCH:]
@@ -303,6 +322,24 @@ def plan_partitions(partition_keys: Sequence[str], *, client: JiraClient, ledger
     label = partition_keys[0] if len(partition_keys) == 1 else f"{partition_keys[0]}...{partition_keys[-1]}"
     return plan_records(_landed(ledger, partition_keys), partition_key=label, client=client, ledger=ledger,
                         settings=settings, lean=True)
+
+
+def check_creates(plan: IssuePlan, *, client: JiraClient, settings: AcumaticaJiraFlow) -> IssuePlan:
+    """``plan`` with its unchecked creates looked up in Jira, as the push will (what a dry run shows): one
+    found becomes a link to its issue."""
+    wanted = [(create.external_id, None) for create in plan.stored_creates if not create.checked]
+    if not wanted:
+        return plan
+    found = lookup(client, settings, plan.field_ids, wanted)
+    records, stored = list(plan.records), []
+    for create in plan.stored_creates:
+        issue = None if create.checked else found.get(create.external_id)
+        if issue is None:
+            stored.append(create._replace(checked=True))
+        else:
+            records.append(PlannedIssue(record_id=create.record_id, external_id=create.external_id, action=Action.LINK,
+                                        issue_id=issue.id, issue_key=issue.key, partition_key=create.partition_key))
+    return plan.model_copy(update={"records": records, "stored_creates": stored})
 
 
 # -- the push --------------------------------------------------------------------------------------
@@ -353,29 +390,91 @@ class _ExceptionWriter(IssueWriter):
     def _lookup(self, wanted: Sequence[tuple[str, str | None]]) -> Mapping[str, JiraIssue]:
         return lookup(self.client, self.settings, self.plan.field_ids, wanted)
 
+    def _create_stored(self) -> None:
+        """Create the lean plan's issues, 100 documents at a time: the next chunks are rendered again from
+        the landing store (a thread of their own) and their unchecked documents looked up in Jira
+        (:data:`LOOKUPS_AHEAD` chunks ahead) while this one is sent, up to :data:`SENDERS` bulk requests
+        on the wire at once. A document found in Jira is adopted (linked and brought up to date), not
+        created."""
+        stored = self.plan.stored_creates
+        pending = (stored[start : start + UNKNOWN_LOOKUP_BATCH] for start in range(0, len(stored), UNKNOWN_LOOKUP_BATCH))
+        flying: deque[InFlight] = deque()
+        coming: deque[tuple[Future[list[PlannedIssue]], Future[Mapping[str, JiraIssue]]]] = deque()
+        with (ThreadPoolExecutor(1, thread_name_prefix="jira-render") as renderer,
+              ThreadPoolExecutor(LOOKUPS_AHEAD, thread_name_prefix="jira-lookup") as lookups,
+              ThreadPoolExecutor(SENDERS, thread_name_prefix="jira-create") as senders):
+
+            def ahead() -> None:
+                while len(coming) < LOOKUPS_AHEAD and (chunk := next(pending, None)) is not None:
+                    coming.append((renderer.submit(restore_creates, chunk, ledger=self.ledger, settings=self.settings),
+                                   lookups.submit(self._look_up, chunk)))
+
+            try:
+                ahead()
+                while coming:
+                    rendering, looking_up = coming.popleft()
+                    restored, found = rendering.result(), looking_up.result()
+                    ahead()
+                    ready = self._sort_restored(restored, found)
+                    for start in range(0, len(ready), BULK_CREATE_LIMIT):
+                        if (flight := self._submit_chunk(ready[start : start + BULK_CREATE_LIMIT], None,
+                                                         senders)) is not None:  # fmt: skip
+                            flying.append(flight)
+                        self.land_flights(flying, keep=SENDERS - 1)
+            except BaseException:
+                for rendering, looking_up in coming:  # reads only: nothing to undo
+                    rendering.cancel()
+                    looking_up.cancel()
+                # Whatever stopped the push, the creates already sent are linked (or left pending) first.
+                with contextlib.suppress(Exception):
+                    self.land_flights(flying)
+                raise
+            self.land_flights(flying)
+
+    def _sort_restored(self, restored: Sequence[PlannedIssue], found: Mapping[str, JiraIssue]) -> list[PlannedIssue]:
+        """Dead-letter what no longer reads, adopt what Jira already holds; the creates left to send."""
+        ready: list[PlannedIssue] = []
+        for record in restored:
+            if record.action is Action.FAILED:
+                self._dead_letter(record.record_id, record.payload, record.reason or "invalid record",
+                                  record.partition_key)
+            elif record.action is Action.FILTERED:
+                self.outcome.succeeded.append(record.record_id)
+            elif (issue := found.get(record.external_id)) is not None and record.issue is not None:
+                adopted = _compared(_Rendered(LandedRecord(record_id=record.record_id, payload=record.payload or {},
+                                                           partition_key=record.partition_key), record.issue),
+                                    Action.LINK, issue, None)  # fmt: skip
+                self._bring_up_to_date(adopted)
+            else:
+                ready.append(record)
+        return ready
+
+    def _look_up(self, chunk: Sequence[StoredCreate]) -> Mapping[str, JiraIssue]:
+        """The chunk's unchecked documents found in Jira, by external id (one search per 100). Reads only.
+
+        One the ledger knows by now (an earlier attempt of this step marked or linked it) is left to the
+        create's own checks, which look a pending one up as they always do.
+        """
+        unchecked = [create for create in chunk if not create.checked]
+        known = self.ledger.links_for(FLOW, [create.record_id for create in unchecked]) if unchecked else {}
+        wanted = [(create.external_id, None) for create in unchecked if create.record_id not in known]
+        return lookup(self.client, self.settings, self.plan.field_ids, wanted, fields=["description"]) if wanted else {}
+
+    def _bring_up_to_date(self, record: PlannedIssue) -> None:
+        assert record.issue is not None
+        comments = [change_comment(record.issue, record.changes, closing=record.closing)]
+        self._update(record, record.issue.update_fields(self.plan.field_ids),
+                     comments=comments if record.changes or record.closing else ())
+
     def push(self) -> None:
         creates = [record for record in self.plan.records if record.action is Action.CREATE]
         for start in range(0, len(creates), BULK_CREATE_LIMIT):
             self._create_chunk(creates[start : start + BULK_CREATE_LIMIT])
-        stored = self.plan.stored_creates
-        for start in range(0, len(stored), RESTORE_CHUNK):
-            restored = restore_creates(stored[start : start + RESTORE_CHUNK], ledger=self.ledger,
-                                       settings=self.settings)
-            for record in restored:
-                if record.action is Action.FAILED:
-                    self._dead_letter(record.record_id, record.payload, record.reason or "invalid record",
-                                      record.partition_key)
-                elif record.action is Action.FILTERED:
-                    self.outcome.succeeded.append(record.record_id)
-            creates = [record for record in restored if record.action is Action.CREATE]
-            for first in range(0, len(creates), BULK_CREATE_LIMIT):
-                self._create_chunk(creates[first : first + BULK_CREATE_LIMIT])
+        self._create_stored()
         self.outcome.succeeded += self.plan.needs_no_attention  # nothing to do is a success too
         for record in self.plan.records:
             if record.action in (Action.UPDATE, Action.LINK) and record.issue is not None:
-                comments = [change_comment(record.issue, record.changes, closing=record.closing)]
-                self._update(record, record.issue.update_fields(self.plan.field_ids),
-                             comments=comments if record.changes or record.closing else ())
+                self._bring_up_to_date(record)
             elif record.action is Action.FAILED:
                 self._dead_letter(record.record_id, record.payload, record.reason or "invalid record",
                                   record.partition_key)

@@ -326,6 +326,33 @@ def test_a_stored_create_whose_document_left_its_exception_before_the_push_is_no
     assert outcome.created == len(plan.stored_creates) - 1
 
 
+def test_the_plan_leaves_the_lookup_of_documents_new_to_the_ledger_to_the_push(world: World) -> None:
+    assert world.sync(flow(), run_config=dry_run_config()).success  # lands the partition, writes nothing
+    before = len(world.jira.requests)
+    with Ledger.open(world.ledger_url) as ledger, world._resolved()["jira"].client() as jira:
+        plan = plan_partitions([world.partition], client=jira, ledger=ledger, settings=flow())
+
+    searches = [r for r in list(world.jira.requests)[before:] if r.path.endswith("/search/jql")]
+    assert searches == [] and plan.stored_creates
+    assert not any(create.checked for create in plan.stored_creates)
+
+
+def test_issues_a_lost_ledger_no_longer_knows_are_found_and_linked_not_created_again(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert world.sync(flow()).success
+    created = {external_id: [issue["key"] for issue in issues] for external_id, issues in world.issues().items()}
+    world.jira.reindex()
+    monkeypatch.setenv("ML_CONNECTOR_DB_URL", f"sqlite:///{tmp_path / 'restored.db'}")  # the ledger is lost
+
+    dry = world.sync(flow(), run_config=dry_run_config())
+    again = world.sync(flow())
+
+    assert dry.success and metadata(dry)["would_link"] == len(created) and metadata(dry)["would_create"] == 0
+    assert again.success and metadata(again)["linked"] == len(created) and metadata(again)["created"] == 0
+    assert {external_id: [issue["key"] for issue in issues] for external_id, issues in world.issues().items()} == created
+
+
 def test_a_dry_run_writes_nothing_and_lists_the_issues_it_would_open(world: World) -> None:
     result = world.sync(flow(), run_config=dry_run_config())
 
