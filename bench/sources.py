@@ -18,7 +18,13 @@ from typing import Any
 
 import dagster as dg
 
+from ml_connector_dagster.assets.acumatica import acumatica_source_assets
+from ml_connector_dagster.assets.jaggaer import jaggaer_source_assets
+from ml_connector_dagster.assets.visma import visma_source_assets
 from ml_connector_dagster.config import ConnectorConfig
+from ml_connector_dagster.systems.acumatica.resource import AcumaticaResource
+from ml_connector_dagster.systems.jaggaer.resource import JaggaerResource
+from ml_connector_dagster.systems.visma.resource import VismaResource
 
 from .limits import BenchLimits, Budget, Need
 
@@ -56,6 +62,24 @@ def keyed(assets: Sequence[dg.AssetsDefinition], *keys: str) -> list[dg.AssetsDe
     return [asset for asset in assets if wanted & set(asset.keys)]
 
 
+def _settings(config: ConnectorConfig, system: str) -> Any:
+    settings = getattr(config.systems, system)
+    if settings is None:
+        raise ValueError(f"connector.yaml has no systems.{system}")
+    return settings
+
+
+def _assets_of(builder: Callable[[Any], list[dg.AssetsDefinition]], system: str,
+               *keys: str) -> Callable[[ConnectorConfig], list[dg.AssetsDefinition]]:  # fmt: skip
+    """The source assets with these keys, built for connector.yaml's settings of ``system``."""
+    return lambda config: keyed(builder(_settings(config, system)), *keys)
+
+
+def _resource_of(resource: Any, system: str) -> Callable[[ConnectorConfig], dict[str, Any]]:
+    """``{system: resource}`` built from connector.yaml's settings of ``system``."""
+    return lambda config: {system: resource.from_settings(_settings(config, system))}
+
+
 def _pages(endpoint: str, records: int, page_size: int, budget: str | None, *, one_more: bool = False) -> Need:
     """One list of ``records``: whole pages, and one page even when empty. ``one_more``: a reader that
     learns the end only from a page that is not full (Acumatica's ``$top``/``$skip`` says no total;
@@ -83,27 +107,17 @@ def configure_visma(config: dict[str, Any], url: str, limits: BenchLimits) -> No
                                       burst=int(limits.visma_client_rate_per_s), timeout_s=limits.client_timeout_s)
 
 
-def visma_resources(config: ConnectorConfig) -> dict[str, Any]:
-    from ml_connector_dagster.systems.visma.resource import VismaResource
-
-    assert config.systems.visma is not None
-    return {"visma": VismaResource.from_settings(config.systems.visma)}
+visma_resources = _resource_of(VismaResource, "visma")
 
 
 def visma_label(endpoint: str) -> str | None:
     return None if endpoint.endswith("/connect/token") else f"visma {endpoint}"
 
 
-def _visma_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
-    from ml_connector_dagster.assets.visma import visma_source_assets
-
-    assert config.systems.visma is not None
-    return keyed(visma_source_assets(config.systems.visma), "visma/supplier_invoices")
-
-
 VISMA = Source(
     name="visma", noun="supplier invoices", simulator="visma", simulator_settings=visma_settings,
-    configure=configure_visma, assets=_visma_assets, resources=visma_resources, label_of=visma_label,
+    configure=configure_visma, assets=_assets_of(visma_source_assets, "visma", "visma/supplier_invoices"),
+    resources=visma_resources, label_of=visma_label,
     reads=lambda read, limits: [_pages("visma GET /v1/supplierInvoice", sum(read.values()), limits.visma_page_size,
                                        VISMA_BUDGET)],
     budgets=lambda limits: {VISMA_BUDGET: limits.visma_budget},
@@ -123,20 +137,6 @@ def _acumatica_configure(config: dict[str, Any], url: str, limits: BenchLimits) 
                                           timeout_s=limits.client_timeout_s)
 
 
-def _acumatica_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
-    from ml_connector_dagster.assets.acumatica import acumatica_source_assets
-
-    assert config.systems.acumatica is not None
-    return keyed(acumatica_source_assets(config.systems.acumatica), *ACUMATICA_ENTITIES)
-
-
-def _acumatica_resources(config: ConnectorConfig) -> dict[str, Any]:
-    from ml_connector_dagster.systems.acumatica.resource import AcumaticaResource
-
-    assert config.systems.acumatica is not None
-    return {"acumatica": AcumaticaResource.from_settings(config.systems.acumatica)}
-
-
 def _acumatica_label(endpoint: str) -> str | None:
     method, _, path = endpoint.partition(" ")
     if path.startswith(("/identity/", "/entity/auth/")):
@@ -154,7 +154,8 @@ def _acumatica_reads(read: dict[str, int], limits: BenchLimits) -> list[Need]:
 ACUMATICA = Source(
     name="acumatica", noun="bills (with half as many purchase orders and a third as many payments)",
     simulator="acumatica", simulator_settings=lambda records, limits: {"size": records},
-    configure=_acumatica_configure, assets=_acumatica_assets, resources=_acumatica_resources,
+    configure=_acumatica_configure, assets=_assets_of(acumatica_source_assets, "acumatica", *ACUMATICA_ENTITIES),
+    resources=_resource_of(AcumaticaResource, "acumatica"),
     label_of=_acumatica_label, reads=_acumatica_reads, budgets=lambda limits: {},
 )
 
@@ -171,20 +172,6 @@ def _jaggaer_configure(config: dict[str, Any], url: str, limits: BenchLimits) ->
     jaggaer.update(base_url=url, token_url=f"{url}/{token_path}", cxml_url=f"{url}/cxml",
                    rate_per_s=limits.jaggaer_client_rate_per_s, burst=int(limits.jaggaer_client_rate_per_s),
                    timeout_s=limits.client_timeout_s)
-
-
-def _jaggaer_assets(config: ConnectorConfig) -> list[dg.AssetsDefinition]:
-    from ml_connector_dagster.assets.jaggaer import jaggaer_source_assets
-
-    assert config.systems.jaggaer is not None
-    return keyed(jaggaer_source_assets(config.systems.jaggaer), *JAGGAER_DOCUMENTS)
-
-
-def _jaggaer_resources(config: ConnectorConfig) -> dict[str, Any]:
-    from ml_connector_dagster.systems.jaggaer.resource import JaggaerResource
-
-    assert config.systems.jaggaer is not None
-    return {"jaggaer": JaggaerResource.from_settings(config.systems.jaggaer)}
 
 
 def _jaggaer_label(endpoint: str) -> str | None:
@@ -222,7 +209,8 @@ def _jaggaer_refused(records: int) -> Callable[[dict[str, Any]], bool]:
 JAGGAER = Source(
     name="jaggaer", noun="invoices (with half as many purchase orders)", simulator="jaggaer",
     simulator_settings=lambda records, limits: {"size": records, "rate_limit_per_minute": limits.jaggaer_per_minute},
-    configure=_jaggaer_configure, assets=_jaggaer_assets, resources=_jaggaer_resources, label_of=_jaggaer_label,
+    configure=_jaggaer_configure, assets=_assets_of(jaggaer_source_assets, "jaggaer", *JAGGAER_DOCUMENTS),
+    resources=_resource_of(JaggaerResource, "jaggaer"), label_of=_jaggaer_label,
     reads=_jaggaer_reads, budgets=lambda limits: {JAGGAER_BUDGET: limits.jaggaer_budget},
     refused_by_design=_jaggaer_refused,
 )

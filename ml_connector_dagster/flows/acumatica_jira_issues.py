@@ -11,10 +11,9 @@ marker names the document's version). Creates are exactly once (:class:`~.jira_d
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -48,6 +47,7 @@ from .acumatica_jira_render import (
 )
 from .jira_destination import (
     MISSING,
+    SENDERS,
     UNKNOWN_LOOKUP_BATCH,
     Action,
     InFlight,
@@ -80,8 +80,6 @@ __all__ = [
 FLOW = "acumatica_jira.exceptions"  # ledger flow: document id -> its issue
 ASSET = "jira/acumatica_exception_issues"
 CHUNK = 200
-SENDERS = 3  # bulk creates on the wire at once: Jira works on one while the next is rendered and marked
-LOOKUPS_AHEAD = 2  # chunks of 100 taken ahead of the one being created: their searches overlap the creates
 Change = tuple[str, str | None, str | None]
 
 
@@ -391,45 +389,23 @@ class _ExceptionWriter(IssueWriter):
         return lookup(self.client, self.settings, self.plan.field_ids, wanted)
 
     def _create_stored(self) -> None:
-        """Create the lean plan's issues, 100 documents at a time: the next chunks are rendered again from
-        the landing store (a thread of their own) and their unchecked documents looked up in Jira
-        (:data:`LOOKUPS_AHEAD` chunks ahead) while this one is sent, up to :data:`SENDERS` bulk requests
-        on the wire at once. A document found in Jira is adopted (linked and brought up to date), not
-        created."""
+        """Create the lean plan's issues, 100 documents at a time (:meth:`create_ahead`): the next chunks
+        are rendered again from the landing store and their unchecked documents looked up in Jira while
+        this one is sent. A document found in Jira is adopted (linked and brought up to date), not created."""
         stored = self.plan.stored_creates
-        pending = (stored[start : start + UNKNOWN_LOOKUP_BATCH] for start in range(0, len(stored), UNKNOWN_LOOKUP_BATCH))
-        flying: deque[InFlight] = deque()
-        coming: deque[tuple[Future[list[PlannedIssue]], Future[Mapping[str, JiraIssue]]]] = deque()
-        with (ThreadPoolExecutor(1, thread_name_prefix="jira-render") as renderer,
-              ThreadPoolExecutor(LOOKUPS_AHEAD, thread_name_prefix="jira-lookup") as lookups,
-              ThreadPoolExecutor(SENDERS, thread_name_prefix="jira-create") as senders):
+        self.create_ahead(
+            (stored[start : start + UNKNOWN_LOOKUP_BATCH] for start in range(0, len(stored), UNKNOWN_LOOKUP_BATCH)),
+            read_back=lambda chunk: restore_creates(chunk, ledger=self.ledger, settings=self.settings),
+            look_up=self._look_up, send=self._send,
+        )  # fmt: skip
 
-            def ahead() -> None:
-                while len(coming) < LOOKUPS_AHEAD and (chunk := next(pending, None)) is not None:
-                    coming.append((renderer.submit(restore_creates, chunk, ledger=self.ledger, settings=self.settings),
-                                   lookups.submit(self._look_up, chunk)))
-
-            try:
-                ahead()
-                while coming:
-                    rendering, looking_up = coming.popleft()
-                    restored, found = rendering.result(), looking_up.result()
-                    ahead()
-                    ready = self._sort_restored(restored, found)
-                    for start in range(0, len(ready), BULK_CREATE_LIMIT):
-                        if (flight := self._submit_chunk(ready[start : start + BULK_CREATE_LIMIT], None,
-                                                         senders)) is not None:  # fmt: skip
-                            flying.append(flight)
-                        self.land_flights(flying, keep=SENDERS - 1)
-            except BaseException:
-                for rendering, looking_up in coming:  # reads only: nothing to undo
-                    rendering.cancel()
-                    looking_up.cancel()
-                # Whatever stopped the push, the creates already sent are linked (or left pending) first.
-                with contextlib.suppress(Exception):
-                    self.land_flights(flying)
-                raise
-            self.land_flights(flying)
+    def _send(self, restored: list[PlannedIssue], found: Mapping[str, JiraIssue], flying: deque[InFlight],
+              senders: Executor) -> None:
+        ready = self._sort_restored(restored, found)
+        for start in range(0, len(ready), BULK_CREATE_LIMIT):
+            if (flight := self._submit_chunk(ready[start : start + BULK_CREATE_LIMIT], None, senders)) is not None:
+                flying.append(flight)
+            self.land_flights(flying, keep=SENDERS - 1)
 
     def _sort_restored(self, restored: Sequence[PlannedIssue], found: Mapping[str, JiraIssue]) -> list[PlannedIssue]:
         """Dead-letter what no longer reads, adopt what Jira already holds; the creates left to send."""

@@ -32,7 +32,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -46,6 +46,7 @@ from ml_connector_dagster.systems.jira.models import JiraIssue, Transition
 from .jira_destination import (
     DEST,
     RECHECK,
+    SENDERS,
     UNKNOWN_LOOKUP_BATCH,
     Action,
     CreateInDoubt,
@@ -76,8 +77,6 @@ AUDIT_WAITING = "visma_jira.audit_waiting/"
 __all__ = ["CreateInDoubt", "PushOutcome", "TransitionMenu", "comment_once", "move_to_status", "push_plan"]
 
 MOVERS = 16  # new issues walked through their workflow at once (round trips overlap; the budget caps the rate)
-SENDERS = 3  # bulk creates on the wire at once: Jira works on one while the next is rendered and marked
-LOOKUPS_AHEAD = 2  # chunks taken ahead of the one being created: their searches overlap the creates
 
 
 class PushOutcome(IssuePushOutcome):
@@ -130,52 +129,24 @@ class _Pusher(IssueWriter):
 
     # -- creates ---------------------------------------------------------------------------------
     def create(self, chunks: Iterable[Sequence[PlannedRecord]]) -> None:
-        """Create the plan's issues chunk by chunk; the next chunk is read back and rendered (a thread
-        of its own) while this one is sent, and up to :data:`SENDERS` bulk requests are on the wire at
-        once, so the CPU work here overlaps Jira's (and the round trips overlap each other).
+        """Create the plan's issues chunk by chunk (:meth:`create_ahead`): the next chunks are read back and
+        rendered, and their unchecked creates (see :mod:`visma_jira_plan`) looked up in Jira, while this
+        one is sent; one found is adopted (linked and brought up to date), not created."""
+        self.create_ahead(chunks, read_back=self._read_back, look_up=self._look_up, send=self._send)
+        self.settle_moves(wait=False)
 
-        The unchecked creates of a chunk (see :mod:`visma_jira_plan`) are looked up in Jira as soon as
-        the chunk is taken, :data:`LOOKUPS_AHEAD` chunks ahead of the one being created, so the searches
-        run beside the creates; one found is adopted (linked and brought up to date), not created.
-        """
-        pending = iter(chunks)
-        flying: deque[InFlight] = deque()
-        coming: deque[tuple[Future[tuple[list[PlannedRecord], dict[str, str]]], Future[Mapping[str, JiraIssue]]]] = deque()
-        with (ThreadPoolExecutor(1, thread_name_prefix="jira-render") as renderer,
-              ThreadPoolExecutor(LOOKUPS_AHEAD, thread_name_prefix="jira-lookup") as lookups,
-              ThreadPoolExecutor(SENDERS, thread_name_prefix="jira-create") as senders):
-
-            def ahead() -> None:
-                while len(coming) < LOOKUPS_AHEAD and (chunk := next(pending, None)) is not None:
-                    coming.append((renderer.submit(self._read_back, chunk), lookups.submit(self._look_up, chunk)))
-
-            try:
-                ahead()
-                while coming:
-                    rendering, looking_up = coming.popleft()
-                    restored, hashes = rendering.result()
-                    found = looking_up.result()
-                    ahead()
-                    ready = []
-                    for record in restored:
-                        if record.action is Action.FAILED:
-                            self.unreadable(record)
-                        elif record.action is Action.CREATE:
-                            ready.append(record)
-                    adopted = [r for r in ready if not r.checked and r.external_id in found]
-                    self._adopt_found(adopted, found)
-                    self._create_ready([r for r in ready if r not in adopted] if adopted else ready, hashes, flying,
-                                       senders)
-            except BaseException:
-                for rendering, looking_up in coming:  # reads only: nothing to undo
-                    rendering.cancel()
-                    looking_up.cancel()
-                # Whatever stopped the push, the creates already sent are linked (or left pending) first.
-                with contextlib.suppress(Exception):
-                    self.land_flights(flying)
-                raise
-            self.land_flights(flying)
-            self.settle_moves(wait=False)
+    def _send(self, read: tuple[list[PlannedRecord], dict[str, str]], found: Mapping[str, JiraIssue],
+              flying: deque[InFlight], senders: Executor) -> None:
+        restored, hashes = read
+        ready = []
+        for record in restored:
+            if record.action is Action.FAILED:
+                self.unreadable(record)
+            elif record.action is Action.CREATE:
+                ready.append(record)
+        adopted = [r for r in ready if not r.checked and r.external_id in found]
+        self._adopt_found(adopted, found)
+        self._create_ready([r for r in ready if r not in adopted] if adopted else ready, hashes, flying, senders)
 
     def _adopt_found(self, records: list[PlannedRecord], found: Mapping[str, JiraIssue]) -> None:
         """Link the creates found in Jira to their issues, as a plan's adoption does; one the ledger has
@@ -190,7 +161,7 @@ class _Pusher(IssueWriter):
                 self.update(adopt(record, found[record.external_id]))
 
     def _create_ready(self, ready: list[PlannedRecord], hashes: dict[str, str], flying: deque[InFlight],
-                      senders: ThreadPoolExecutor) -> None:
+                      senders: Executor) -> None:
         """Send ``ready`` in bulk creates of at most Jira's limit (the first new issue that needs a move
         alone, once, to learn the workflow)."""
         first = next((i for i, r in enumerate(ready) if self._create_needs_move(r)), None)

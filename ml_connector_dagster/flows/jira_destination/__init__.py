@@ -57,6 +57,8 @@ from .workflow import (
 )
 from .writer import (
     DEST,
+    LOOKUPS_AHEAD,
+    SENDERS,
     CreateInDoubt,
     InFlight,
     IssueWriter,
@@ -65,7 +67,9 @@ from .writer import (
 
 __all__ = [
     "DEST",
+    "LOOKUPS_AHEAD",
     "LOOKUP_BATCH",
+    "SENDERS",
     "UNKNOWN_LOOKUP_BATCH",
     "MISSING",
     "RECHECK",

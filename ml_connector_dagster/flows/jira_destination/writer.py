@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -22,6 +23,8 @@ from .workflow import TransitionMenu, comment_once, move_to_status
 
 __all__ = [
     "DEST",
+    "LOOKUPS_AHEAD",
+    "SENDERS",
     "CreateInDoubt",
     "InFlight",
     "IssueWriter",
@@ -29,6 +32,10 @@ __all__ = [
 ]
 
 DEST = "jira"
+Chunk = TypeVar("Chunk")
+Read = TypeVar("Read")
+SENDERS = 3  # bulk creates on the wire at once: Jira works on one while the next is rendered and marked
+LOOKUPS_AHEAD = 2  # chunks taken ahead of the one being created: their searches overlap the creates
 
 
 class PushOutcome(BaseModel):
@@ -159,6 +166,45 @@ class IssueWriter:
         marked, known = prepared
         moves, updates = self._updates(marked)
         return InFlight(marked, known, moves, senders.submit(self.client.bulk_create, updates))
+
+    def create_ahead(self, chunks: Iterable[Chunk], *, read_back: Callable[[Chunk], Read],
+                     look_up: Callable[[Chunk], Mapping[str, JiraIssue]],
+                     send: Callable[[Read, Mapping[str, JiraIssue], deque[InFlight], Executor], None]) -> None:
+        """Create chunk by chunk, each chunk read back (rendered: a thread of its own) and looked up in Jira
+        :data:`LOOKUPS_AHEAD` chunks ahead of the one being sent, so the CPU work here overlaps Jira's and a
+        backfill's searches run beside its creates (each endpoint has its own budget).
+
+        ``send`` gets a chunk as read back, what Jira holds of it, the creates in flight and the executor
+        for up to :data:`SENDERS` bulk requests on the wire at once (:meth:`_submit_chunk`,
+        :meth:`land_flights`). Whatever stops the push, the creates already sent are linked (or left
+        pending) before it surfaces.
+        """
+        pending = iter(chunks)
+        flying: deque[InFlight] = deque()
+        coming: deque[tuple[Future[Read], Future[Mapping[str, JiraIssue]]]] = deque()
+        with (ThreadPoolExecutor(1, thread_name_prefix="jira-render") as renderer,
+              ThreadPoolExecutor(LOOKUPS_AHEAD, thread_name_prefix="jira-lookup") as lookups,
+              ThreadPoolExecutor(SENDERS, thread_name_prefix="jira-create") as senders):
+
+            def ahead() -> None:
+                while len(coming) < LOOKUPS_AHEAD and (chunk := next(pending, None)) is not None:
+                    coming.append((renderer.submit(read_back, chunk), lookups.submit(look_up, chunk)))
+
+            try:
+                ahead()
+                while coming:
+                    rendering, looking_up = coming.popleft()
+                    read, found = rendering.result(), looking_up.result()
+                    ahead()
+                    send(read, found, flying, senders)
+            except BaseException:
+                for rendering, looking_up in coming:  # reads only: nothing to undo
+                    rendering.cancel()
+                    looking_up.cancel()
+                with contextlib.suppress(Exception):
+                    self.land_flights(flying)
+                raise
+            self.land_flights(flying)
 
     def land_flight(self, flight: InFlight) -> None:
         """Link (or dead-letter, or leave in doubt) what a submitted bulk create did, once it is answered."""
