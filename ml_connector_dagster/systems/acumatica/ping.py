@@ -7,6 +7,8 @@ licensed API-user slot.
 
 from __future__ import annotations
 
+from contextlib import closing
+
 from ml_connector_dagster.config import AcumaticaSettings
 from ml_connector_dagster.core.http import AuthenticationFailed
 
@@ -21,7 +23,8 @@ def probe(resource: AcumaticaResource) -> str:
     with resource.client() as client:
         client.check_endpoint()
         client.page_size = 1
-        first = next(client.iter_pages(AcumaticaEntity.BILL), [])
+        with closing(client.iter_pages(AcumaticaEntity.BILL)) as pages:  # its read-ahead ends with the client
+            first = next(pages, [])
     bills = "bills readable" if first else "no bills yet"
     return f"endpoint {client.endpoint}/{client.version}, {bills}"
 
