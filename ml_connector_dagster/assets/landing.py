@@ -21,7 +21,7 @@ import pandas as pd
 from ml_connector_dagster.core.canonical_json import canonical_json_stdlib
 from ml_connector_dagster.core.http import AuthenticationFailed, NotFound
 from ml_connector_dagster.core.landing import LandCounts, LandedRecord, LandingStore, id_problem
-from ml_connector_dagster.core.ledger import Ledger
+from ml_connector_dagster.core.ledger import FailedRecord, Ledger
 from ml_connector_dagster.resources import LedgerResource
 
 __all__ = [
@@ -174,16 +174,19 @@ class Lander:
         """Validate one page: land the good records of the window, quarantine the bad ones."""
         self.tally.read += len(page)
         valid: list[tuple[SourceRecord, dict[str, Any]]] = []
+        broken: list[FailedRecord] = []
         for raw in (r if isinstance(r, dict) else {"value": r} for r in page):  # a non-object fails by name
             moment = self.rules.modified_at(raw)
             if moment is None and (window is not None or self.rules.always_dated):
-                self._quarantine(raw, self.rules.unreadable_timestamp, None)
+                broken.append(self._failed(raw, self.rules.unreadable_timestamp, None))
             elif window is not None and moment is not None and not window[0] <= moment < window[1]:
                 self.tally.outside += 1  # another partition's record: its own run lands it
             elif isinstance(checked := self.rules.validate(plain := self.rules.to_plain(raw)), str):
-                self._quarantine(raw, checked, self._partition_key(moment))
+                broken.append(self._failed(raw, checked, self._partition_key(moment)))
             else:
                 valid.append((checked, plain))
+        if broken:  # one commit for the page's broken records, not one each
+            self.tally.quarantined += self.ledger.add_dead_letters(self.asset, broken, run_id=self.run_id)
         self._land(valid)
 
     def _land(self, valid: list[tuple[SourceRecord, dict[str, Any]]]) -> None:
@@ -202,7 +205,7 @@ class Lander:
     def _partition_key(self, moment: datetime | None) -> str | None:
         return self.partition_key_for(moment) if self.partition_key_for and moment else None
 
-    def _quarantine(self, raw: dict[str, Any], reason: str, partition_key: str | None) -> None:
+    def _failed(self, raw: dict[str, Any], reason: str, partition_key: str | None) -> FailedRecord:
         # A broken record's id may be as broken as the rest: one the ledger cannot key is replaced.
         source_id = self.rules.raw_id(raw)
         if source_id is None or id_problem(source_id):
@@ -210,8 +213,7 @@ class Lander:
             # writes both as null): two different broken records must never share one dead letter.
             fingerprint = hashlib.sha256(canonical_json_stdlib(raw).encode("ascii")).hexdigest()
             source_id = f"unidentified:{fingerprint[:16]}"
-        self.ledger.add_dead_letter(self.asset, source_id, raw, reason, partition_key=partition_key, run_id=self.run_id)
-        self.tally.quarantined += 1
+        return FailedRecord(source_id, raw, reason, partition_key)
 
     def result(self, window: Window | None) -> dg.MaterializeResult:
         """The run's counts, a markdown preview and (for a window run) the window read."""

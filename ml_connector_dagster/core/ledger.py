@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import sqlalchemy as sa
 from alembic import command
@@ -32,6 +32,7 @@ from ml_connector_dagster.core.migrations import SCRIPT_LOCATION
 __all__ = [
     "AlreadyLinked",
     "DeadLetter",
+    "FailedRecord",
     "InboxEvent",
     "Ledger",
     "Link",
@@ -180,6 +181,15 @@ class Link(BaseModel):
     run_id: str | None = None
     created_at: AwareDatetime = Field(default_factory=_utcnow)
     updated_at: AwareDatetime = Field(default_factory=_utcnow)
+
+
+class FailedRecord(NamedTuple):
+    """A record to dead-letter: its id, the record and why it failed."""
+
+    source_id: str
+    record: Mapping[str, Any]
+    error: str
+    partition_key: str | None = None
 
 
 class DeadLetter(BaseModel):
@@ -515,6 +525,23 @@ class Ledger:
         run_id: str | None = None,
     ) -> DeadLetter:
         """Open a dead letter for a failed record, or count one more attempt on its open letter."""
+        statement = self._dead_letter_upsert(asset, source_id, record, error, partition_key, run_id)
+        with self._write() as connection:
+            return _dead_letter(connection.execute(statement.returning(*dead_letters_table.c)).one())
+
+    def add_dead_letters(self, asset: str, letters: Iterable[FailedRecord], *, run_id: str | None = None) -> int:
+        """:meth:`add_dead_letter` for many records in one transaction (one commit: a page's broken
+        records); how many."""
+        count = 0
+        with self._write() as connection:
+            for letter in letters:
+                connection.execute(self._dead_letter_upsert(asset, letter.source_id, letter.record, letter.error,
+                                                            letter.partition_key, run_id))
+                count += 1
+        return count
+
+    def _dead_letter_upsert(self, asset: str, source_id: str, record: Mapping[str, Any], error: str,
+                            partition_key: str | None, run_id: str | None) -> Any:
         t = dead_letters_table
         now = _utcnow()
         values = {"record": _dumps(record), "error": error, "run_id": run_id, "updated_at": now}
@@ -527,7 +554,7 @@ class Ledger:
             created_at=now,
             **values,
         )
-        statement = statement.on_conflict_do_update(
+        return statement.on_conflict_do_update(
             index_elements=[t.c.asset, t.c.source_id],
             index_where=_OPEN_LETTER,
             set_={
@@ -535,9 +562,7 @@ class Ledger:
                 "attempts": t.c.attempts + 1,
                 "partition_key": sa.func.coalesce(statement.excluded.partition_key, t.c.partition_key),
             },
-        ).returning(*t.c)
-        with self._write() as connection:
-            return _dead_letter(connection.execute(statement).one())
+        )
 
     def dead_letter(self, letter_id: int) -> DeadLetter | None:
         """One dead letter by id, whatever its state."""

@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml_connector_dagster.core.ledger import AlreadyLinked, Ledger, Link, metadata
+from ml_connector_dagster.core.ledger import AlreadyLinked, FailedRecord, Ledger, Link, metadata
 from ml_connector_dagster.core.migrations import SCRIPT_LOCATION, VERSION_TABLE
 from ml_connector_dagster_tests.postgres import schema_url, throwaway_schema
 
@@ -281,6 +281,18 @@ def test_a_failing_record_again_counts_an_attempt_on_its_open_letter(ledger: Led
     assert (second.attempts, second.error, second.record) == (2, "HTTP 500", {"amount": 2})
     assert (second.partition_key, second.run_id) == ("2024-05-02", "run-2")
     assert ledger.count_open_dead_letters(ASSET) == 1
+
+
+def test_many_failing_records_are_dead_lettered_together_like_one_by_one(ledger: Ledger) -> None:
+    ledger.add_dead_letter(ASSET, "INV-1", {"amount": 1}, "HTTP 400", partition_key="2024-05-02")
+    added = ledger.add_dead_letters(ASSET, [FailedRecord("INV-1", {"amount": 2}, "missing total"),
+                                            FailedRecord("INV-2", {"amount": 3}, "garbled amount", "2024-05-03")],
+                                    run_id="run-2")  # fmt: skip
+    letters = {letter.source_id: letter for letter in ledger.open_dead_letters(ASSET)}
+    assert added == 2 and set(letters) == {"INV-1", "INV-2"}
+    assert (letters["INV-1"].attempts, letters["INV-1"].error, letters["INV-1"].partition_key) == (
+        2, "missing total", "2024-05-02")
+    assert (letters["INV-2"].attempts, letters["INV-2"].record, letters["INV-2"].run_id) == (1, {"amount": 3}, "run-2")
 
 
 def test_resolving_a_letter_closes_it(ledger: Ledger) -> None:
