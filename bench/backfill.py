@@ -40,7 +40,7 @@ class BackfillRun(dict[str, Any]):
 
     @property
     def source(self) -> Source:
-        return SOURCES[self.get("source", "visma")]
+        return SOURCES[self["source"]]
 
     @property
     def read(self) -> dict[str, int]:
@@ -140,7 +140,7 @@ def bound_for(run: BackfillRun, limits: BenchLimits, destination: Destination) -
 
 
 def _made_calls(run: BackfillRun, destination: Destination) -> tuple[dict[str, int], int]:
-    read, read_auth = _labelled(run.get("source_calls", run.get("visma_calls", {})), run.source.label_of)
+    read, read_auth = _labelled(run["source_calls"], run.source.label_of)
     target, target_auth = _labelled(run["destination_calls"], destination.label_of)
     return {**read, **target}, read_auth + target_auth
 

@@ -4,9 +4,10 @@ The child materializes, through Dagster, a flow's source assets (:mod:`bench.sou
 destination assets (:mod:`bench.destinations`) for one daily partition (read -> validate -> land
 -> plan -> push), with the shipped sandbox connector.yaml pointed at the served simulators, a
 fresh SQLite ledger and the connector budgets of :class:`bench.limits.BenchLimits`; reference data
-a flow's plan reads (JAGGAER's vendors, Visma's suppliers) is landed first, outside the timing. It prints one JSON line: the
-outcome (records, creates, failures), the wall time of each step, the CPU time and the peak RSS of the process
-(``resource.getrusage``), which is why it runs alone: the peak is this run's, nothing else's.
+a flow's plan reads (JAGGAER's vendors, Visma's suppliers) is landed first, outside the timing. It
+prints one JSON line: the outcome (records, creates, failures), the wall time of each step, the CPU
+time and the peak RSS of the process (``resource.getrusage``), which is why it runs alone: the peak
+is this run's, nothing else's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from .sandbox import cpu_seconds
+from .sandbox import cpu_seconds, served_counts
 
 
 def _rss_mb() -> float:
@@ -37,14 +38,6 @@ def _connector_yaml(settings: dict[str, Any], source: Any, destination: Any, lim
     source.configure(config, settings["source_url"], limits)
     destination.configure(config, settings["destination_url"], limits)
     return config
-
-
-def _reset_counts(urls: list[str]) -> None:
-    """Forget the calls the simulators counted so far (the reference data landed before the timed run)."""
-    import httpx
-
-    for url in urls:
-        httpx.delete(f"{url}/_bench/counts", timeout=30).raise_for_status()
 
 
 def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:
@@ -162,7 +155,9 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
         landed = dg.materialize(references, resources=resources, instance=instance, raise_on_error=False)
         if not landed.success:
             raise RuntimeError("the reference data could not be landed before the backfill")
-        _reset_counts([settings["source_url"], settings["destination_url"]])
+        # The reference data's calls are not the backfill's.
+        for url in (settings["source_url"], settings["destination_url"]):
+            served_counts(url, reset=True)
     simulators_cpu = {name: cpu_seconds(pid) for name, pid in settings.get("simulator_pids", {}).items()}
     assets = [*source.assets(config), *([] if source_only else destination.invoice_assets(config))]
     rss_before = _rss_mb()

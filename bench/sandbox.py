@@ -53,7 +53,8 @@ from ml_connector_dagster.core.collector import pace_for_bulk_work
 from ml_connector_dagster.sandbox.framework import FaultPlan, Simulator
 from ml_connector_dagster.sandbox.serve import ServedApp
 
-__all__ = ["PROJECT_ROOT", "CountingApp", "SimProcess", "cpu_seconds", "endpoint_of", "pinned_start", "serve_simulator"]
+__all__ = ["PROJECT_ROOT", "CountingApp", "SimProcess", "cpu_seconds", "endpoint_of", "pinned_start", "serve_simulator",
+           "served_counts"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # children run `python -m bench...` from here
 
@@ -241,6 +242,14 @@ def serve_simulator(name: str, settings: dict[str, Any]) -> None:
     simulator.close()
 
 
+def served_counts(url: str, *, reset: bool = False) -> dict[str, Any]:
+    """Requests by endpoint and status the simulator served at ``url`` counted since the last reset
+    (``reset``: and start counting again)."""
+    response = httpx.request("DELETE" if reset else "GET", f"{url}/_bench/counts", timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
 @dataclass
 class SimProcess:
     """A simulator child process, seen from the benchmark."""
@@ -252,8 +261,7 @@ class SimProcess:
 
     def counts(self, *, reset: bool = False) -> dict[str, Any]:
         """Requests by endpoint and status since the last reset."""
-        response = httpx.request("DELETE" if reset else "GET", f"{self.url}/_bench/counts", timeout=30)
-        return response.json()
+        return served_counts(self.url, reset=reset)
 
     def touch(self, count: int, advance_s: float = 0.0) -> list[str]:
         """``advance_s`` later on the simulator's clock, edit ``count`` supplier invoices (Visma only)."""
