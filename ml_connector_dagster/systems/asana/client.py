@@ -81,6 +81,7 @@ __all__ = [
     "NotFoundByName",
     "OffsetExpired",
     "PremiumRequired",
+    "create_task_action",
 ]
 
 logger = logging.getLogger("ml_connector.asana")
@@ -243,6 +244,13 @@ def _reraise(exc: ApiError, fields: dict[str, Any]) -> NoReturn:
 
 def _opt(fields: Iterable[str]) -> str:
     return ",".join(fields)
+
+
+def create_task_action(draft: Mapping[str, Any]) -> BatchAction:
+    """The batch action that creates one task from ``draft`` (its fields), answering its name and custom
+    fields' text (the external id the create is matched back by)."""
+    return BatchAction(method="post", relative_path="/tasks", data=dict(draft),
+                       options={"fields": ["name", "custom_fields.text_value"]})
 
 
 class AsanaClient:
@@ -580,8 +588,7 @@ class AsanaClient:
 
     def create_tasks(self, drafts: Sequence[Mapping[str, Any]]) -> list[BatchResult]:
         """Create tasks through the batch API; results by index (creates in doubt are marked so)."""
-        return self.batch([BatchAction(method="post", relative_path="/tasks", data=dict(d),
-                                       options={"fields": ["name", "custom_fields.text_value"]}) for d in drafts])
+        return self.batch([create_task_action(d) for d in drafts])
 
     def update_tasks(self, updates: Mapping[str, Mapping[str, Any]]) -> dict[str, BatchResult]:
         """Update tasks (gid -> fields) through the batch API; results by task gid."""
