@@ -27,14 +27,26 @@ class InProcessTransport(httpx.BaseTransport):
     def __init__(self, app: Any) -> None:
         self._asgi = httpx.ASGITransport(app=app)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _serve(loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            loop.run_forever()
+        finally:
+            # The simulators' asyncio.to_thread work runs in the loop's default executor, whose
+            # threads would otherwise outlive the transport.
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         # A daemon thread: a forgotten transport must never keep the interpreter alive.
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="sandbox-inprocess", daemon=True).start()
+                self._thread = threading.Thread(target=self._serve, args=(loop,), name="sandbox-inprocess", daemon=True)
+                self._thread.start()
                 self._loop = loop
             return self._loop
 
@@ -57,7 +69,10 @@ class InProcessTransport(httpx.BaseTransport):
         return httpx.Response(status, headers=headers, content=content, request=request)
 
     def close(self) -> None:
+        """Stop the private event loop and wait (briefly) for its thread and executor to finish."""
         with self._lock:
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._loop = None
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)

@@ -242,3 +242,21 @@ def test_webhook_reorder_delivers_the_held_event_after_the_next(sim: NotesSimula
     assert dispatcher.flush(5)
     dispatcher.close()
     assert receiver.bodies == [b'{"n":2}', b'{"n":1}']
+
+
+def test_a_closed_in_process_transport_leaves_no_thread_behind() -> None:
+    async def app(scope: dict, receive: object, send: object) -> None:  # work in the loop's default executor
+        import asyncio
+
+        await asyncio.to_thread(lambda: None)
+        await send({"type": "http.response.start", "status": 204, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    before = set(threading.enumerate())
+    transport = InProcessTransport(app)
+    with httpx.Client(transport=transport, base_url="http://x") as http:
+        assert http.get("/").status_code == 204
+
+    transport.close()
+
+    assert [thread.name for thread in set(threading.enumerate()) - before if thread.is_alive()] == []
