@@ -31,6 +31,7 @@ from .incremental import incremental_outcome, measure_incremental
 from .limits import BenchLimits
 from .overhead import measure_overhead, overhead_outcome
 from .peer import measure_peer, peer_outcome
+from .peer_acumatica import measure_acumatica_peer
 from .results import Outcome
 
 SCENARIOS = ("backfill", "backfill_api_bound", "backfill_asana", "backfill_monday", "backfill_acumatica",
@@ -139,7 +140,9 @@ class _Runner:
         return overhead_outcome(measure_overhead(self.sizes["overhead"]), rerun=_rerun("overhead", self.scale))
 
     def peer(self) -> Outcome:
-        return peer_outcome(measure_peer(self.sizes["peer"], self.limits), rerun=_rerun("peer", self.scale))
+        size = self.sizes["peer"]
+        return peer_outcome(measure_peer(size, self.limits), acumatica=measure_acumatica_peer(size, self.limits),
+                            rerun=_rerun("peer", self.scale))
 
 
 def _failed(key: str, error: BaseException) -> Outcome:

@@ -193,9 +193,11 @@ def _build(name: str, settings: dict[str, Any]) -> Simulator:
                               rate_window_s=settings.get("rate_window_s", 3600.0))
     if name == "acumatica":
         from ml_connector_dagster.sandbox.acumatica import AcumaticaSimulator
+        from ml_connector_dagster.sandbox.acumatica.identity import TRIAL, Licence
 
         return AcumaticaSimulator(size=settings["size"], days=settings["days"],
-                                  start=datetime.fromisoformat(settings["start"]))
+                                  start=datetime.fromisoformat(settings["start"]),
+                                  licence=Licence(api_users=settings["api_users"]) if "api_users" in settings else TRIAL)
     if name == "jaggaer":
         from ml_connector_dagster.sandbox.jaggaer import JaggaerSimulator
 

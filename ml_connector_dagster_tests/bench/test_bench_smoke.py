@@ -106,6 +106,7 @@ def test_incremental_requests_do_not_grow_with_the_source(tiny: dict[str, Any]) 
 def test_overhead_and_peer_give_positive_ratios(tiny: dict[str, Any]) -> None:
     assert tiny["outcomes"]["overhead"]["figures"]["ratio"] > 1
     assert tiny["outcomes"]["peer"]["figures"]["pipeline_ratio"] > 0
+    assert tiny["outcomes"]["peer"]["figures"]["acumatica_pipeline_ratio"] > 0
     assert tiny["outcomes"]["memory"]["figures"]["peak_rss_mb"] > 0
 
 
