@@ -26,8 +26,11 @@ import orjson
 __all__ = ["canonical_json", "canonical_json_bytes", "canonical_json_stdlib", "loads"]
 
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-# orjson writes 1e-05 as 0.00001 and 1e-07 as 1e-7; a string looking like either only costs the slow path.
-_SHORT_NEGATIVE_EXPONENT = re.compile(rb"\de-\d")
+# orjson writes 1e-05 as 0.00001 and 1e-07 as 1e-7. Only a number (a value: after ":", "," or "[" in
+# compact JSON) can be one; matching anywhere also caught ids such as UUIDs ("...507e-8788..."), a third of
+# Acumatica's records, which then paid for the standard library. A string that looks like one still only
+# costs the slow path.
+_TINY_FLOAT = re.compile(rb"[:,\[]-?(?:0\.0000|\d+(?:\.\d+)?e-\d)")
 _ESCAPE_ERRORS = "ml_connector.json_ascii"
 
 
@@ -66,7 +69,7 @@ def canonical_json_bytes(payload: Mapping[str, Any]) -> bytes:
         raw = orjson.dumps(payload if isinstance(payload, dict) else dict(payload), default=str, option=_OPTIONS)
     except TypeError:  # an integer beyond 64 bits, a non-string key, nesting deeper than 255
         return canonical_json_stdlib(payload).encode("ascii")
-    if b"0.0000" in raw or (b"e-" in raw and _SHORT_NEGATIVE_EXPONENT.search(raw)):
+    if (b"0.0000" in raw or b"e-" in raw) and _TINY_FLOAT.search(raw):
         return canonical_json_stdlib(payload).encode("ascii")
     text = raw if raw.isascii() else raw.decode("utf-8").encode("ascii", _ESCAPE_ERRORS)
     # DEL is ASCII, so the encoder keeps it; the standard library escapes it too.

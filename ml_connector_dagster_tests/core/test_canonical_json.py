@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ml_connector_dagster.core import canonical_json as canonical_json_module
 from ml_connector_dagster.core.canonical_json import canonical_json, canonical_json_stdlib, loads
 
 _scalars = (
@@ -30,6 +33,21 @@ def test_any_payload_is_written_exactly_as_the_standard_library_writes_it(payloa
 @given(st.floats(min_value=1e-10, max_value=1e-4) | st.floats(min_value=-1e-4, max_value=-1e-10))
 def test_tiny_floats_keep_the_standard_librarys_notation(value: float) -> None:
     assert canonical_json({"amount": value}) == canonical_json_stdlib({"amount": value})
+
+
+def test_ids_that_look_like_exponents_are_written_by_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow_path(payload: object) -> str:
+        raise AssertionError(f"took the standard library's path: {payload}")
+
+    monkeypatch.setattr(canonical_json_module, "canonical_json_stdlib", slow_path)
+    payload = {"id": "abf9d924-1bd4-507e-8788-4ad284136faa", "note": "ratio 0.00001, 1e-7", "amount": 0.1}
+
+    assert canonical_json(payload) == json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+@given(st.lists(st.floats(min_value=1e-10, max_value=1e-4), min_size=1, max_size=3))
+def test_tiny_floats_in_a_list_keep_the_standard_librarys_notation(values: list[float]) -> None:
+    assert canonical_json({"amounts": values}) == canonical_json_stdlib({"amounts": values})
 
 
 def test_characters_beyond_ascii_are_escaped_as_the_standard_library_escapes_them() -> None:

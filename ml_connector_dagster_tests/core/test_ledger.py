@@ -295,6 +295,15 @@ def test_many_failing_records_are_dead_lettered_together_like_one_by_one(ledger:
     assert (letters["INV-2"].attempts, letters["INV-2"].record, letters["INV-2"].run_id) == (1, {"amount": 3}, "run-2")
 
 
+def test_a_record_failing_twice_in_one_batch_counts_two_attempts_on_one_letter(ledger: Ledger) -> None:
+    added = ledger.add_dead_letters(ASSET, [FailedRecord("INV-1", {"amount": 1}, "first"),
+                                            FailedRecord("INV-2", {"amount": 2}, "other"),
+                                            FailedRecord("INV-1", {"amount": 3}, "second")])  # fmt: skip
+    letters = {letter.source_id: letter for letter in ledger.open_dead_letters(ASSET)}
+    assert added == 3 and set(letters) == {"INV-1", "INV-2"}
+    assert (letters["INV-1"].attempts, letters["INV-1"].error, letters["INV-1"].record) == (2, "second", {"amount": 3})
+
+
 def test_resolving_a_letter_closes_it(ledger: Ledger) -> None:
     letter = ledger.add_dead_letter(ASSET, "INV-1", {}, "boom")
     ledger.resolve_dead_letter(letter.id)
