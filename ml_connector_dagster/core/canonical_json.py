@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,11 +25,13 @@ import orjson
 __all__ = ["canonical_json", "canonical_json_bytes", "canonical_json_stdlib", "loads"]
 
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-# orjson writes 1e-05 as 0.00001 and 1e-07 as 1e-7. Only a number (a value: after ":", "," or "[" in
-# compact JSON) can be one; matching anywhere also caught ids such as UUIDs ("...507e-8788..."), a third of
-# Acumatica's records, which then paid for the standard library. A string that looks like one still only
-# costs the slow path.
-_TINY_FLOAT = re.compile(rb"[:,\[]-?(?:0\.0000|\d+(?:\.\d+)?e-\d)")
+# orjson writes 1e-05 as 0.00001 and 1e-07 as 1e-7. Only a number can be one: a value, right after ":",
+# "," or "[" in compact JSON. Matching anywhere also caught ids such as UUIDs ("...507e-8788..."), a third
+# of Acumatica's records, which then paid for the standard library; a string that looks like a value
+# still only costs the slow path. Found with bytes.find, not a regular expression: a third of the time.
+_VALUE_START = frozenset(b":,[")
+_DIGITS = frozenset(b"0123456789")
+_MANTISSA = frozenset(b"0123456789.")
 _ESCAPE_ERRORS = "ml_connector.json_ascii"
 
 
@@ -53,6 +54,31 @@ def _escape_run(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error(_ESCAPE_ERRORS, _escape_run)
 
 
+def _starts_value(raw: bytes, at: int) -> bool:
+    if at > 0 and raw[at - 1] == 0x2D:  # a minus sign
+        at -= 1
+    return at > 0 and raw[at - 1] in _VALUE_START
+
+
+def _has_tiny_float(raw: bytes) -> bool:
+    """Whether orjson's ``raw`` holds a float it writes otherwise than the standard library."""
+    at = raw.find(b"0.0000")
+    while at != -1:
+        if _starts_value(raw, at):
+            return True
+        at = raw.find(b"0.0000", at + 1)
+    at = raw.find(b"e-")
+    while at != -1:
+        if at + 2 < len(raw) and raw[at + 2] in _DIGITS:
+            start = at
+            while start > 0 and raw[start - 1] in _MANTISSA:
+                start -= 1
+            if start < at and raw[start] in _DIGITS and _starts_value(raw, start):
+                return True
+        at = raw.find(b"e-", at + 2)
+    return False
+
+
 def canonical_json_stdlib(payload: Mapping[str, Any]) -> str:
     """The canonical text as the standard library writes it (the reference :func:`canonical_json` keeps)."""
     return json.dumps(dict(payload), sort_keys=True, separators=(",", ":"), default=str)
@@ -69,7 +95,7 @@ def canonical_json_bytes(payload: Mapping[str, Any]) -> bytes:
         raw = orjson.dumps(payload if isinstance(payload, dict) else dict(payload), default=str, option=_OPTIONS)
     except TypeError:  # an integer beyond 64 bits, a non-string key, nesting deeper than 255
         return canonical_json_stdlib(payload).encode("ascii")
-    if (b"0.0000" in raw or b"e-" in raw) and _TINY_FLOAT.search(raw):
+    if _has_tiny_float(raw):
         return canonical_json_stdlib(payload).encode("ascii")
     text = raw if raw.isascii() else raw.decode("utf-8").encode("ascii", _ESCAPE_ERRORS)
     # DEL is ASCII, so the encoder keeps it; the standard library escapes it too.

@@ -50,6 +50,16 @@ def test_tiny_floats_in_a_list_keep_the_standard_librarys_notation(values: list[
     assert canonical_json({"amounts": values}) == canonical_json_stdlib({"amounts": values})
 
 
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=4), st.lists(
+    st.floats(min_value=-1e-3, max_value=1e-3) | st.floats(min_value=1, max_value=1e6) | st.uuids().map(str)
+    | st.from_regex(r"-?[0-9]{1,3}(\.[0-9]{1,6})?e-[0-9]{1,2}", fullmatch=True), max_size=4), max_size=4))
+def test_small_floats_beside_ids_and_number_like_text_are_written_as_the_standard_library_writes_them(
+    payload: dict[str, list[object]],
+) -> None:
+    assert canonical_json(payload) == canonical_json_stdlib(payload)
+
+
 def test_characters_beyond_ascii_are_escaped_as_the_standard_library_escapes_them() -> None:
     payload = {"supplier": "Øresund Bygg AB \x7f \u2028 😀", "ключ": "é"}
     assert canonical_json(payload) == canonical_json_stdlib(payload)
