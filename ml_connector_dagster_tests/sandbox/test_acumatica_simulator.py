@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,19 @@ def test_a_datetime_literal_without_offset_is_read_in_the_company_zone() -> None
     naive = parse_filter("LastModifiedDateTime gt datetime'2026-11-20T12:00:00'", fields, COMPANY_TIMEZONE)
     explicit = parse_filter("LastModifiedDateTime gt datetimeoffset'2026-11-20T12:00:00+00:00'", fields, COMPANY_TIMEZONE)
     assert naive(record) and not explicit(record)
+
+
+def test_a_date_field_in_a_filter_is_compared_as_the_companys_midnight() -> None:
+    def midnight(day: date) -> datetime:
+        return datetime(day.year, day.month, day.day, tzinfo=COMPANY_TIMEZONE)
+
+    fields = {"Date": "date", "LastModifiedDateTime": "datetime"}
+    record = {"Date": date(2026, 11, 20), "LastModifiedDateTime": datetime(2026, 11, 21, tzinfo=UTC)}
+    on_the_day = parse_filter("Date eq datetimeoffset'2026-11-20T00:00:00+01:00'", fields, COMPANY_TIMEZONE,
+                              date_as_moment=midnight)
+    after_it = parse_filter("Date gt datetimeoffset'2026-11-20T00:00:00+01:00' and LastModifiedDateTime gt "
+                            "datetimeoffset'2026-11-01T00:00:00Z'", fields, COMPANY_TIMEZONE, date_as_moment=midnight)
+    assert on_the_day(record) and not after_it(record)
 
 
 def test_comparing_a_date_field_with_a_plain_string_is_a_400(http: httpx.Client) -> None:

@@ -245,7 +245,10 @@ def parse_filter(text: str, fields: Mapping[str, str], zone: ZoneInfo, *,
     predicate = _Parser(text, fields, zone).parse()
     if date_as_moment is None:
         return predicate
-    date_fields = [name for name, kind in fields.items() if kind == "date"]
+    # Only the date fields the filter names are converted: copying every record for none cost most of a list.
+    date_fields = [name for name, kind in fields.items() if kind == "date" and re.search(rf"\b{name}\b", text)]
+    if not date_fields:
+        return predicate
 
     def with_dates(record: Mapping[str, Any]) -> bool:
         converted = dict(record)

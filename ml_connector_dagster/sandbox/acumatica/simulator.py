@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -682,7 +683,8 @@ class AcumaticaSimulator(Simulator):
                 records = records[:top]
             body = [render(entity, record, base_path=self.base_path, row_number=n, expand=expand, select=select)
                     for n, record in enumerate(records, start=1)]
-        return JSONResponse(body)
+        # A page of 1,000 bills with their lines is megabytes: orjson writes it several times faster.
+        return Response(orjson.dumps(body), media_type="application/json")
 
     async def _get(self, request: Request, entity: Entity, keys: tuple[str, ...]) -> Response:
         expand, select = self._query(request, entity)
