@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,13 @@ from .limits import BenchLimits
 from .results import Outcome, Target
 from .sandbox import SimProcess, pinned_start, simulator_process
 
-__all__ = ["measure_peer", "peer_outcome"]
+__all__ = ["dlt_fetch", "dlt_pipeline", "dlt_rest_source", "materialized_reads", "measure_peer", "peer_outcome", "timed"]
 
 DAYS = 0.85
 
 
 def _dlt_source(visma: SimProcess, limits: BenchLimits) -> Any:
     from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
-    from dlt.sources.rest_api import rest_api_source
 
     credentials = visma.credentials
     auth = OAuth2ClientCredentials(
@@ -39,35 +39,40 @@ def _dlt_source(visma: SimProcess, limits: BenchLimits) -> Any:
         client_secret=credentials["client_secret"],
         access_token_request_data={"tenant_id": credentials["tenant_id"], "scope": credentials["scope"]},
     )  # fmt: skip
+    return dlt_rest_source(f"{visma.url}/", auth, "supplier_invoices", "v1/supplierInvoice",
+                           {"pageSize": limits.visma_page_size},
+                           {"type": "page_number", "page_param": "pageNumber", "base_page": 1, "total_path": None,
+                            "stop_after_empty_page": True})
+
+
+def dlt_rest_source(base_url: str, auth: Any, resource: str, path: str, params: dict[str, Any],
+                    paginator: dict[str, Any]) -> Any:
+    """A dlt ``rest_api`` source of one resource: a JSON list per page, ``paginator`` walking the pages."""
+    from dlt.sources.rest_api import rest_api_source
+
     return rest_api_source({
-        "client": {"base_url": f"{visma.url}/", "auth": auth},
-        "resources": [{
-            "name": "supplier_invoices",
-            "endpoint": {
-                "path": "v1/supplierInvoice",
-                "params": {"pageSize": limits.visma_page_size},
-                "data_selector": "$",
-                "paginator": {"type": "page_number", "page_param": "pageNumber", "base_page": 1,
-                              "total_path": None, "stop_after_empty_page": True},
-            },
-        }],
+        "client": {"base_url": base_url, "auth": auth},
+        "resources": [{"name": resource,
+                       "endpoint": {"path": path, "params": params, "data_selector": "$", "paginator": paginator}}],
     })  # fmt: skip
 
 
-def _dlt_fetch(visma: SimProcess, limits: BenchLimits) -> int:
-    return sum(1 for _ in _dlt_source(visma, limits).resources["supplier_invoices"])
+def dlt_fetch(source: Any, resource: str) -> int:
+    """Records of one resource of a dlt source, iterated in memory."""
+    return sum(1 for _ in source.resources[resource])
 
 
-def _dlt_pipeline(visma: SimProcess, limits: BenchLimits, workdir: Path) -> int:
+def dlt_pipeline(source: Any, resource: str, system: str, workdir: Path) -> int:
+    """Records of ``resource`` a dlt pipeline extracted, normalized and loaded (JSONL files under ``workdir``)."""
     import dlt
 
-    pipeline = dlt.pipeline(pipeline_name="visma_peer", pipelines_dir=str(workdir / "pipelines"),
+    pipeline = dlt.pipeline(pipeline_name=f"{system}_peer", pipelines_dir=str(workdir / "pipelines"),
                             destination=dlt.destinations.filesystem(bucket_url=(workdir / "lake").as_uri()),
-                            dataset_name="visma")
-    info = pipeline.run(_dlt_source(visma, limits), loader_file_format="jsonl")
+                            dataset_name=system)
+    info = pipeline.run(source, loader_file_format="jsonl")
     counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
     assert info is not None
-    return int(counts.get("supplier_invoices", 0))
+    return int(counts.get(resource, 0))
 
 
 def _product_fetch(visma: SimProcess, limits: BenchLimits) -> int:
@@ -84,8 +89,6 @@ def _product_fetch(visma: SimProcess, limits: BenchLimits) -> int:
 
 
 def _product_pipeline(visma: SimProcess, limits: BenchLimits, workdir: Path, partition: str) -> int:
-    import dagster as dg
-
     from ml_connector_dagster.assets.visma import visma_source_assets
     from ml_connector_dagster.config import VismaSettings
     from ml_connector_dagster.resources import LedgerResource
@@ -97,13 +100,21 @@ def _product_pipeline(visma: SimProcess, limits: BenchLimits, workdir: Path, par
     source = next(a for a in visma_source_assets(settings) if a.key.path[-1] == "supplier_invoices")
     resources = {"visma": _visma_resource(visma, limits),
                  "ledger": LedgerResource(db_url=f"sqlite:///{workdir / 'ledger.db'}")}
+    return materialized_reads(source, partition, resources)
+
+
+def materialized_reads(source: Any, partition: str, resources: dict[str, Any]) -> int:
+    """Records a source asset read, materialized through Dagster for one partition."""
+    import dagster as dg
+
     result = dg.materialize([source], partition_key=partition, resources=resources,
                             instance=dg.DagsterInstance.ephemeral())
     return int(result.get_asset_materialization_events()[0].step_materialization_data.materialization
                .metadata["read"].value)
 
 
-def _timed(work: Any) -> tuple[int, float]:
+def timed(work: Callable[[], int]) -> tuple[int, float]:
+    """What ``work`` returns (records) and the seconds it took."""
     began = time.perf_counter()
     records = work()
     return records, time.perf_counter() - began
@@ -121,11 +132,12 @@ def measure_peer(records: int, limits: BenchLimits) -> dict[str, Any]:
         previous = os.environ.get("ML_CONNECTOR_HOME")
         os.environ["ML_CONNECTOR_HOME"] = work
         try:
-            figures["product_fetch"] = _timed(lambda: _product_fetch(visma, limits))
-            figures["dlt_fetch"] = _timed(lambda: _dlt_fetch(visma, limits))
-            figures["product_pipeline"] = _timed(lambda: _product_pipeline(visma, limits, workdir,
-                                                                           start.date().isoformat()))
-            figures["dlt_pipeline"] = _timed(lambda: _dlt_pipeline(visma, limits, workdir))
+            figures["product_fetch"] = timed(lambda: _product_fetch(visma, limits))
+            figures["dlt_fetch"] = timed(lambda: dlt_fetch(_dlt_source(visma, limits), "supplier_invoices"))
+            figures["product_pipeline"] = timed(lambda: _product_pipeline(visma, limits, workdir,
+                                                                          start.date().isoformat()))
+            figures["dlt_pipeline"] = timed(lambda: dlt_pipeline(_dlt_source(visma, limits), "supplier_invoices",
+                                                                 "visma", workdir))
         finally:
             if previous is None:
                 os.environ.pop("ML_CONNECTOR_HOME", None)

@@ -11,12 +11,11 @@ until the session expires, so the simulator's licence allows four here (a trial 
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .limits import BenchLimits
+from .peer import dlt_fetch, dlt_pipeline, dlt_rest_source, materialized_reads, timed
 from .sandbox import SimProcess, pinned_start, simulator_process
 
 __all__ = ["measure_acumatica_peer"]
@@ -28,7 +27,6 @@ EXPAND = ("Details", "TaxDetails")  # the bills source's detail rows
 
 def _dlt_source(acumatica: SimProcess, limits: BenchLimits) -> Any:
     from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
-    from dlt.sources.rest_api import rest_api_source
 
     credentials = acumatica.credentials
     auth = OAuth2ClientCredentials(
@@ -37,35 +35,9 @@ def _dlt_source(acumatica: SimProcess, limits: BenchLimits) -> Any:
         access_token_request_data={"grant_type": "password", "username": credentials["username"],
                                    "password": credentials["password"], "scope": credentials["scope"]},
     )  # fmt: skip
-    return rest_api_source({
-        "client": {"base_url": f"{acumatica.url}/{ENDPOINT}/", "auth": auth},
-        "resources": [{
-            "name": "bills",
-            "endpoint": {
-                "path": "Bill",
-                "params": {"$expand": ",".join(EXPAND)},
-                "data_selector": "$",
-                "paginator": {"type": "offset", "offset_param": "$skip", "limit_param": "$top",
-                              "limit": limits.acumatica_page_size, "total_path": None, "stop_after_empty_page": True},
-            },
-        }],
-    })  # fmt: skip
-
-
-def _dlt_fetch(acumatica: SimProcess, limits: BenchLimits) -> int:
-    return sum(1 for _ in _dlt_source(acumatica, limits).resources["bills"])
-
-
-def _dlt_pipeline(acumatica: SimProcess, limits: BenchLimits, workdir: Path) -> int:
-    import dlt
-
-    pipeline = dlt.pipeline(pipeline_name="acumatica_peer", pipelines_dir=str(workdir / "pipelines"),
-                            destination=dlt.destinations.filesystem(bucket_url=(workdir / "lake").as_uri()),
-                            dataset_name="acumatica")
-    info = pipeline.run(_dlt_source(acumatica, limits), loader_file_format="jsonl")
-    counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
-    assert info is not None
-    return int(counts.get("bills", 0))
+    return dlt_rest_source(f"{acumatica.url}/{ENDPOINT}/", auth, "bills", "Bill", {"$expand": ",".join(EXPAND)},
+                           {"type": "offset", "offset_param": "$skip", "limit_param": "$top",
+                            "limit": limits.acumatica_page_size, "total_path": None, "stop_after_empty_page": True})
 
 
 def _resource(acumatica: SimProcess, limits: BenchLimits, workdir: Path) -> Any:
@@ -89,8 +61,6 @@ def _product_fetch(acumatica: SimProcess, limits: BenchLimits, workdir: Path) ->
 
 
 def _product_pipeline(acumatica: SimProcess, limits: BenchLimits, workdir: Path, partition: str) -> int:
-    import dagster as dg
-
     from ml_connector_dagster.assets.acumatica import acumatica_source_assets
     from ml_connector_dagster.config import AcumaticaSettings
     from ml_connector_dagster.resources import LedgerResource
@@ -99,16 +69,7 @@ def _product_pipeline(acumatica: SimProcess, limits: BenchLimits, workdir: Path,
     source = next(a for a in acumatica_source_assets(settings) if a.key.path[-1] == "bills")
     resources = {"acumatica": _resource(acumatica, limits, workdir),
                  "ledger": LedgerResource(db_url=f"sqlite:///{workdir / 'ledger.db'}")}
-    result = dg.materialize([source], partition_key=partition, resources=resources,
-                            instance=dg.DagsterInstance.ephemeral())
-    return int(result.get_asset_materialization_events()[0].step_materialization_data.materialization
-               .metadata["read"].value)
-
-
-def _timed(work: Callable[[], int]) -> tuple[int, float]:
-    began = time.perf_counter()
-    records = work()
-    return records, time.perf_counter() - began
+    return materialized_reads(source, partition, resources)
 
 
 def measure_acumatica_peer(records: int, limits: BenchLimits) -> dict[str, Any]:
@@ -121,9 +82,10 @@ def measure_acumatica_peer(records: int, limits: BenchLimits) -> dict[str, Any]:
                            latency_ms=limits.latency_ms) as acumatica, \
          tempfile.TemporaryDirectory(prefix="ml-connector-peer-") as work, _home(work):  # fmt: skip
         workdir = Path(work)
-        figures["product_fetch"] = _timed(lambda: _product_fetch(acumatica, limits, workdir))
-        figures["dlt_fetch"] = _timed(lambda: _dlt_fetch(acumatica, limits))
-        figures["product_pipeline"] = _timed(
+        figures["product_fetch"] = timed(lambda: _product_fetch(acumatica, limits, workdir))
+        figures["dlt_fetch"] = timed(lambda: dlt_fetch(_dlt_source(acumatica, limits), "bills"))
+        figures["product_pipeline"] = timed(
             lambda: _product_pipeline(acumatica, limits, workdir, start.date().isoformat()))
-        figures["dlt_pipeline"] = _timed(lambda: _dlt_pipeline(acumatica, limits, workdir))
+        figures["dlt_pipeline"] = timed(lambda: dlt_pipeline(_dlt_source(acumatica, limits), "bills", "acumatica",
+                                                             workdir))
     return figures
