@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from ml_connector_dagster.core.currency import iso_currency_code
 from ml_connector_dagster.core.landing import id_problem
 from ml_connector_dagster.core.moments import to_utc
 from ml_connector_dagster.core.validation import describe_error, validate_record
@@ -169,15 +170,9 @@ def _day(value: Any) -> Any:
     return value
 
 
-def _currency(value: str) -> str:
-    if not re.fullmatch(r"[A-Z]{3}", value):
-        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
-    return value
-
-
 UtcMoment = Annotated[datetime, BeforeValidator(parse_moment)]
 Day = Annotated[date, BeforeValidator(_day)]
-Currency = Annotated[str, AfterValidator(_currency)]
+Currency = Annotated[str, AfterValidator(iso_currency_code)]
 Money = Decimal
 
 _ACRONYMS = {"id": "ID", "po": "PO", "uom": "UOM"}

@@ -8,7 +8,6 @@ is required and typed, so a record missing it is quarantined with a message nami
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -24,6 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from ml_connector_dagster.core.currency import iso_currency_code
 from ml_connector_dagster.core.landing import id_problem
 from ml_connector_dagster.core.moments import to_utc
 from ml_connector_dagster.core.validation import describe_error, validate_record
@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 MODIFIED_FIELD = "lastModifiedDate"
-_CURRENCY = re.compile(r"[A-Z]{3}")
-_NOT_CURRENCIES = frozenset({"XXX", "XTS"})  # ISO 4217's "no currency" and "testing" codes
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -69,14 +67,8 @@ def modified_at(raw: Mapping[str, Any]) -> datetime | None:
         return None
 
 
-def _currency_code(value: str) -> str:
-    if not _CURRENCY.fullmatch(value) or value in _NOT_CURRENCIES:
-        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
-    return value
-
-
 UtcDateTime = Annotated[datetime, BeforeValidator(parse_timestamp)]
-Currency = Annotated[str, AfterValidator(_currency_code)]
+Currency = Annotated[str, AfterValidator(iso_currency_code)]
 
 
 class _J1pModel(BaseModel):

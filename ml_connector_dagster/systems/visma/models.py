@@ -13,7 +13,6 @@ sends explicit UTC, and the sources read with an overlap window behind every cur
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -29,6 +28,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from ml_connector_dagster.core.currency import iso_currency_code
 from ml_connector_dagster.core.landing import id_problem
 from ml_connector_dagster.core.moments import to_utc
 from ml_connector_dagster.core.validation import describe_error, validate_record
@@ -74,18 +74,8 @@ def _to_date(value: Any) -> Any:
     return value
 
 
-def _currency_code(value: Any) -> Any:
-    if isinstance(value, str) and (not _CURRENCY.fullmatch(value) or value in _NOT_CURRENCIES):
-        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
-    return value
-
-
-_CURRENCY = re.compile(r"[A-Z]{3}")
-# ISO 4217's "no currency" and "testing" codes: never the currency of a real document.
-_NOT_CURRENCIES = frozenset({"XXX", "XTS"})
-
 UtcDateTime = Annotated[datetime, BeforeValidator(parse_utc)]
-Currency = Annotated[str, AfterValidator(_currency_code)]
+Currency = Annotated[str, AfterValidator(iso_currency_code)]
 Day = Annotated[date, BeforeValidator(_to_date)]
 Money = Decimal
 
