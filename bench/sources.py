@@ -189,8 +189,8 @@ def _jaggaer_reads(read: dict[str, int], limits: BenchLimits) -> list[Need]:
 
 def _jaggaer_refused(records: int) -> Callable[[dict[str, Any]], bool]:
     """Documents of the vendors the demo data onboarded only in JAGGAER (and its name twin of a Visma
-    supplier), with a line on an account the GL table leaves unmapped, or malformed on purpose in a way
-    only Visma can tell."""
+    supplier), with a line on an account the GL table leaves unmapped, or malformed on purpose (which the
+    source asset quarantines, so they are not among the failures)."""
     from ml_connector_dagster.sandbox.jaggaer.data import GL_ACCOUNT_MAP, INVOICES, JaggaerDemoData
 
     # What is planted depends on the seed and size only (the simulator's defaults: seed 0).
