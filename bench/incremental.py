@@ -13,18 +13,15 @@ the local landing store (no API calls), which a benchmark could only fill by bac
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .limits import BenchLimits
 from .results import Outcome, Target
-from .sandbox import SimProcess, pinned_start, simulator_process
+from .sandbox import SimProcess, connector_home, pinned_start, simulator_process
 
 __all__ = ["incremental_outcome", "measure_incremental"]
 
@@ -41,20 +38,6 @@ def _visma_resource(visma: SimProcess, limits: BenchLimits) -> Any:
                          rate_per_s=limits.visma_client_rate_per_s, burst=int(limits.visma_client_rate_per_s),
                          client_id=credentials["client_id"], client_secret=credentials["client_secret"],
                          tenant_id=credentials["tenant_id"])
-
-
-@contextmanager
-def _home(path: str) -> Iterator[None]:
-    """ML_CONNECTOR_HOME at ``path`` for the block (the sandbox Vault key lives there)."""
-    before = os.environ.get("ML_CONNECTOR_HOME")
-    os.environ["ML_CONNECTOR_HOME"] = path
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("ML_CONNECTOR_HOME", None)
-        else:
-            os.environ["ML_CONNECTOR_HOME"] = before
 
 
 def _api_calls(visma: SimProcess) -> int:
@@ -75,7 +58,7 @@ def measure_incremental(records: int, limits: BenchLimits, changed: int = CHANGE
     with simulator_process("visma", size=records, days=DAYS, start=start.isoformat(),
                            rate_limit_per_hour=limits.visma_rate_limit_per_hour,
                            latency_ms=limits.latency_ms) as visma, \
-         tempfile.TemporaryDirectory(prefix="ml-connector-bench-") as home, _home(home):  # fmt: skip
+         tempfile.TemporaryDirectory(prefix="ml-connector-bench-") as home, connector_home(home):  # fmt: skip
         settings = VismaSettings(base_url=visma.url, token_url=f"{visma.url}/connect/token",
                                  page_size=limits.visma_page_size, partitions_start=start.date() - timedelta(days=30))
         source = next(a for a in visma_source_assets(settings) if a.key.path[-1] == "supplier_invoices")

@@ -14,7 +14,6 @@ The ratio is the product's records/s over dlt's (target >= 1.5 for the pipelines
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 
 from .limits import BenchLimits
 from .results import Outcome, Target
-from .sandbox import SimProcess, pinned_start, simulator_process
+from .sandbox import SimProcess, connector_home, pinned_start, simulator_process
 
 __all__ = ["dlt_fetch", "dlt_pipeline", "dlt_rest_source", "materialized_reads", "measure_peer", "peer_outcome", "timed"]
 
@@ -127,22 +126,14 @@ def measure_peer(records: int, limits: BenchLimits) -> dict[str, Any]:
     with simulator_process("visma", size=records, days=DAYS, start=start.isoformat(),
                            rate_limit_per_hour=limits.visma_rate_limit_per_hour,
                            latency_ms=limits.latency_ms) as visma, \
-         tempfile.TemporaryDirectory(prefix="ml-connector-peer-") as work:  # fmt: skip
+         tempfile.TemporaryDirectory(prefix="ml-connector-peer-") as work, connector_home(work):  # fmt: skip
         workdir = Path(work)
-        previous = os.environ.get("ML_CONNECTOR_HOME")
-        os.environ["ML_CONNECTOR_HOME"] = work
-        try:
-            figures["product_fetch"] = timed(lambda: _product_fetch(visma, limits))
-            figures["dlt_fetch"] = timed(lambda: dlt_fetch(_dlt_source(visma, limits), "supplier_invoices"))
-            figures["product_pipeline"] = timed(lambda: _product_pipeline(visma, limits, workdir,
-                                                                          start.date().isoformat()))
-            figures["dlt_pipeline"] = timed(lambda: dlt_pipeline(_dlt_source(visma, limits), "supplier_invoices",
-                                                                 "visma", workdir))
-        finally:
-            if previous is None:
-                os.environ.pop("ML_CONNECTOR_HOME", None)
-            else:
-                os.environ["ML_CONNECTOR_HOME"] = previous
+        figures["product_fetch"] = timed(lambda: _product_fetch(visma, limits))
+        figures["dlt_fetch"] = timed(lambda: dlt_fetch(_dlt_source(visma, limits), "supplier_invoices"))
+        figures["product_pipeline"] = timed(lambda: _product_pipeline(visma, limits, workdir,
+                                                                      start.date().isoformat()))
+        figures["dlt_pipeline"] = timed(lambda: dlt_pipeline(_dlt_source(visma, limits), "supplier_invoices",
+                                                             "visma", workdir))
     return figures
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .limits import BenchLimits
 from .peer import dlt_fetch, dlt_pipeline, dlt_rest_source, materialized_reads, timed
-from .sandbox import SimProcess, pinned_start, simulator_process
+from .sandbox import SimProcess, connector_home, pinned_start, simulator_process
 
 __all__ = ["measure_acumatica_peer"]
 
@@ -74,13 +74,11 @@ def _product_pipeline(acumatica: SimProcess, limits: BenchLimits, workdir: Path,
 
 def measure_acumatica_peer(records: int, limits: BenchLimits) -> dict[str, Any]:
     """Bills and seconds of each reader, taking turns against one simulator."""
-    from .incremental import _home
-
     start = pinned_start()
     figures: dict[str, Any] = {"records": records}
     with simulator_process("acumatica", size=records, days=DAYS, start=start.isoformat(), api_users=4,
                            latency_ms=limits.latency_ms) as acumatica, \
-         tempfile.TemporaryDirectory(prefix="ml-connector-peer-") as work, _home(work):  # fmt: skip
+         tempfile.TemporaryDirectory(prefix="ml-connector-peer-") as work, connector_home(work):  # fmt: skip
         workdir = Path(work)
         figures["product_fetch"] = timed(lambda: _product_fetch(acumatica, limits, workdir))
         figures["dlt_fetch"] = timed(lambda: dlt_fetch(_dlt_source(acumatica, limits), "bills"))

@@ -53,8 +53,8 @@ from ml_connector_dagster.core.collector import pace_for_bulk_work
 from ml_connector_dagster.sandbox.framework import FaultPlan, Simulator
 from ml_connector_dagster.sandbox.serve import ServedApp
 
-__all__ = ["PROJECT_ROOT", "CountingApp", "SimProcess", "cpu_seconds", "endpoint_of", "pinned_start", "serve_simulator",
-           "served_counts"]
+__all__ = ["PROJECT_ROOT", "CountingApp", "SimProcess", "connector_home", "cpu_seconds", "endpoint_of", "pinned_start",
+           "serve_simulator", "served_counts"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # children run `python -m bench...` from here
 
@@ -278,6 +278,20 @@ class SimProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
+
+
+@contextmanager
+def connector_home(path: str) -> Iterator[None]:
+    """ML_CONNECTOR_HOME at ``path`` for the block (the sandbox Vault key lives there)."""
+    before = os.environ.get("ML_CONNECTOR_HOME")
+    os.environ["ML_CONNECTOR_HOME"] = path
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("ML_CONNECTOR_HOME", None)
+        else:
+            os.environ["ML_CONNECTOR_HOME"] = before
 
 
 @contextmanager
