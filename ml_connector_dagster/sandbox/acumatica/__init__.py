@@ -52,7 +52,7 @@ from .identity import (
     TRIAL,
     Licence,
 )
-from .odata import ODataError, parse_filter
+from .odata import ODataError, lower_bound, parse_filter
 from .records import COMPANY_ID, COMPANY_NAME
 from .simulator import DEMO_PUSH_TOKEN, ENDPOINT, VERSION, AcumaticaSimulator, sandbox_credentials
 
@@ -72,6 +72,7 @@ __all__ = [
     "AcumaticaSimulator",
     "Licence",
     "ODataError",
+    "lower_bound",
     "parse_filter",
     "sandbox_credentials",
 ]

@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-__all__ = ["ODataError", "Predicate", "parse_filter", "parse_moment"]
+__all__ = ["ODataError", "Predicate", "lower_bound", "parse_filter", "parse_moment"]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -259,3 +259,21 @@ def parse_filter(text: str, fields: Mapping[str, str], zone: ZoneInfo, *,
         return predicate(converted)
 
     return with_dates
+
+
+def lower_bound(text: str, field: str, fields: Mapping[str, str], zone: ZoneInfo) -> datetime | None:
+    """The latest ``field gt|ge <moment>`` every record the (valid) filter keeps must pass, if any.
+
+    Only a filter without ``or`` and ``not`` has one: its comparisons all have to hold. The bound
+    narrows where an index starts looking; the filter's own predicate still decides.
+    """
+    tokens = _tokens(text)
+    if any(token.kind == "word" and token.text.lower() in ("or", "not") for token in tokens):
+        return None
+    bounds = []
+    for name, operator, value in zip(tokens, tokens[1:], tokens[2:], strict=False):
+        if (name.kind == "word" and name.text == field and operator.text.lower() in ("gt", "ge")
+                and value.kind == "typed" and value.text.startswith("datetime")):
+            literal = _Parser(value.text, fields, zone).literal()
+            bounds.append(literal.value)
+    return max(bounds, default=None)

@@ -36,7 +36,8 @@ from .identity import (
     IdentityServer,
     Licence,
 )
-from .odata import ODataError, parse_filter
+from .index import MODIFIED_FIELD, CollectionIndex
+from .odata import ODataError, lower_bound, parse_filter
 from .records import (
     BILL,
     COMPANY_ID,
@@ -310,14 +311,35 @@ class AcumaticaSimulator(Simulator):
             self.sequences["ids"] += 1
             return str(uuid.uuid5(uuid.NAMESPACE_URL, f"acumatica/{self.seed}/{label}/{self.sequences['ids']}"))
 
-    def _ordered(self, entity: Entity) -> list[dict[str, Any]]:
-        return sorted(self.records[entity.collection].values(), key=entity.key_of)
+    @property
+    def records(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every stored record by collection and id; setting it (generation, a restored state) re-indexes."""
+        return self._records
+
+    @records.setter
+    def records(self, records: dict[str, dict[str, dict[str, Any]]]) -> None:
+        self._records = records
+        self._indexes = {entity.collection: CollectionIndex(entity, records.setdefault(entity.collection, {}))
+                         for entity in ENTITIES.values()}
+
+    def _ordered(self, entity: Entity, filter_text: str | None = None) -> list[dict[str, Any]]:
+        """The records a list reads, in key order: those the filter's lower bound on the modification
+        time leaves (the index), or all of them."""
+        table = self.records[entity.collection]
+        since = lower_bound(filter_text, MODIFIED_FIELD, entity.fields, ZONE) if filter_text else None
+        if since is None:
+            return sorted(table.values(), key=entity.key_of)
+        return sorted((table[i] for i in self._indexes[entity.collection].modified_since(since)), key=entity.key_of)
+
+    def _by_keys(self, entity: Entity, keys: tuple[str, ...]) -> dict[str, Any] | None:
+        record_id = self._indexes[entity.collection].find(keys)
+        return None if record_id is None else self.records[entity.collection].get(record_id)
 
     def _find(self, entity: Entity, keys: tuple[str, ...]) -> dict[str, Any]:
-        for record in self.records[entity.collection].values():
-            if entity.key_of(record) == keys:
-                return record
-        raise KeyError(f"{entity.name}: no record {'/'.join(keys)}")
+        record = self._by_keys(entity, keys)
+        if record is None:
+            raise KeyError(f"{entity.name}: no record {'/'.join(keys)}")
+        return record
 
     def _match(self, entity: Entity, plain: dict[str, Any]) -> dict[str, Any] | None:
         """The stored record a body refers to: by ``id``, else by its key fields (all of them given)."""
@@ -329,7 +351,7 @@ class AcumaticaSimulator(Simulator):
             return None
         if entity is not VENDOR and not keys[0]:
             keys = (self._default_type(entity), *keys[1:])
-        return next((r for r in table.values() if entity.key_of(r) == keys), None)
+        return self._by_keys(entity, keys)
 
     @staticmethod
     def _default_type(entity: Entity) -> str:
@@ -367,6 +389,7 @@ class AcumaticaSimulator(Simulator):
         if previous is not None and now <= previous:
             now = previous + timedelta(milliseconds=1)
         record["LastModifiedDateTime"] = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        self._indexes[entity.collection].stored(before, record)
         self._push(entity, before, record)
 
     # -- document rules ------------------------------------------------------------------------
@@ -673,10 +696,12 @@ class AcumaticaSimulator(Simulator):
         params = request.query_params
         expand, select = self._query(request, entity)
         skip, top = _count(params, "$skip"), _count(params, "$top")
+        filter_text = params.get("$filter")
+        predicate = None if filter_text is None else parse_filter(filter_text, entity.fields, ZONE,
+                                                                  date_as_moment=local_midnight)
         with self.lock:
-            records = self._ordered(entity)
-            if "$filter" in params:
-                predicate = parse_filter(params["$filter"], entity.fields, ZONE, date_as_moment=local_midnight)
+            records = self._ordered(entity, filter_text)
+            if predicate is not None:
                 records = [record for record in records if predicate(record)]
             records = records[skip or 0:]
             if top is not None:
@@ -699,7 +724,7 @@ class AcumaticaSimulator(Simulator):
             return self.records[entity.collection].get(str(uuid.UUID(keys[0])))
         if len(keys) != len(entity.keys):
             return None
-        return next((r for r in self.records[entity.collection].values() if entity.key_of(r) == keys), None)
+        return self._by_keys(entity, keys)
 
     async def _put(self, request: Request, entity: Entity) -> Response:
         expand, select = self._query(request, entity)

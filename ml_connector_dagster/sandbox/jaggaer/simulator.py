@@ -339,8 +339,10 @@ class JaggaerSimulator(CxmlInbound, Simulator):
         by_modified, descending = self._sort(collection, query.getlist("sort"))
         with self.lock:
             order = self._order[collection]
-            selected = [entry for entry in order
-                        if (low is None or entry[0] * 1000 >= low) and (high is None or entry[0] * 1000 < high)]
+            # The window is a slice of the modification order (entries are (ms, ...); bounds are µs).
+            first = 0 if low is None else bisect_left(order, (-(-low // 1000),))
+            end = len(order) if high is None else bisect_left(order, (-(-high // 1000),))
+            selected = order[first:max(first, end)]
             if not by_modified:
                 selected.sort(key=lambda entry: entry[1])
             if descending:
