@@ -27,11 +27,12 @@ from ml_connector_dagster.progress import configure_progress, printing_beside_ba
 from .backfill import BackfillRun, backfill_outcome, memory_outcome, run_backfill, sized
 from .destinations import DESTINATIONS, Destination
 from .document import outcomes_in_report, render_sections, stamp, write_report
-from .incremental import incremental_outcome, measure_incremental
+from .incremental import POLLED, incremental_outcome, measure_incremental
 from .limits import BenchLimits
 from .overhead import measure_overhead, overhead_outcome
 from .peer import measure_peer, peer_outcome
 from .peer_acumatica import measure_acumatica_peer
+from .peer_jaggaer import measure_jaggaer_peer
 from .results import Outcome
 
 SCENARIOS = ("backfill", "backfill_api_bound", "backfill_asana", "backfill_monday", "backfill_acumatica",
@@ -133,7 +134,8 @@ class _Runner:
         return memory_outcome(runs, rerun=_rerun("memory", self.scale))
 
     def incremental(self) -> Outcome:
-        runs = [measure_incremental(size, self.limits) for size in self.sizes["incremental"]]
+        runs = [measure_incremental(polled, size, self.limits) for polled in POLLED.values()
+                for size in self.sizes["incremental"]]
         return incremental_outcome(runs, rerun=_rerun("incremental", self.scale))
 
     def overhead(self) -> Outcome:
@@ -142,6 +144,7 @@ class _Runner:
     def peer(self) -> Outcome:
         size = self.sizes["peer"]
         return peer_outcome(measure_peer(size, self.limits), acumatica=measure_acumatica_peer(size, self.limits),
+                            jaggaer=measure_jaggaer_peer(size, self.limits),
                             rerun=_rerun("peer", self.scale))
 
 

@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .sandbox import cpu_seconds, served_counts
 
 
@@ -32,12 +30,10 @@ def _rss_mb() -> float:
 
 
 def _connector_yaml(settings: dict[str, Any], source: Any, destination: Any, limits: Any) -> dict[str, Any]:
-    from ml_connector_dagster.config import SANDBOX_CONFIG_PATH
+    from .sources import sandbox_config
 
-    config = yaml.safe_load(SANDBOX_CONFIG_PATH.read_text())
-    source.configure(config, settings["source_url"], limits)
-    destination.configure(config, settings["destination_url"], limits)
-    return config
+    return sandbox_config(limits, (source.configure, settings["source_url"]),
+                          (destination.configure, settings["destination_url"]))
 
 
 def _step_seconds(instance: Any, run_id: str) -> dict[str, float]:

@@ -45,14 +45,16 @@ def _dlt_source(visma: SimProcess, limits: BenchLimits) -> Any:
 
 
 def dlt_rest_source(base_url: str, auth: Any, resource: str, path: str, params: dict[str, Any],
-                    paginator: dict[str, Any]) -> Any:
-    """A dlt ``rest_api`` source of one resource: a JSON list per page, ``paginator`` walking the pages."""
+                    paginator: dict[str, Any], *, data_selector: str = "$") -> Any:
+    """A dlt ``rest_api`` source of one resource: the records of a page at ``data_selector`` (the whole
+    answer: a JSON list), ``paginator`` walking the pages."""
     from dlt.sources.rest_api import rest_api_source
 
     return rest_api_source({
         "client": {"base_url": base_url, "auth": auth},
         "resources": [{"name": resource,
-                       "endpoint": {"path": path, "params": params, "data_selector": "$", "paginator": paginator}}],
+                       "endpoint": {"path": path, "params": params, "data_selector": data_selector,
+                                    "paginator": paginator}}],
     })  # fmt: skip
 
 
@@ -87,17 +89,25 @@ def _product_fetch(visma: SimProcess, limits: BenchLimits) -> int:
         return sum(len(page) for page in client.iter_pages(VismaEntity.SUPPLIER_INVOICE))
 
 
+def _resource(visma: SimProcess, limits: BenchLimits) -> Any:
+    from ml_connector_dagster.systems.visma.resource import VismaResource
+
+    credentials = visma.credentials
+    return VismaResource(base_url=visma.url, token_url=f"{visma.url}/connect/token", page_size=limits.visma_page_size,
+                         rate_per_s=limits.visma_client_rate_per_s, burst=int(limits.visma_client_rate_per_s),
+                         client_id=credentials["client_id"], client_secret=credentials["client_secret"],
+                         tenant_id=credentials["tenant_id"])
+
+
 def _product_pipeline(visma: SimProcess, limits: BenchLimits, workdir: Path, partition: str) -> int:
     from ml_connector_dagster.assets.visma import visma_source_assets
     from ml_connector_dagster.config import VismaSettings
     from ml_connector_dagster.resources import LedgerResource
 
-    from .incremental import _visma_resource
-
     settings = VismaSettings(base_url=visma.url, token_url=f"{visma.url}/connect/token",
                              page_size=limits.visma_page_size)
     source = next(a for a in visma_source_assets(settings) if a.key.path[-1] == "supplier_invoices")
-    resources = {"visma": _visma_resource(visma, limits),
+    resources = {"visma": _resource(visma, limits),
                  "ledger": LedgerResource(db_url=f"sqlite:///{workdir / 'ledger.db'}")}
     return materialized_reads(source, partition, resources)
 
@@ -142,10 +152,12 @@ def _rate(reading: tuple[int, float]) -> float:
     return records / seconds
 
 
-def peer_outcome(figures: dict[str, Any], *, rerun: str, acumatica: dict[str, Any] | None = None) -> Outcome:
+def peer_outcome(figures: dict[str, Any], *, rerun: str, acumatica: dict[str, Any] | None = None,
+                 jaggaer: dict[str, Any] | None = None) -> Outcome:
     """Records/s of each reader of each source, and the product's over dlt's."""
-    sources = [("Visma supplier invoices", "", figures)] + (
-        [("Acumatica bills", "acumatica_", acumatica)] if acumatica is not None else [])
+    sources = [("Visma supplier invoices", "", figures)]
+    sources += [("Acumatica bills", "acumatica_", acumatica)] if acumatica is not None else []
+    sources += [("JAGGAER invoices", "jaggaer_", jaggaer)] if jaggaer is not None else []
     rows: list[list[str]] = []
     targets: list[Target] = []
     ratios: dict[str, float] = {}
@@ -170,10 +182,23 @@ def peer_outcome(figures: dict[str, Any], *, rerun: str, acumatica: dict[str, An
                      "token form (dlt has no password grant); it signs in on every run and never out, each run "
                      "holding one of the licence's API users until its session expires (the product signs in once "
                      "and refreshes), so the simulator's licence allows four API users here (a trial allows two)")
+    if jaggaer is not None:
+        notes.append("JAGGAER, dlt: the page_number paginator (page from 0, size 100, J1P's largest; stop at "
+                     "totalPages) on the invoices path, data_selector content, OAuth2ClientCredentials at the Keycloak "
+                     "realm; the product walks by keyset (sorted by lastModifiedDate, restarting at the last stamp "
+                     "read). J1P's minute budget would pace both readers alike, so the simulator allows 60,000 "
+                     "requests a minute here and the product's client 1,000/s")
+        ceiling = jaggaer.get("latency_ceiling")
+        if ceiling:
+            notes.append(f"JAGGAER's pages are small (100), so both readers are latency-bound: a reader that waits "
+                         f"for each page gets at most {ceiling:,.0f} records/s at the simulated latency; the product "
+                         f"fetches at {_rate(jaggaer['product_fetch']) / ceiling:.0%} of that, dlt at "
+                         f"{_rate(jaggaer['dlt_fetch']) / ceiling:.0%} (the product asks for the next page while "
+                         "its caller validates and lands this one)")
     title = f"Peer: Visma source vs dlt rest_api, {figures['records']:,} supplier invoices"
-    if acumatica is not None:
-        title = (f"Peer: each source vs dlt rest_api ({figures['records']:,} Visma supplier invoices, "
-                 f"{acumatica['records']:,} Acumatica bills)")
+    if len(sources) > 1:
+        others = ", ".join(f"{measured['records']:,} {what}" for what, _, measured in sources[1:])
+        title = f"Peer: each source vs dlt rest_api ({figures['records']:,} Visma supplier invoices, {others})"
     return Outcome(
         key="peer", title=title, rerun=rerun,
         headers=["reading", "product records", "product rec/s", "dlt records", "dlt rec/s", "product / dlt"],

@@ -9,8 +9,8 @@ The child wraps the simulator's app with :class:`CountingApp`, which answers two
   (``DELETE`` resets); this is how a scenario counts API calls without touching the client. A
   GraphQL endpoint (monday's ``POST /v2``) is counted per operation name (``POST /v2 CreateItems``),
   so a report can say which operations a job spent its requests on.
-- ``POST /_bench/touch``: ``advance_s`` later (the simulator's clock moves on), a Visma user edits
-  ``count`` supplier invoices spread over the table.
+- ``POST /_bench/touch``: ``advance_s`` later (the simulator's clock moves on), a user edits
+  ``count`` documents spread over the table: Visma supplier invoices, Acumatica bills, JAGGAER invoices.
 
 These costs of the simulators themselves are cut in the child, because on a shared 2-core machine
 they would otherwise be the bottleneck instead of the API limits under test (a real vendor spends
@@ -54,7 +54,7 @@ from ml_connector_dagster.sandbox.framework import FaultPlan, Simulator
 from ml_connector_dagster.sandbox.serve import ServedApp
 
 __all__ = ["PROJECT_ROOT", "CountingApp", "SimProcess", "connector_home", "cpu_seconds", "endpoint_of", "pinned_start",
-           "serve_simulator", "served_counts"]
+           "sandbox_credentials", "serve_simulator", "served_counts"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # children run `python -m bench...` from here
 
@@ -172,15 +172,38 @@ class CountingApp:
         await send({"type": "http.response.body", "body": raw})
 
     def _touch(self, count: int, advance_s: float) -> list[str]:
-        """``advance_s`` later, edit ``count`` supplier invoices spread evenly over the table."""
+        """``advance_s`` later, a user edits ``count`` documents of the source spread evenly over its table
+        (those generated malformed on purpose left out: an edit would not save); their numbers."""
         sim: Any = self.simulator
         sim.clock.advance(advance_s)
-        table = sim.tables["supplier_invoices"]
-        step = max(1, table.count // max(count, 1))
-        numbers = [table.number(seq) for seq in range(0, table.count, step)][:count]
-        for number in numbers:
-            sim.update_supplier_invoice(number, description=f"edited for the benchmark at {datetime.now(UTC):%H:%M:%S.%f}")
+        edit = f"edited for the benchmark at {datetime.now(UTC):%H:%M:%S.%f}"
+        if sim.name == "visma":
+            table = sim.tables["supplier_invoices"]
+            malformed = {number for _, number, _ in sim.invalid_records()}
+            numbers = _spread([number for seq in range(table.count) if (number := table.number(seq)) not in malformed],
+                              count)
+            for number in numbers:
+                sim.update_supplier_invoice(number, description=edit)
+        elif sim.name == "acumatica":
+            malformed = {record_id for _, record_id, _ in sim.invalid_records()}
+            numbers = _spread([bill["ReferenceNbr"] for record_id, bill in sim.records["bills"].items()
+                               if record_id not in malformed], count)
+            for number in numbers:
+                sim.update_bill(number, Description=edit)
+        elif sim.name == "jaggaer":
+            invoices = sim.records["invoices"]
+            numbers = _spread([record_id for record_id in invoices if record_id not in sim.invalid["invoices"]], count)
+            for number in numbers:  # J1P invoices carry no free text: the buyer moves the due date a day
+                due = datetime.fromisoformat(invoices[number]["dueDate"]) + timedelta(days=1)
+                sim.update("invoices", number, dueDate=due.date().isoformat())
+        else:
+            raise ValueError(f"no documents to touch in the {sim.name} simulator")
         return numbers
+
+
+def _spread(numbers: list[str], count: int) -> list[str]:
+    """``count`` of ``numbers``, evenly spaced from the first."""
+    return numbers[::max(1, len(numbers) // max(count, 1))][:count]
 
 
 def _build(name: str, settings: dict[str, Any]) -> Simulator:
@@ -266,7 +289,8 @@ class SimProcess:
         return served_counts(self.url, reset=reset)
 
     def touch(self, count: int, advance_s: float = 0.0) -> list[str]:
-        """``advance_s`` later on the simulator's clock, edit ``count`` supplier invoices (Visma only)."""
+        """``advance_s`` later on the simulator's clock, a user edits ``count`` documents of the source
+        (Visma supplier invoices, Acumatica bills, JAGGAER invoices)."""
         answer = httpx.post(f"{self.url}/_bench/touch", json={"count": count, "advance_s": advance_s}, timeout=120)
         return answer.json()["touched"]
 
@@ -292,6 +316,23 @@ def connector_home(path: str) -> Iterator[None]:
             os.environ.pop("ML_CONNECTOR_HOME", None)
         else:
             os.environ["ML_CONNECTOR_HOME"] = before
+
+
+@contextmanager
+def sandbox_credentials(config: Any) -> Iterator[None]:
+    """The sandbox systems' demo credentials in the environment for the block (resources read them
+    through ``EnvVar``, as in production); the variables it set are removed after."""
+    from ml_connector_dagster.definitions import use_sandbox_credentials
+
+    added: dict[str, str] = {}
+    use_sandbox_credentials(config, added)
+    fresh = {name: value for name, value in added.items() if name not in os.environ}
+    os.environ.update(fresh)
+    try:
+        yield
+    finally:
+        for name in fresh:
+            os.environ.pop(name, None)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import yaml
 
 from ml_connector_dagster.assets.acumatica import acumatica_source_assets
 from ml_connector_dagster.assets.jaggaer import jaggaer_source_assets
@@ -28,7 +29,7 @@ from ml_connector_dagster.systems.visma.resource import VismaResource
 
 from .limits import BenchLimits, Budget, Need
 
-__all__ = ["ACUMATICA", "JAGGAER", "SOURCES", "VISMA", "Source", "configure_visma", "keyed", "visma_label",
+__all__ = ["ACUMATICA", "JAGGAER", "SOURCES", "VISMA", "Source", "configure_visma", "keyed", "sandbox_config", "visma_label",
            "visma_resources", "visma_settings"]
 
 
@@ -54,6 +55,18 @@ class Source:
     def prefix(self) -> str:
         """The key prefix of its source assets (``visma/``)."""
         return f"{self.name}/"
+
+
+def sandbox_config(limits: BenchLimits, *systems: tuple[Callable[[dict[str, Any], str, BenchLimits], None], str]
+                   ) -> dict[str, Any]:  # fmt: skip
+    """The shipped sandbox connector.yaml (as a dict) with each ``(configure, url)`` system pointed at its
+    served simulator under the bench's budgets."""
+    from ml_connector_dagster.config import SANDBOX_CONFIG_PATH
+
+    config = yaml.safe_load(SANDBOX_CONFIG_PATH.read_text())
+    for configure, url in systems:
+        configure(config, url, limits)
+    return config
 
 
 def keyed(assets: Sequence[dg.AssetsDefinition], *keys: str) -> list[dg.AssetsDefinition]:

@@ -22,9 +22,10 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -48,6 +49,7 @@ __all__ = [
     "build_http_client",
     "default_sleep",
     "default_transport",
+    "pipelined_pages",
     "raise_for_api_error",
     "rate_cost",
     "rate_limiter_for",
@@ -646,3 +648,26 @@ def build_http_client(
         timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
         follow_redirects=False,
     )
+
+
+Request = TypeVar("Request")
+Page = TypeVar("Page")
+Item = TypeVar("Item")
+
+
+def pipelined_pages(fetch: Callable[[Request], Page], first: Request,
+                    step: Callable[[Page], tuple[list[Item], Request | None]], *, name: str) -> Iterator[list[Item]]:
+    """The items of each page, in order, with the next page already asked for while the caller works on this one.
+
+    ``step`` reads a page: its items for the caller and the request of the next page (None: it was
+    the last); it runs before the caller sees the page, so a cursor that depends on what a page
+    holds (a keyset) is as good as an offset. One request is in flight at a time: pages stay in
+    order, and a vendor's concurrency limit is spent once by this reader.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix=name) as prefetch:
+        coming = prefetch.submit(fetch, first)
+        while coming is not None:
+            items, following = step(coming.result())
+            coming = None if following is None else prefetch.submit(fetch, following)
+            if items:
+                yield items

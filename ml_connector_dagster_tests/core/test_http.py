@@ -31,6 +31,7 @@ from ml_connector_dagster.core.http import (
     ServerError,
     TransportFailure,
     build_http_client,
+    pipelined_pages,
     raise_for_api_error,
     rate_cost,
     rate_limiter_for,
@@ -620,3 +621,49 @@ def test_building_a_client_keeps_the_httpx_logger_from_logging_urls(fake_time: F
     logging.getLogger("httpx").setLevel(logging.NOTSET)
     with client_for(transport, fake_time):
         assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+
+
+# -- pipelined pages ---------------------------------------------------------------------------------
+
+
+def _numbered_pages(last: int) -> Callable[[int], tuple[list[int], int | None]]:
+    """A step over pages numbered 0..last whose items are [10 * n, 10 * n + 1]."""
+    return lambda n: ([10 * n, 10 * n + 1], n + 1 if n < last else None)
+
+
+def test_pipelined_pages_yield_every_page_in_order_and_stop_at_the_last() -> None:
+    assert list(pipelined_pages(lambda n: n, 0, _numbered_pages(3), name="test")) == [
+        [0, 1], [10, 11], [20, 21], [30, 31]]
+
+
+def test_pipelined_pages_ask_for_the_next_page_while_the_caller_holds_this_one() -> None:
+    asked = {n: threading.Event() for n in range(3)}
+
+    def fetch(n: int) -> int:
+        asked[n].set()
+        return n
+
+    pages = pipelined_pages(fetch, 0, _numbered_pages(2), name="test")
+    assert next(pages) == [0, 1]
+    assert asked[1].wait(5)  # the caller has not asked for page 1 yet
+    assert not asked[2].is_set()  # one request ahead, no more
+    assert list(pages) == [[10, 11], [20, 21]]
+
+
+def test_pipelined_pages_skip_an_empty_page_and_go_on() -> None:
+    def step(n: int) -> tuple[list[int], int | None]:
+        return ([] if n == 1 else [n]), (n + 1 if n < 2 else None)
+
+    assert list(pipelined_pages(lambda n: n, 0, step, name="test")) == [[0], [2]]
+
+
+def test_a_failed_page_request_reaches_the_caller_after_the_pages_before_it() -> None:
+    def fetch(n: int) -> int:
+        if n == 2:
+            raise ServerError("page 2: 503 Service Unavailable")
+        return n
+
+    pages = pipelined_pages(fetch, 0, _numbered_pages(5), name="test")
+    assert next(pages) == [0, 1] and next(pages) == [10, 11]
+    with pytest.raises(ServerError, match="page 2"):
+        next(pages)

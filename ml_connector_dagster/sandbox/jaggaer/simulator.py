@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -341,20 +342,25 @@ class JaggaerSimulator(CxmlInbound, Simulator):
             order = self._order[collection]
             # The window is a slice of the modification order (entries are (ms, ...); bounds are µs).
             first = 0 if low is None else bisect_left(order, (-(-low // 1000),))
-            end = len(order) if high is None else bisect_left(order, (-(-high // 1000),))
-            selected = order[first:max(first, end)]
-            if not by_modified:
-                selected.sort(key=lambda entry: entry[1])
-            if descending:
-                selected.reverse()
-            window = selected[page * size:(page + 1) * size]
-            content = [copy.deepcopy(self.records[collection][record_id]) for _, _, record_id in window]
-        total = len(selected)
-        pages = math.ceil(total / size)
-        return JSONResponse({
-            "content": content, "totalElements": total, "totalPages": pages, "number": page, "size": size,
-            "numberOfElements": len(content), "first": page == 0, "last": page >= pages - 1, "empty": not content,
-        })
+            end = max(first, len(order) if high is None else bisect_left(order, (-(-high // 1000),)))
+            total = end - first
+            if by_modified and not descending:  # the keyset walk's query: the page is read off the index
+                window = order[min(end, first + page * size):min(end, first + (page + 1) * size)]
+            else:
+                selected = order[first:end]
+                if not by_modified:
+                    selected.sort(key=lambda entry: entry[1])
+                if descending:
+                    selected.reverse()
+                window = selected[page * size:(page + 1) * size]
+            pages = math.ceil(total / size)
+            # Written under the lock, so no copy is needed; orjson, as a page of 100 invoices with lines is large.
+            body = orjson.dumps({
+                "content": [self.records[collection][record_id] for _, _, record_id in window], "totalElements": total,
+                "totalPages": pages, "number": page, "size": size, "numberOfElements": len(window),
+                "first": page == 0, "last": page >= pages - 1, "empty": not window,
+            })
+        return Response(body, media_type="application/json")
 
     @staticmethod
     def _sort(collection: str, values: list[str]) -> tuple[bool, bool]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -46,6 +45,7 @@ from ml_connector_dagster.core.http import (
     RateLimiter,
     RetryPolicy,
     build_http_client,
+    pipelined_pages,
     raise_for_api_error,
     rate_limiter_for,
 )
@@ -402,29 +402,22 @@ class AcumaticaClient:
         if select is not None:
             params["$select"] = ",".join(dict.fromkeys([*select, MODIFIED_FIELD]))
         seen: set[str] = set()
-        with ThreadPoolExecutor(1, thread_name_prefix="acumatica-page") as prefetch:
 
-            def request(skip: int) -> Future[list[Any]]:
-                return prefetch.submit(self._get_list, entity, {**params, "$top": self.page_size, "$skip": skip})
+        def step(page: tuple[int, list[Any]]) -> tuple[list[Any], int | None]:
+            skip, records = page
+            fresh = [r for r in records if not isinstance(r, Mapping) or r.get("id") not in seen]
+            seen.update(str(r["id"]) for r in records if isinstance(r, Mapping) and r.get("id"))
+            if len(records) < self.page_size:
+                return fresh, None
+            if not fresh:
+                logger.warning("acumatica %s: a full page repeats earlier records; the server ignores $skip", entity)
+                return [], None
+            return fresh, skip + len(records)
 
-            skip = 0
-            coming = request(skip)
-            while True:
-                page = coming.result()
-                if len(page) == self.page_size:
-                    coming = request(skip + len(page))
-                fresh = [r for r in page if not isinstance(r, Mapping) or r.get("id") not in seen]
-                seen.update(str(r["id"]) for r in page if isinstance(r, Mapping) and r.get("id"))
-                if len(page) == self.page_size and not fresh:
-                    logger.warning("acumatica %s: a full page repeats earlier records; the server ignores $skip",
-                                   entity)
-                    coming.cancel()
-                    return
-                if fresh:
-                    yield fresh
-                if len(page) < self.page_size:
-                    return
-                skip += len(page)
+        def fetch(skip: int) -> tuple[int, list[Any]]:
+            return skip, self._get_list(entity, {**params, "$top": self.page_size, "$skip": skip})
+
+        yield from pipelined_pages(fetch, 0, step, name="acumatica-page")
 
     def get(self, entity: AcumaticaEntity, keys: Sequence[str], *, expand: Sequence[str] = ()) -> dict[str, Any]:
         """One record by its key values (``["Bill", "001042"]``) or by its id (``[<guid>]``)."""

@@ -36,6 +36,7 @@ from ml_connector_dagster.core.http import (
     RetryPolicy,
     TransportFailure,
     build_http_client,
+    pipelined_pages,
     raise_for_api_error,
     rate_limiter_for,
     retry_after_seconds,
@@ -184,23 +185,26 @@ class JaggaerClient:
 
         Walks by keyset over ``lastModifiedDate`` (see the module doc), so a record changed during
         the read is never skipped; it may come twice (again with its new timestamp). Records
-        without a readable timestamp are passed on (the caller quarantines them).
+        without a readable timestamp are passed on (the caller quarantines them). The next page is
+        asked for while the caller works on this one.
         """
-        id_field = ID_FIELDS[entity]
+        id_field, path = ID_FIELDS[entity], self.paths[entity]
         start, page_number = since, 0
         seen_at_start: set[str] = set()  # ids already yielded at exactly ``start``
-        while True:
+
+        def request(start: datetime, page_number: int) -> dict[str, Any]:
             params: dict[str, Any] = {"lastModifiedFrom": format_filter_timestamp(start), "sort": SORT,
                                       "page": page_number, "size": self.page_size}
             if until is not None:
                 params["lastModifiedTo"] = format_filter_timestamp(until)
-            body = self._get_page(self.paths[entity], params)
+            return params
+
+        def step(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+            nonlocal start, page_number, seen_at_start
             content: list[Any] = body["content"]
             fresh = [record for record in content if not self._seen(record, id_field, start, seen_at_start)]
-            if fresh:
-                yield fresh
             if self._is_last(body, content):
-                return
+                return fresh, None
             stamps = [(moment, str(record.get(id_field))) for record in content
                       if isinstance(record, Mapping) and (moment := modified_at(record)) is not None]
             latest = max((moment for moment, _ in stamps), default=None)
@@ -211,6 +215,10 @@ class JaggaerClient:
                 # A whole page of one instant (or of unreadable stamps): the next page of the same query.
                 page_number += 1
                 seen_at_start |= {record_id for _, record_id in stamps}
+            return fresh, request(start, page_number)
+
+        yield from pipelined_pages(lambda params: self._get_page(path, params), request(start, page_number), step,
+                                   name="jaggaer-page")
 
     def iter_all(self, entity: JaggaerEntity) -> Iterator[list[dict[str, Any]]]:
         """Every record of ``entity`` (reference data), walked like :meth:`iter_changed` from the epoch."""
