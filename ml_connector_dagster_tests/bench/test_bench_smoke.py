@@ -99,14 +99,16 @@ def test_the_backfill_report_shows_the_cpu_each_process_spent(tiny: dict[str, An
     assert "CPU per record" in tiny["report"]
 
 
-def test_incremental_requests_do_not_grow_with_the_source(tiny: dict[str, Any]) -> None:
-    assert tiny["outcomes"]["incremental"]["figures"]["calls_growth"] == 1.0
+@pytest.mark.parametrize("source", ["", "_acumatica", "_jaggaer"])
+def test_incremental_requests_do_not_grow_with_any_polled_source(tiny: dict[str, Any], source: str) -> None:
+    assert tiny["outcomes"]["incremental"]["figures"][f"calls_growth{source}"] == 1.0
 
 
 def test_overhead_and_peer_give_positive_ratios(tiny: dict[str, Any]) -> None:
     assert tiny["outcomes"]["overhead"]["figures"]["ratio"] > 1
     assert tiny["outcomes"]["peer"]["figures"]["pipeline_ratio"] > 0
     assert tiny["outcomes"]["peer"]["figures"]["acumatica_pipeline_ratio"] > 0
+    assert tiny["outcomes"]["peer"]["figures"]["jaggaer_pipeline_ratio"] > 0
     assert tiny["outcomes"]["memory"]["figures"]["peak_rss_mb"] > 0
 
 
