@@ -188,13 +188,15 @@ def peer_outcome(figures: dict[str, Any], *, rerun: str, acumatica: dict[str, An
                      "realm; the product walks by keyset (sorted by lastModifiedDate, restarting at the last stamp "
                      "read). J1P's minute budget would pace both readers alike, so the simulator allows 60,000 "
                      "requests a minute here and the product's client 1,000/s")
-        ceiling = jaggaer.get("latency_ceiling")
-        if ceiling:
-            notes.append(f"JAGGAER's pages are small (100), so both readers are latency-bound: a reader that waits "
-                         f"for each page gets at most {ceiling:,.0f} records/s at the simulated latency; the product "
-                         f"fetches at {_rate(jaggaer['product_fetch']) / ceiling:.0%} of that, dlt at "
-                         f"{_rate(jaggaer['dlt_fetch']) / ceiling:.0%} (the product asks for the next page while "
-                         "its caller validates and lands this one)")
+        if "bare_fetch" in jaggaer:
+            bare = _rate(jaggaer["bare_fetch"])
+            notes.append(f"JAGGAER's pages are small (100), so a reader waits on the round trip more than it works: "
+                         f"a bare httpx loop over the same pages (no validation, no landing) reads {bare:,.0f} "
+                         f"records/s, the product's fetch {_rate(jaggaer['product_fetch']) / bare:.0%} of that and "
+                         f"dlt's {_rate(jaggaer['dlt_fetch']) / bare:.0%}; the bare loop itself is "
+                         f"{bare / _rate(jaggaer['dlt_pipeline']):.2f}x dlt's pipeline, the most a reader that "
+                         "waits for each page could show here (the product asks for the next page while its "
+                         "caller validates and lands this one)")
     title = f"Peer: Visma source vs dlt rest_api, {figures['records']:,} supplier invoices"
     if len(sources) > 1:
         others = ", ".join(f"{measured['records']:,} {what}" for what, _, measured in sources[1:])

@@ -150,7 +150,7 @@ class JaggaerSimulator(CxmlInbound, Simulator):
     # -- persistence -------------------------------------------------------------------------------
     @property
     def modification_times(self) -> dict[str, dict[str, int]]:
-        """When each record was last modified (ms); setting it rebuilds the modification-order index."""
+        """When each record was last modified (ms); setting it rebuilds the indexes (modification order, id order)."""
         return self._modified
 
     @modification_times.setter
@@ -158,6 +158,8 @@ class JaggaerSimulator(CxmlInbound, Simulator):
         self._modified = {collection: dict(times[collection]) for collection in COLLECTIONS}
         self._order = {collection: sorted((ms, _sort_key(record_id), record_id) for record_id, ms in by_id.items())
                        for collection, by_id in self._modified.items()}
+        # Ids never change: a page in id order (a list without sort) is read off this, as a database reads its key.
+        self._ids = {collection: sorted(by_id, key=_sort_key) for collection, by_id in self._modified.items()}
 
     def state_identity(self) -> dict[str, Any]:
         return {**super().state_identity(), "size": self.size, "days": self.days}
@@ -233,6 +235,7 @@ class JaggaerSimulator(CxmlInbound, Simulator):
         self.records[collection][record_id] = full
         self._modified[collection][record_id] = now - 1
         insort(self._order[collection], (now - 1, _sort_key(record_id), record_id))
+        insort(self._ids[collection], record_id, key=_sort_key)
         return self.touch(collection, record_id, {})
 
     def find(self, collection: str, field: str, value: Any) -> list[dict[str, Any]]:
@@ -344,19 +347,17 @@ class JaggaerSimulator(CxmlInbound, Simulator):
             first = 0 if low is None else bisect_left(order, (-(-low // 1000),))
             end = max(first, len(order) if high is None else bisect_left(order, (-(-high // 1000),)))
             total = end - first
-            if by_modified and not descending:  # the keyset walk's query: the page is read off the index
-                window = order[min(end, first + page * size):min(end, first + (page + 1) * size)]
+            if by_modified:  # the keyset walk's query
+                window = [record_id for _, _, record_id in _page(order, first, end, page, size, descending)]
+            elif low is None and high is None:
+                window = _page(self._ids[collection], 0, total, page, size, descending)
             else:
-                selected = order[first:end]
-                if not by_modified:
-                    selected.sort(key=lambda entry: entry[1])
-                if descending:
-                    selected.reverse()
-                window = selected[page * size:(page + 1) * size]
+                by_id = sorted(order[first:end], key=lambda entry: entry[1])
+                window = [record_id for _, _, record_id in _page(by_id, 0, total, page, size, descending)]
             pages = math.ceil(total / size)
             # Written under the lock, so no copy is needed; orjson, as a page of 100 invoices with lines is large.
             body = orjson.dumps({
-                "content": [self.records[collection][record_id] for _, _, record_id in window], "totalElements": total,
+                "content": [self.records[collection][record_id] for record_id in window], "totalElements": total,
                 "totalPages": pages, "number": page, "size": size, "numberOfElements": len(window),
                 "first": page == 0, "last": page >= pages - 1, "empty": not window,
             })
@@ -377,6 +378,14 @@ class JaggaerSimulator(CxmlInbound, Simulator):
             elif not by_modified:
                 descending = direction.lower() == "desc"
         return by_modified, descending
+
+
+def _page(ordered: list[Any], first: int, end: int, page: int, size: int, descending: bool) -> list[Any]:
+    """Page ``page`` of ``ordered[first:end]`` (read backwards when ``descending``), without copying the rest."""
+    low, high = (end - (page + 1) * size, end - page * size) if descending else (first + page * size,
+                                                                                  first + (page + 1) * size)
+    part = ordered[max(first, low):max(first, min(end, high))]
+    return part[::-1] if descending else part
 
 
 def _integer(raw: str, name: str) -> int:
