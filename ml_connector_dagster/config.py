@@ -118,6 +118,8 @@ class JaggaerSettings(SystemSettings):
     paths: JaggaerPaths = Field(default_factory=JaggaerPaths)
     path_parameters: dict[str, str] = Field(default_factory=dict, description="Values of the paths' {placeholders}.")
     page_size: int = Field(100, ge=1, le=1000)
+    read_slices: int = Field(3, ge=1, le=8, description="A long window's read is cut into this many time slices, "
+                             "walked at once under the same budget (J1P pages are small: one walk waits on round trips).")
     overlap_s: int = Field(300, ge=0, description="Re-read window behind the cursor (late commits, equal timestamps).")
     partitions_start: date = Field(date(2026, 1, 1), description="First daily partition of the JAGGAER source assets.")
     op_retries: int = Field(3, ge=0, le=20, description="Retries of a source asset's step (exponential backoff, jitter).")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import queue
 import random
 import re
 import threading
@@ -47,6 +48,7 @@ __all__ = [
     "ServerError",
     "TransportFailure",
     "build_http_client",
+    "concurrent_pages",
     "default_sleep",
     "default_transport",
     "pipelined_pages",
@@ -671,3 +673,55 @@ def pipelined_pages(fetch: Callable[[Request], Page], first: Request,
             coming = None if following is None else prefetch.submit(fetch, following)
             if items:
                 yield items
+
+
+_WALK_DONE = object()
+
+
+def concurrent_pages(fetch: Callable[[Request], Page],
+                     walks: Sequence[tuple[Request, Callable[[Page], tuple[list[Item], Request | None]]]], *,
+                     name: str) -> Iterator[list[Item]]:
+    """The items of several independent page walks, each in a thread of its own, as their pages come.
+
+    A walk is its first request and a ``step`` as in :func:`pipelined_pages`. Pages of one walk stay
+    in order; walks interleave. Memory stays bounded (at most two pages per walk wait for the
+    caller). The first error of any walk ends the read for the caller; the other walks stop after
+    the request they are making, and closing the iterator early stops them the same way.
+    """
+    pages: queue.Queue[Any] = queue.Queue(maxsize=2 * len(walks))
+    stop = threading.Event()
+
+    def hand_on(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                pages.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def walk(following: Request | None, step: Callable[[Page], tuple[list[Item], Request | None]]) -> None:
+        try:
+            while following is not None and not stop.is_set():
+                items, following = step(fetch(following))
+                if items:
+                    hand_on(items)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread, raised there
+            hand_on(error)
+        finally:
+            hand_on(_WALK_DONE)
+
+    with ThreadPoolExecutor(max(1, len(walks)), thread_name_prefix=name) as pool:
+        for first, step in walks:
+            pool.submit(walk, first, step)
+        try:
+            running = len(walks)
+            while running:
+                item = pages.get()
+                if item is _WALK_DONE:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from ml_connector_dagster.core.http import (
     ServerError,
     TransportFailure,
     build_http_client,
+    concurrent_pages,
     pipelined_pages,
     raise_for_api_error,
     rate_cost,
@@ -667,3 +669,38 @@ def test_a_failed_page_request_reaches_the_caller_after_the_pages_before_it() ->
     assert next(pages) == [0, 1] and next(pages) == [10, 11]
     with pytest.raises(ServerError, match="page 2"):
         next(pages)
+
+
+def test_concurrent_pages_deliver_every_page_of_every_walk_each_walk_in_order() -> None:
+    walks = [(n * 100, (lambda start: lambda n: ([n], n + 1 if n < start + 4 else None))(n * 100)) for n in range(3)]
+    pages = list(concurrent_pages(lambda n: n, walks, name="test"))
+    assert sorted(page[0] for page in pages) == [0, 1, 2, 3, 4, 100, 101, 102, 103, 104, 200, 201, 202, 203, 204]
+    for start in (0, 100, 200):
+        assert [p[0] for p in pages if start <= p[0] < start + 100] == list(range(start, start + 5))
+
+
+def test_a_failed_walk_ends_the_concurrent_read_with_its_error() -> None:
+    def fetch(n: int) -> int:
+        if n == 102:
+            raise ServerError("slice 2: 503 Service Unavailable")
+        return n
+
+    walks = [(n * 100, lambda n: ([n], n + 1 if n % 100 < 50 else None)) for n in range(3)]
+    with pytest.raises(ServerError, match="slice 2"):
+        list(concurrent_pages(fetch, walks, name="test"))
+
+
+def test_closing_a_concurrent_read_early_stops_its_walks() -> None:
+    fetched: list[int] = []
+
+    def fetch(n: int) -> int:
+        fetched.append(n)
+        return n
+
+    walks = [(n * 1000, lambda n: ([n], n + 1)) for n in range(2)]  # endless walks
+    pages = concurrent_pages(fetch, walks, name="test")
+    next(pages)
+    pages.close()  # returns once both walks have stopped
+    count = len(fetched)
+    time.sleep(0.2)
+    assert len(fetched) == count < 50

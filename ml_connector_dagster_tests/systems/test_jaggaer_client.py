@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ml_connector_dagster.config import ConfigError, parse_config
 from ml_connector_dagster.core import http as core_http
@@ -131,6 +133,74 @@ def test_a_cluster_larger_than_a_page_is_read_whole(sim: JaggaerSimulator) -> No
         read = ids(client.iter_changed(INVOICES, instant))
     assert sorted(read) == sorted(cluster + [r["invoiceId"] for r in state(sim, "invoices") if modified(r) > instant])
     assert len(read) == len(set(read))
+
+
+# -- a long window in time slices ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large() -> JaggaerSimulator:
+    """1,200 invoices over two weeks: enough pages of 10 for a window to be cut in slices."""
+    return JaggaerSimulator(size=1200, start=START, rate_limit_per_minute=1_000_000)
+
+
+def requests_of(sim: JaggaerSimulator, read: Callable[[], Any]) -> list[dict[str, str]]:
+    before = len(sim.requests)
+    read()
+    return [request.query for request in sim.requests[before:] if request.path == DEFAULT_PATHS["invoices"]]
+
+
+def test_a_long_window_is_read_in_time_slices_each_record_once(large: JaggaerSimulator) -> None:
+    since, until = START - timedelta(days=14), START
+    read: list[int] = []
+    with in_process_client(large, page_size=10, read_slices=3) as client:
+        sliced = requests_of(large, lambda: read.extend(ids(client.iter_changed(INVOICES, since, until))))
+    with in_process_client(large, page_size=10, read_slices=1) as client:
+        walked = requests_of(large, lambda: list(client.iter_changed(INVOICES, since, until)))
+    expected = [r["invoiceId"] for r in state(large, "invoices") if since <= modified(r) < until]
+    assert sorted(read) == sorted(expected) and len(read) == len(set(read))
+    assert len({query["lastModifiedTo"] for query in sliced}) == 3  # the first walk's rest, and two more slices
+    assert len(sliced) <= len(walked) + 3  # a request more per slice at most
+
+
+def test_a_window_of_few_pages_is_read_in_one_walk(sim: JaggaerSimulator) -> None:
+    since, until = START - timedelta(days=14), START
+    with in_process_client(sim, page_size=10, read_slices=3) as client:
+        queries = requests_of(sim, lambda: list(client.iter_changed(INVOICES, since, until)))
+    assert {query["lastModifiedTo"] for query in queries} == {format_filter_timestamp(until)}
+
+
+def test_an_open_ended_read_is_one_walk_whatever_the_slices(large: JaggaerSimulator) -> None:
+    read: list[int] = []
+    with in_process_client(large, page_size=10, read_slices=4) as client:
+        queries = requests_of(large, lambda: read.extend(ids(client.iter_changed(INVOICES, START - timedelta(days=14)))))
+    assert len(read) == len(set(read)) >= 1000
+    assert all("lastModifiedTo" not in query for query in queries)
+
+
+@settings(max_examples=25, deadline=None)
+@given(start_h=st.integers(0, 14 * 24), hours=st.integers(1, 14 * 24), page_size=st.integers(3, 40),
+       read_slices=st.integers(1, 5))
+def test_any_window_in_any_slices_reads_what_a_scan_of_every_record_would(
+    large: JaggaerSimulator, start_h: int, hours: int, page_size: int, read_slices: int
+) -> None:
+    since = START - timedelta(days=14) + timedelta(hours=start_h, microseconds=start_h * 37)
+    until = since + timedelta(hours=hours)
+    with in_process_client(large, page_size=page_size, read_slices=read_slices) as client:
+        read = ids(client.iter_changed(INVOICES, since, until))
+    expected = [r["invoiceId"] for r in state(large, "invoices") if since <= modified(r) < until]
+    assert sorted(read) == sorted(expected) and len(read) == len(set(read))
+
+
+def test_a_record_changed_during_a_sliced_read_does_not_make_another_one_be_skipped() -> None:
+    sim = JaggaerSimulator(size=600, start=START)
+    since, until = START - timedelta(days=14), START + timedelta(hours=1)
+    before = [r for r in state(sim, "invoices") if since <= modified(r) < until]
+    moved = before[0]  # edited after the first page: it leaves its slice for the last one, the others shift
+    transport = EditingTransport(sim, lambda: sim.update("invoices", moved["invoiceId"], status="PAID"))
+    with in_process_client(sim, page_size=10, read_slices=3, transport=transport) as client:
+        read = ids(client.iter_changed(INVOICES, since, until))
+    assert {r["invoiceId"] for r in before} <= set(read)
 
 
 def test_get_reads_one_record_and_an_unknown_one_is_not_found(sim: JaggaerSimulator) -> None:

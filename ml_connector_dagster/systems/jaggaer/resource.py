@@ -32,6 +32,7 @@ class JaggaerResource(dg.ConfigurableResource):
     paths: dict[str, str] = Field(description="purchase_orders, invoices, vendors, gl_accounts -> path template.")
     path_parameters: dict[str, str] = Field(default_factory=dict)
     page_size: int = Field(100, ge=1, le=1000)
+    read_slices: int = Field(3, ge=1, le=8, description="Time slices of a long bounded read walked at once.")
     rate_per_s: float = Field(10.0, gt=0, description="Shared request budget per process.")
     burst: int = Field(10, ge=1)
     timeout_s: float = Field(30.0, gt=0)
@@ -59,6 +60,7 @@ class JaggaerResource(dg.ConfigurableResource):
             paths=settings.paths.model_dump(),
             path_parameters=dict(settings.path_parameters),
             page_size=settings.page_size,
+            read_slices=settings.read_slices,
             rate_per_s=settings.rate_per_s,
             burst=settings.burst,
             timeout_s=settings.timeout_s,
@@ -85,6 +87,7 @@ class JaggaerResource(dg.ConfigurableResource):
             paths=self.paths,
             path_parameters=self.path_parameters,
             page_size=self.page_size,
+            read_slices=self.read_slices,
             timeout_s=self.timeout_s,
             rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst),
             transport=transport,
