@@ -203,6 +203,18 @@ def test_a_record_changed_during_a_sliced_read_does_not_make_another_one_be_skip
     assert {r["invoiceId"] for r in before} <= set(read)
 
 
+def test_a_sliced_read_under_server_errors_and_resets_still_reads_every_record_once() -> None:
+    sim = JaggaerSimulator(size=600, start=START, rate_limit_per_minute=1_000_000)
+    sim.set_faults(FaultPlan(error_rate=0.15, reset_rate=0.05, seed=3, paths=[DEFAULT_PATHS["invoices"]]))
+    since, until = START - timedelta(days=14), START
+    with in_process_client(sim, page_size=10, read_slices=3) as client:
+        read = ids(client.iter_changed(INVOICES, since, until))
+    expected = [r["invoiceId"] for r in state(sim, "invoices") if since <= modified(r) < until]
+    assert sorted(read) == sorted(expected) and len(read) == len(set(read))
+    asked = [request for request in sim.requests if request.path == DEFAULT_PATHS["invoices"]]
+    assert len(asked) > len(expected) // 10 + 3 + 5  # failed pages were asked again
+
+
 def test_get_reads_one_record_and_an_unknown_one_is_not_found(sim: JaggaerSimulator) -> None:
     with in_process_client(sim) as client:
         assert client.get(JaggaerEntity.VENDORS, 310001)["supplierId"] == 310001
