@@ -1,7 +1,8 @@
 """The `ml-connector demo` stack, started for a benchmark and always stopped again.
 
-In this process: the Visma and Jira simulators and the webhook receiver, served on free loopback
-ports, as `ml-connector demo` serves them (the simulators' webhooks point at the receiver). As a
+In this process: the simulators of one flow (Visma or Acumatica, and Jira) and the webhook receiver,
+served on free loopback ports, as `ml-connector demo` serves them (the simulators' webhooks point at
+the receiver); connector.yaml is the shipped sandbox one cut down to that flow. As a
 child process in its own session: `dagster dev` on the repository's workspace.yaml, with a fresh
 DAGSTER_HOME holding a link to the repository's dagster.yaml (what `make demo` does), so the
 instance settings measured are the project's. Everything lives in one temp folder, removed at the
@@ -32,7 +33,6 @@ import yaml
 from ml_connector_dagster.shutdown import stop_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SYSTEMS = ("visma", "jira")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class StackSettings:
     keep: bool = False
     dagster_yaml: Path = PROJECT_ROOT / "dagster.yaml"  # another one to compare instance settings
     inbox_wait_s: float | None = None  # None: connector.yaml's default
+    flow: str = "visma_jira"  # the one flow configured
+    systems: tuple[str, ...] = ("visma", "jira")  # the simulators it needs
     # Scheduler priority (autogroup nice, -20..19) of `dagster dev`'s session: on a machine shared with
     # other work, a negative value approximates a dedicated one. Linux; negative values need root.
     priority: int | None = None
@@ -76,22 +78,23 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def connector_yaml(ports: dict[str, int], receiver_port: int, settings: StackSettings) -> dict[str, Any]:
-    """The shipped sandbox config, cut down to Visma, Jira and the visma_jira flow, on ``ports``."""
+    """The shipped sandbox config, cut down to one flow (``settings.flow``) and its systems, on ``ports``."""
     shipped = yaml.safe_load((PROJECT_ROOT / "ml_connector_dagster" / "connector.sandbox.yaml").read_text())
-    systems = {name: dict(shipped["systems"][name]) for name in SYSTEMS}
+    systems = {name: dict(shipped["systems"][name]) for name in settings.systems}
     for name, system in systems.items():
         base = f"http://127.0.0.1:{ports[name]}"
         for key in ("base_url", "token_url", "auth_url"):
             if key in system:
                 system[key] = system[key].replace(f"http://127.0.0.1:{_port_of(system[key])}", base)
-    flow = dict(shipped["flows"]["visma_jira"])
-    flow["jira_webhooks"] = {"receiver_url": f"http://127.0.0.1:{receiver_port}/webhooks/jira"}
+    flow = dict(shipped["flows"][settings.flow])
+    if "jira_webhooks" in flow or settings.flow == "visma_jira":
+        flow["jira_webhooks"] = {"receiver_url": f"http://127.0.0.1:{receiver_port}/webhooks/jira"}
     return {
         "sandbox": {"host": "127.0.0.1", "seed": settings.seed, "size": settings.size, "days": settings.days,
                     "ports": ports},
         "poll_interval_s": shipped.get("poll_interval_s", 30),
         "systems": systems,
-        "flows": {"visma_jira": flow},
+        "flows": {settings.flow: flow},
         "webhooks": {"host": "127.0.0.1", "port": receiver_port,
                      **({} if settings.inbox_wait_s is None else {"inbox_wait_s": settings.inbox_wait_s})},
     }  # fmt: skip
@@ -128,7 +131,7 @@ def running_stack(settings: StackSettings) -> Iterator[Stack]:
     dagster_home = home / "dagster"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").symlink_to(settings.dagster_yaml.resolve())
-    ports = {name: free_port() for name in SYSTEMS}
+    ports = {name: free_port() for name in settings.systems}
     receiver_port = free_port()
     config_path = home / "connector.yaml"
     config_path.write_text(yaml.safe_dump(connector_yaml(ports, receiver_port, settings), sort_keys=False))
@@ -163,7 +166,7 @@ def running_stack(settings: StackSettings) -> Iterator[Stack]:
             # receiver's host would not share a CPU with everyone's test runs either.
             set_session_priority(os.getpid(), settings.priority)
         receiver = ServedApp(configured_receiver(config, ledger), "webhook receiver", port=receiver_port).start()
-        with serve_sandbox(list(SYSTEMS), ports=ports, reuse_running=False, webhook_base_url=receiver.base_url,
+        with serve_sandbox(list(settings.systems), ports=ports, reuse_running=False, webhook_base_url=receiver.base_url,
                            seed=settings.seed, size=settings.size, days=settings.days) as urls:  # fmt: skip
             command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                        "-h", "127.0.0.1", "-p", str(free_port())]  # fmt: skip

@@ -1,13 +1,14 @@
 """Webhook -> destination latency, measured for real on the embedded instance.
 
-``python -m bench.webhook_latency`` (or ``make bench-latency``) starts the demo stack (see
-:mod:`bench.stack`): Visma and Jira simulators, the webhook receiver, and ``dagster dev`` with the
-repository's dagster.yaml on a fresh DAGSTER_HOME. It waits until the initial backfill has settled
-(no run queued or in progress, for longer than a poll interval), then creates ``--invoices``
-supplier invoices through the Visma API, ``--spacing`` seconds apart, and times each from just
-before its ``POST /v1/supplierInvoice`` until its issue shows in the Jira simulator's
-``/_sandbox/state`` (polled every ``--poll-every`` s). Each invoice's time is then split into
-stages from the ledger's inbox, the Dagster runs' events and the issue's ``created`` stamp:
+``python -m bench.webhook_latency`` (or ``make bench-latency``) starts the demo stack for one flow
+(``--flow``, :mod:`bench.latency_flows`; :mod:`bench.stack`): its simulators, the webhook receiver,
+and ``dagster dev`` with the repository's dagster.yaml on a fresh DAGSTER_HOME. It waits until the
+initial backfill has settled (no run queued or in progress, for longer than a poll interval), then
+makes ``--changes`` changes in the source through its API, ``--spacing`` seconds apart (visma_jira:
+supplier invoices created; acumatica_jira: bills put on hold), and times each from just before its
+request until its issue shows in the Jira simulator's ``/_sandbox/state`` (polled every
+``--poll-every`` s). Each change's time is then split into stages from the ledger's inbox, the
+Dagster runs' events and the issue's ``created`` stamp:
 
 - ``deliver``: POST -> the receiver stored the webhook
 - ``sensor``: stored -> the inbox sensor enqueued a run
@@ -38,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from .latency_flows import LATENCY_FLOWS, LatencyFlow
 from .report import REPORT_PATH, machine, percentile, table, write_section
 from .stack import PROJECT_ROOT, Stack, StackSettings, running_stack
 
@@ -45,9 +47,15 @@ from .stack import PROJECT_ROOT, Stack, StackSettings, running_stack
 warnings.filterwarnings("ignore", module="dagster")
 warnings.filterwarnings("ignore", message=".*(beta|preview).*")
 
-HEADING = "## Webhook -> destination latency"
+HEADING = "## Webhook -> destination latency"  # visma_jira's; another flow's adds its name
+
+
+def heading(flow: LatencyFlow) -> str:
+    """The docs section of ``flow``'s runs."""
+    return HEADING if flow.name == "visma_jira" else f"{HEADING} ({flow.name})"
+
+
 TARGETS = {"p50": 5.0, "p95": 15.0}
-VISMA_ID_FIELD_NAME = "Visma ID"
 STAGES = ("deliver", "sensor", "queue", "start", "run", "observe")
 HISTORY = "Every run so far (newest last):"
 HISTORY_COLUMNS = ("when (UTC)", "run", "p50 s", "p95 s", "max s", "not seen", "load avg before / after",
@@ -56,18 +64,15 @@ MAX_HISTORY = 30
 
 
 @dataclass
-class Invoice:
-    """One invoice the benchmark created, and when each stage of its journey happened (epoch s)."""
+class Change:
+    """One change the benchmark made in the source, and when each stage of its journey happened (epoch s)."""
 
-    number: str
+    key: str  # the record's id in the webhook inbox and in the inbox run's config (``ids``)
+    external_id: str  # what its issue carries in the flow's id field
     posted_at: float
     seen_at: float | None = None
     stamps: dict[str, float] = field(default_factory=dict)
     path: str = "?"
-
-    @property
-    def visma_id(self) -> str:
-        return f"supplierInvoice/{self.number}"
 
     @property
     def latency(self) -> float | None:
@@ -84,11 +89,12 @@ class Invoice:
 
 
 class IssueWatcher:
-    """Polls the Jira simulator's state from a thread; remembers when each Visma ID first showed."""
+    """Polls the Jira simulator's state from a thread; remembers when each external id first showed."""
 
-    def __init__(self, jira_url: str, every_s: float) -> None:
+    def __init__(self, jira_url: str, every_s: float, field_name: str) -> None:
         self.jira_url = jira_url
         self.every_s = every_s
+        self.field_name = field_name
         self.first_seen: dict[str, float] = {}
         self.created: dict[str, float] = {}
         self.field_id: str | None = None
@@ -97,7 +103,7 @@ class IssueWatcher:
 
     def __enter__(self) -> IssueWatcher:
         with httpx.Client(timeout=10) as client:
-            self.field_id = _visma_id_field(client.get(f"{self.jira_url}/_sandbox/state").json())
+            self.field_id = _field_id(client.get(f"{self.jira_url}/_sandbox/state").json(), self.field_name)
             self._look(client)
         self._thread.start()
         return self
@@ -118,17 +124,18 @@ class IssueWatcher:
         state = client.get(f"{self.jira_url}/_sandbox/state").json()
         now = time.time()
         for issue in state["issues"]:
-            visma_id = issue["fields"].get(self.field_id)
-            if visma_id and visma_id not in self.first_seen:
-                self.first_seen[visma_id] = now
-                self.created[visma_id] = datetime.strptime(issue["fields"]["created"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+            external_id = issue["fields"].get(self.field_id)
+            if external_id and external_id not in self.first_seen:
+                self.first_seen[external_id] = now
+                self.created[external_id] = datetime.strptime(issue["fields"]["created"],
+                                                              "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
-def _visma_id_field(state: dict[str, Any]) -> str:
+def _field_id(state: dict[str, Any], name: str) -> str:
     for found in state.get("fields", []):
-        if found.get("name") == VISMA_ID_FIELD_NAME:
+        if found.get("name") == name:
             return str(found["id"])
-    return "customfield_10040"
+    raise RuntimeError(f"the Jira simulator has no field named {name!r}")
 
 
 # -- settling, creating, timing ------------------------------------------------------------------------
@@ -162,53 +169,32 @@ def wait_until_settled(stack: Stack, *, quiet_s: float, timeout_s: float) -> flo
             time.sleep(1.0)
 
 
-def create_invoices(stack: Stack, count: int, spacing_s: float) -> list[Invoice]:
-    """``count`` supplier invoices through ``POST /v1/supplierInvoice``, ``spacing_s`` apart."""
-    from ml_connector_dagster.sandbox.visma import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
-    from ml_connector_dagster.systems.visma.client import VismaClient, VismaEntity
-    from ml_connector_dagster.systems.visma.models import as_update_dto
-
-    url = stack.urls["visma"]
-    invoices = []
-    with VismaClient.build(base_url=url, token_url=f"{url}/connect/token", client_id=DEMO_CLIENT_ID,
-                           client_secret=DEMO_CLIENT_SECRET, tenant_id=DEMO_TENANT_ID) as client:  # fmt: skip
-        client.get(VismaEntity.SUPPLIER_INVOICE, "000001")  # the token is fetched before any clock starts
-        for n in range(count):
-            if n:
-                time.sleep(spacing_s)
-            body = as_update_dto({"supplierNumber": "10001", "documentType": "Invoice",
-                                  "description": f"Latency benchmark {n + 1}/{count}"})  # fmt: skip
-            posted_at = time.time()
-            invoices.append(Invoice(client.create(VismaEntity.SUPPLIER_INVOICE, body), posted_at))
-    return invoices
-
-
-def wait_for_issues(invoices: Sequence[Invoice], watcher: IssueWatcher, timeout_s: float) -> None:
-    """Until every invoice has its issue, or ``timeout_s`` after the last one was created."""
+def wait_for_issues(changes: Sequence[Change], watcher: IssueWatcher, timeout_s: float) -> None:
+    """Until every change has its issue, or ``timeout_s`` after the last one was made."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not all(i.visma_id in watcher.first_seen for i in invoices):
+    while time.monotonic() < deadline and not all(c.external_id in watcher.first_seen for c in changes):
         time.sleep(0.2)
-    for invoice in invoices:
-        invoice.seen_at = watcher.first_seen.get(invoice.visma_id)
-        if invoice.visma_id in watcher.created:
-            invoice.stamps["created"] = watcher.created[invoice.visma_id]
+    for change in changes:
+        change.seen_at = watcher.first_seen.get(change.external_id)
+        if change.external_id in watcher.created:
+            change.stamps["created"] = watcher.created[change.external_id]
 
 
-def trace(invoices: Sequence[Invoice]) -> None:
-    """Fill each invoice's stage stamps from the ledger's inbox and the inbox runs' events."""
+def trace(changes: Sequence[Change], flow: LatencyFlow) -> None:
+    """Fill each change's stage stamps from the ledger's inbox and the inbox runs' events."""
     from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
     from ml_connector_dagster.core.ledger import Ledger
 
-    by_number = {invoice.number: invoice for invoice in invoices}
+    by_number = {change.key: change for change in changes}
     with Ledger.open() as ledger:
-        for event in ledger.inbox_after(0, 100_000, system="visma", unprocessed_only=False):
+        for event in ledger.inbox_after(0, 100_000, system=flow.source, unprocessed_only=False):
             number = (event.record_ref or {}).get("id")
             if number in by_number and "received" not in by_number[number].stamps:
                 by_number[number].stamps["received"] = event.received_at.timestamp()
     with DagsterInstance.get() as instance:
         for run in reversed(instance.get_runs(RunsFilter(tags={"ml_connector/trigger": "inbox"}))):
-            ids = run.run_config.get("ops", {}).get("visma__supplier_invoices", {}).get("config", {}).get("ids", [])
+            ids = run.run_config.get("ops", {}).get(flow.source_op, {}).get("config", {}).get("ids", [])
             touched = [by_number[number] for number in ids if number in by_number
                        and "enqueued" not in by_number[number].stamps]  # fmt: skip
             if not touched:
@@ -220,11 +206,11 @@ def trace(invoices: Sequence[Invoice]) -> None:
                 kind = entry.dagster_event.event_type if entry.dagster_event else None
                 stamps["launched" if kind == DagsterEventType.RUN_STARTING else "started"] = entry.timestamp
             ended = record.end_time if record and record.end_time else None
-            for invoice in touched:
-                invoice.stamps.update(stamps)
-                created = invoice.stamps.get("created")
+            for change in touched:
+                change.stamps.update(stamps)
+                created = change.stamps.get("created")
                 in_run = created is not None and stamps.get("started", float("inf")) <= created <= (ended or created)
-                invoice.path = "inbox" if in_run else "poll"
+                change.path = "inbox" if in_run else "poll"
 
 
 # -- reporting -------------------------------------------------------------------------------------------
@@ -234,15 +220,15 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.1f}"
 
 
-def _previous_runs(path: Path) -> list[str]:
+def _previous_runs(path: Path, title: str) -> list[str]:
     """The rows of the section's run history, as written by earlier runs."""
     if not path.exists():
         return []
     text = path.read_text()
-    start = text.find(HEADING + "\n")
+    start = text.find(title + "\n")
     if start < 0:
         return []
-    section = text[start + len(HEADING):]
+    section = text[start + len(title):]
     following = re.search(r"^## |^<!-- bench:begin", section, re.M)
     section = section[: following.start()] if following else section
     if HISTORY not in section:
@@ -251,7 +237,8 @@ def _previous_runs(path: Path) -> list[str]:
     return [row for row in rows if HISTORY_COLUMNS[0] not in row][-MAX_HISTORY:]
 
 
-def summarize(invoices: Sequence[Invoice], args: argparse.Namespace, settle_s: float, history: Sequence[str]) -> str:
+def summarize(invoices: Sequence[Change], args: argparse.Namespace, settle_s: float, history: Sequence[str],
+              flow: LatencyFlow) -> str:
     """The Markdown body of the docs section (and what is printed): this run, then every run so far."""
     latencies = [i.latency for i in invoices if i.latency is not None]
     missing = len(invoices) - len(latencies)
@@ -270,19 +257,19 @@ def summarize(invoices: Sequence[Invoice], args: argparse.Namespace, settle_s: f
                                    f"{args.load_before:.1f} / {args.load_after:.1f}",
                                    f"{paths['inbox']} / {paths['poll']}")]).splitlines()[-1]  # fmt: skip
     return "\n\n".join([
-        f"Latest run ({when} UTC{', ' + args.label if args.label else ''}): `python -m bench.webhook_latency` "
-        f"created {len(invoices)} supplier invoices through the Visma simulator's API, {args.spacing:g} s apart, "
-        f"once the initial backfill had settled ({settle_s:.0f} s), and timed each from just before its POST "
-        f"until its issue showed in the Jira simulator's `/_sandbox/state` (polled every {args.poll_every:g} s). "
+        f"Latest run ({when} UTC{', ' + args.label if args.label else ''}): `python -m bench.webhook_latency "
+        f"--flow {flow.name}` made {len(invoices)} changes, {flow.change}, {args.spacing:g} s apart, once the "
+        f"initial backfill had settled ({settle_s:.0f} s), and timed each from just before its request until its "
+        f"issue showed in the Jira simulator's `/_sandbox/state` (polled every {args.poll_every:g} s). "
         f"`dagster dev` ran with {instance} on a fresh SQLite DAGSTER_HOME; inbox sensor watch: {wait}.",
-        f"Machine: {machine()}; load average {args.load_before:.1f} before the invoices, {args.load_after:.1f} "
+        f"Machine: {machine()}; load average {args.load_before:.1f} before the changes, {args.load_after:.1f} "
         f"after. Other work on the machine slows every process start: compare runs at similar load"
         + (f"; `dagster dev` and its run workers ran at autogroup nice {args.priority} (`--priority`), which "
            f"approximates a dedicated machine." if args.priority is not None else "."),
-        table(["webhook -> Jira issue", "p50 s", "p95 s", "max s", "target"],
+        table([f"webhook -> Jira issue ({flow.name})", "p50 s", "p95 s", "max s", "target"],
               [("latency", _fmt(p50), _fmt(p95), _fmt(top), f"p50 <= {TARGETS['p50']:g} s, p95 <= "
                 f"{TARGETS['p95']:g} s: **{verdict}**")]),
-        f"Issues not seen within {args.issue_timeout:g} s of the last create: {missing}. Created by the inbox "
+        f"Issues not seen within {args.issue_timeout:g} s of the last change: {missing}. Created by the inbox "
         f"(webhook) run: {paths['inbox']}, by another run (poll): {paths['poll']}, unknown: {paths['?']}.",
         "Where the time goes (seconds, from the ledger's inbox, the runs' events and the issue's `created`):",
         table(["stage", "median", "p95", "max"], stage_rows),
@@ -293,10 +280,13 @@ def summarize(invoices: Sequence[Invoice], args: argparse.Namespace, settle_s: f
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.webhook_latency", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--invoices", type=int, default=20, help="How many invoices to create (default 20).")
-    parser.add_argument("--spacing", type=float, default=3.0, help="Seconds between two creates (default 3).")
+    parser.add_argument("--flow", choices=sorted(LATENCY_FLOWS), default="visma_jira",
+                        help="The flow to time (default visma_jira); see bench/latency_flows.py.")
+    parser.add_argument("--changes", "--invoices", type=int, default=20, dest="changes",
+                        help="How many source changes to make (default 20).")
+    parser.add_argument("--spacing", type=float, default=3.0, help="Seconds between two changes (default 3).")
     parser.add_argument("--poll-every", type=float, default=0.2, help="Seconds between looks at Jira (default 0.2).")
-    parser.add_argument("--size", type=int, default=40, help="Supplier invoices in the Visma sandbox.")
+    parser.add_argument("--size", type=int, default=None, help="Documents in the source sandbox (default: the flow's).")
     parser.add_argument("--days", type=int, default=1, help="Days of sandbox data (the backfill's lookback).")
     parser.add_argument("--settle-timeout", type=float, default=900.0)
     parser.add_argument("--issue-timeout", type=float, default=120.0, help="Wait after the last create.")
@@ -313,27 +303,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="Keep the temp folder (logs, instance, ledger).")
     args = parser.parse_args(argv)
 
-    settings = StackSettings(size=args.size, days=args.days, keep=args.keep, dagster_yaml=args.dagster_yaml,
-                             inbox_wait_s=args.inbox_wait, priority=args.priority)
+    flow = LATENCY_FLOWS[args.flow]
+    settings = StackSettings(size=args.size or flow.size, days=args.days, keep=args.keep, dagster_yaml=args.dagster_yaml,
+                             inbox_wait_s=args.inbox_wait, priority=args.priority, flow=flow.name, systems=flow.systems)
     try:
         with running_stack(settings) as stack:
             print(f"stack up in {stack.home}; waiting for the initial backfill to settle ...", flush=True)
             settle_s = wait_until_settled(stack, quiet_s=35.0, timeout_s=args.settle_timeout)
-            with IssueWatcher(stack.urls["jira"], args.poll_every) as watcher:
+            with IssueWatcher(stack.urls["jira"], args.poll_every, flow.issue_field) as watcher:
                 args.load_before = os.getloadavg()[0]
-                invoices = create_invoices(stack, args.invoices, args.spacing)
-                wait_for_issues(invoices, watcher, args.issue_timeout)
+                changes = flow.make(stack, args.changes, args.spacing)
+                wait_for_issues(changes, watcher, args.issue_timeout)
                 args.load_after = os.getloadavg()[0]
-            trace(invoices)
+            trace(changes, flow)
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
-    body = summarize(invoices, args, settle_s, _previous_runs(REPORT_PATH))
+    title = heading(flow)
+    body = summarize(changes, args, settle_s, _previous_runs(REPORT_PATH, title), flow)
     print(body)
     if not args.no_write:
-        write_section(HEADING, body)
+        write_section(title, body)
         print(f"written to {REPORT_PATH.relative_to(PROJECT_ROOT)}")
-    return 0 if all(i.latency is not None for i in invoices) else 1
+    return 0 if all(c.latency is not None for c in changes) else 1
 
 
 if __name__ == "__main__":

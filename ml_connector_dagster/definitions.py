@@ -61,6 +61,9 @@ SANDBOX_CREDENTIALS: dict[str, dict[str, str]] = {
         "refresh_token_env": "refresh_token",
     },
 }  # fmt: skip
+# Secrets the webhook receiver reads through ``webhooks.<system>`` settings, which the system's own
+# settings do not name: Acumatica's push notifications carry a header whose value only the receiver knows.
+SANDBOX_WEBHOOK_SECRETS: dict[str, dict[str, str]] = {"acumatica": {"header_value_env": "push_header_value"}}
 
 
 def use_sandbox_credentials(config: ConnectorConfig, environ: dict[str, str] | None = None) -> None:
@@ -74,7 +77,11 @@ def use_sandbox_credentials(config: ConnectorConfig, environ: dict[str, str] | N
         settings = getattr(config.systems, system, None)
         if settings is None or settings.mode != "sandbox":
             continue
+        receiver = getattr(config.webhooks, system, None)
+        hooks = {env_field: key for env_field, key in SANDBOX_WEBHOOK_SECRETS.get(system, {}).items()
+                 if hasattr(receiver, env_field)}
         names = [getattr(settings, env_field) for env_field in fields if hasattr(settings, env_field)]
+        names += [getattr(receiver, env_field) for env_field in hooks]
         if all(name in env for name in names):
             # Inherited (the demo sets them before Dagster starts): every run worker would otherwise
             # import the simulator, ~0.2 s of CPU each, before it can start the run.
@@ -87,6 +94,9 @@ def use_sandbox_credentials(config: ConnectorConfig, environ: dict[str, str] | N
         for env_field, key in fields.items():
             if hasattr(settings, env_field) and key in demo:
                 env.setdefault(getattr(settings, env_field), demo[key])
+        for env_field, key in hooks.items():
+            if key in demo:
+                env.setdefault(getattr(receiver, env_field), demo[key])
 
 
 def core_contribution(config: ConnectorConfig) -> Contribution:

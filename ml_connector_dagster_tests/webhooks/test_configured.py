@@ -14,6 +14,8 @@ from ml_connector_dagster import cli
 from ml_connector_dagster.config import load_config, parse_config
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.core.vault import Vault
+from ml_connector_dagster.definitions import use_sandbox_credentials
+from ml_connector_dagster.sandbox.acumatica import AcumaticaSimulator
 from ml_connector_dagster.webhooks.configured import configured_receiver
 
 from .support import inbox_rows, serve_app
@@ -92,3 +94,18 @@ def test_webhooks_serve_runs_the_receiver_on_the_configured_host(
     assert (served["host"], served["port"]) == ("127.0.0.1", 8899)
     assert "/webhooks/visma" in routes(served["app"])
 
+
+
+def test_in_the_sandbox_the_receiver_accepts_the_acumatica_simulators_pushes(ledger: Ledger, vault: Vault) -> None:
+    # The push token is a `webhooks.acumatica` setting, not one of the system's: it must still be filled.
+    config, environ = sandbox_config(), {}
+    use_sandbox_credentials(config, environ)
+    simulator = AcumaticaSimulator(size=5)
+    try:
+        header = {config.webhooks.acumatica.header_name: simulator.push_header_value}
+    finally:
+        simulator.close()
+    app = configured_receiver(config, ledger, vault=vault, environ=environ)
+    with serve_app(app) as client:
+        response = client.post("/webhooks/acumatica", json={"Inserted": []}, headers=header)
+    assert response.status_code == 200
