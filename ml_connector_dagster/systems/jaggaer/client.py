@@ -15,6 +15,10 @@ this client relies on, and the traps it avoids:
   (``lastModifiedFrom``, inclusive) and drops the ids already seen at that instant; only a page
   made entirely of one instant moves on by page number.
 - Filter values go out in UTC with an explicit offset (the server refuses naive ones).
+- Pages are small (100 at most), so one walk mostly waits on round trips: the next page is asked
+  for while the caller works on this one, and a long bounded window is cut into ``read_slices`` time
+  slices walked at once (by time, not page number: a keyset's next query depends on the page read),
+  all under the one rate budget.
 """
 
 from __future__ import annotations
