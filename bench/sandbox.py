@@ -177,22 +177,22 @@ class CountingApp:
         sim: Any = self.simulator
         sim.clock.advance(advance_s)
         edit = f"edited for the benchmark at {datetime.now(UTC):%H:%M:%S.%f}"
+        collection = {"visma": "supplier_invoices", "acumatica": "bills", "jaggaer": "invoices"}.get(sim.name)
+        malformed = {record_id for where, record_id, _ in sim.invalid_records() if where == collection}
         if sim.name == "visma":
-            table = sim.tables["supplier_invoices"]
-            malformed = {number for _, number, _ in sim.invalid_records()}
+            table = sim.tables[collection]
             numbers = _spread([number for seq in range(table.count) if (number := table.number(seq)) not in malformed],
                               count)
             for number in numbers:
                 sim.update_supplier_invoice(number, description=edit)
         elif sim.name == "acumatica":
-            malformed = {record_id for _, record_id, _ in sim.invalid_records()}
-            numbers = _spread([bill["ReferenceNbr"] for record_id, bill in sim.records["bills"].items()
+            numbers = _spread([bill["ReferenceNbr"] for record_id, bill in sim.records[collection].items()
                                if record_id not in malformed], count)
             for number in numbers:
                 sim.update_bill(number, Description=edit)
         elif sim.name == "jaggaer":
-            invoices = sim.records["invoices"]
-            numbers = _spread([record_id for record_id in invoices if record_id not in sim.invalid["invoices"]], count)
+            invoices = sim.records[collection]
+            numbers = _spread([record_id for record_id in invoices if record_id not in malformed], count)
             for number in numbers:  # J1P invoices carry no free text: the buyer moves the due date a day
                 due = datetime.fromisoformat(invoices[number]["dueDate"]) + timedelta(days=1)
                 sim.update("invoices", number, dueDate=due.date().isoformat())
