@@ -47,8 +47,11 @@ class SystemSettings(_Strict):
 
     mode: Mode = "sandbox"
     base_url: HttpUrl
-    rate_per_s: float = Field(10.0, gt=0, description="Shared request budget of this system, per process.")
+    rate_per_s: float = Field(10.0, gt=0, description="Request budget of this system, shared by every run and process "
+                              "of the deployment (per process when share_budget is false).")
     burst: int = Field(10, ge=1)
+    share_budget: bool = Field(True, description="Keep the budget in the ledger's database, so that runs calling "
+                               "this system at once spend it together; false: each process has its own.")
     timeout_s: float = Field(30.0, gt=0)
 
 

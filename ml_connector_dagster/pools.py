@@ -1,8 +1,8 @@
 """Pool limits per vendor API (``deploy/pools.yaml``), written into the Dagster instance.
 
 Every op that calls a vendor declares ``pool="<vendor>_api"``; the instance lets at most the pool's
-limit of such ops run at once across every run, so one API's rate budget holds however many runs
-the queue launches. Dagster keeps per-pool limits in its database, not in dagster.yaml, so they are
+limit of such ops run at once across every run, however many runs the queue launches (the request
+rate is held apart: every run spends one budget per system kept in the ledger, ``core.shared_budgets``). Dagster keeps per-pool limits in its database, not in dagster.yaml, so they are
 applied with ``ml-connector deploy pools`` once per deployment and again when the file changes.
 """
 

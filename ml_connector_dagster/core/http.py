@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -38,6 +38,7 @@ __all__ = [
     "AuthenticationFailed",
     "ClientError",
     "Conflict",
+    "BudgetStore",
     "KeyedRateLimiter",
     "NotFound",
     "PreconditionFailed",
@@ -51,6 +52,7 @@ __all__ = [
     "concurrent_pages",
     "default_sleep",
     "default_transport",
+    "gcra_step",
     "pipelined_pages",
     "raise_for_api_error",
     "rate_cost",
@@ -307,6 +309,39 @@ def rate_limit_reset_seconds(response: httpx.Response, *, now: Callable[[], floa
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+def gcra_step(arrival: float, paused_until: float, now: float, tokens: int, interval: float,
+              burst: int) -> tuple[float, float]:
+    """One reservation of a GCRA bucket: ``(its new theoretical arrival time, when the tokens are free)``.
+
+    The bucket's state is its theoretical arrival time and a pause learned from the server; both and
+    ``now`` are on one clock. After a pause the bucket is full again, but nothing leaves it before the
+    pause ends. Shared by the in-process bucket and a bucket kept in a database (:class:`BudgetStore`).
+    """
+    start = max(arrival, now, paused_until)
+    ready_at = max(start + (tokens - burst) * interval, paused_until, now)
+    return start + tokens * interval, ready_at
+
+
+class BudgetStore(Protocol):
+    """Where a rate budget shared by several processes keeps its state (``core.shared_budgets``).
+
+    Times are wall-clock seconds (``time.time()``): every process of a deployment reads one clock.
+    """
+
+    @property
+    def identity(self) -> str:
+        """Which store this is (a database URL with its password hidden): one limiter per system and store."""
+        ...
+
+    def reserve(self, budget: str, tokens: int, interval: float, burst: int, now: float) -> float:
+        """Reserve ``tokens`` of ``budget`` atomically (:func:`gcra_step`); when they are free."""
+        ...
+
+    def pause(self, budget: str, until: float) -> None:
+        """Let no token of ``budget`` out before ``until``, for every process."""
+        ...
+
+
 class RateLimiter:
     """A thread-safe token bucket that also learns the server's view of the budget.
 
@@ -314,6 +349,11 @@ class RateLimiter:
     moves by ``1/rate_per_s`` per token and may run ``burst`` tokens ahead of the clock. ``observe``
     pauses the bucket until a server-announced time (Retry-After, or a quota reset when none is left);
     after a pause the full burst is available again, as the server's quota has been refilled.
+
+    With a ``store`` the bucket lives there under ``name`` instead of in this process, so every process
+    of a deployment (each Dagster run is one) spends one budget; pauses are shared too. Should the store
+    fail, the limiter says so once and goes on with its in-process bucket: a request is never refused
+    for want of the budget's bookkeeping.
     """
 
     def __init__(
@@ -325,6 +365,8 @@ class RateLimiter:
         wall_clock: Callable[[], float] = time.time,
         sleep: Sleep | None = None,
         max_pause_s: float = 3600.0,
+        store: BudgetStore | None = None,
+        name: str = "",
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
@@ -333,7 +375,15 @@ class RateLimiter:
         self._max_pause_s = max_pause_s
         self._theoretical_arrival = clock()
         self._paused_until = 0.0
+        self._store = store
+        self._store_failed = False
+        self.name = name
         self.configure(rate_per_s, burst)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the budget is kept in a store shared with other processes."""
+        return self._store is not None
 
     def configure(self, rate_per_s: float, burst: int) -> None:
         """Change the rate and burst (kept: any pause learned from the server)."""
@@ -347,32 +397,55 @@ class RateLimiter:
     def acquire(self, tokens: int = 1) -> float:
         """Block until ``tokens`` are free (a request the server counts as several); return the seconds waited.
 
-        Thread-safe: each caller reserves its slot under the lock and sleeps outside it, so callers on
-        many threads together never exceed ``burst`` at once nor ``rate_per_s`` on average. A request
-        costing more than the burst waits until the tokens beyond it have been earned.
+        Thread-safe: each caller reserves its slot under the lock (or in the store's transaction) and
+        sleeps outside it, so callers on many threads, or in many processes sharing a store, together
+        never exceed ``burst`` at once nor ``rate_per_s`` on average. A request costing more than the
+        burst waits until the tokens beyond it have been earned.
         """
         if tokens < 1:
             raise ValueError("tokens must be >= 1")
-        with self._lock:
-            now = self._clock()
-            # After a pause the bucket is full again, but nothing leaves it before the pause ends.
-            start = max(self._theoretical_arrival, now, self._paused_until)
-            ready_at = max(start + (tokens - self.burst) * self._interval, self._paused_until, now)
-            self._theoretical_arrival = start + tokens * self._interval
-        wait = ready_at - now
+        wait = self._shared_wait(tokens) if self._store is not None else None
+        if wait is None:
+            with self._lock:
+                now = self._clock()
+                self._theoretical_arrival, ready_at = gcra_step(
+                    self._theoretical_arrival, self._paused_until, now, tokens, self._interval, self.burst
+                )
+            wait = ready_at - now
         if wait > 0:
             _sleep_with(self._sleep, wait)
-        return wait
+        return max(0.0, wait)
+
+    def _shared_wait(self, tokens: int) -> float | None:
+        """Seconds until ``tokens`` reserved in the store are free; None when the store cannot say."""
+        assert self._store is not None
+        now = self._wall_clock()
+        try:
+            return self._store.reserve(self.name, tokens, self._interval, self.burst, now) - now
+        except Exception as exc:  # noqa: BLE001 - any store failure falls back to this process's bucket
+            self._store_unavailable(exc)
+            return None
+
+    def _store_unavailable(self, exc: Exception) -> None:
+        if not self._store_failed:
+            self._store_failed = True
+            logger.warning("rate budget %s: its shared store failed (%s); this process keeps its own budget",
+                           self.name, type(exc).__name__)
 
     def for_request(self, request: httpx.Request) -> RateLimiter:
         """The budget ``request`` draws on: this one (a :class:`KeyedRateLimiter` picks one per key)."""
         return self
 
     def pause_for(self, seconds: float) -> None:
-        """Let no token out for ``seconds`` from now (capped at ``max_pause_s``)."""
+        """Let no token out for ``seconds`` from now (capped at ``max_pause_s``), in every process sharing it."""
         seconds = min(max(0.0, seconds), self._max_pause_s)
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+        if self._store is not None and seconds > 0:
+            try:
+                self._store.pause(self.name, self._wall_clock() + seconds)
+            except Exception as exc:  # noqa: BLE001 - the in-process pause above still holds
+                self._store_unavailable(exc)
 
     def observe(self, response: httpx.Response) -> None:
         """Learn from a response's ``Retry-After`` and ``X-RateLimit-Remaining``/``-Reset`` headers."""
@@ -385,7 +458,8 @@ class RateLimiter:
             self.pause_for(longest)
 
     def __repr__(self) -> str:
-        return f"RateLimiter(rate_per_s={self.rate_per_s}, burst={self.burst})"
+        shared = f", shared={self.name!r}" if self._store is not None else ""
+        return f"RateLimiter(rate_per_s={self.rate_per_s}, burst={self.burst}{shared})"
 
 
 class KeyedRateLimiter(RateLimiter):
@@ -394,15 +468,18 @@ class KeyedRateLimiter(RateLimiter):
     ``key`` names the budget a request draws on (e.g. its method and path template); requests it
     maps to None draw on this limiter's own budget. Each key's budget is a :class:`RateLimiter`, so
     it is thread-safe and learns pauses (Retry-After) on its own: a 429 of one endpoint holds back
-    that endpoint only. :meth:`configure` and :meth:`pause_for` apply to every budget.
+    that endpoint only. :meth:`configure` and :meth:`pause_for` apply to every budget. With a
+    ``store``, each key's budget is kept there as ``<name>:<key>``.
     """
 
     def __init__(self, rate_per_s: float, burst: int, key: Callable[[httpx.Request], str | None], *,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 sleep: Sleep | None = None, max_pause_s: float = 3600.0) -> None:
+                 sleep: Sleep | None = None, max_pause_s: float = 3600.0, store: BudgetStore | None = None,
+                 name: str = "") -> None:
         self._key = key
         self._keyed: dict[str, RateLimiter] = {}
-        super().__init__(rate_per_s, burst, clock=clock, wall_clock=wall_clock, sleep=sleep, max_pause_s=max_pause_s)
+        super().__init__(rate_per_s, burst, clock=clock, wall_clock=wall_clock, sleep=sleep, max_pause_s=max_pause_s,
+                         store=store, name=name)  # fmt: skip
 
     def for_request(self, request: httpx.Request) -> RateLimiter:
         name = self._key(request)
@@ -413,7 +490,7 @@ class KeyedRateLimiter(RateLimiter):
             if limiter is None:
                 limiter = self._keyed[name] = RateLimiter(
                     self.rate_per_s, self.burst, clock=self._clock, wall_clock=self._wall_clock, sleep=self._sleep,
-                    max_pause_s=self._max_pause_s,
+                    max_pause_s=self._max_pause_s, store=self._store, name=f"{self.name}:{name}",
                 )  # fmt: skip
             return limiter
 
@@ -432,30 +509,36 @@ class KeyedRateLimiter(RateLimiter):
             return list(self._keyed.values())
 
     def __repr__(self) -> str:
-        return f"KeyedRateLimiter(rate_per_s={self.rate_per_s}, burst={self.burst}, budgets={len(self._keyed)})"
+        shared = f", shared={self.name!r}" if self._store is not None else ""
+        return f"KeyedRateLimiter(rate_per_s={self.rate_per_s}, burst={self.burst}, budgets={len(self._keyed)}{shared})"
 
 
 DEFAULT_RATE_PER_S = 10.0
 DEFAULT_BURST = 10
 
-_limiters: dict[str, RateLimiter] = {}
+_limiters: dict[tuple[str, str | None], RateLimiter] = {}
 _limiters_lock = threading.Lock()
 
 
 def rate_limiter_for(system: str, rate_per_s: float | None = None, burst: int | None = None, *,
-                     per: Callable[[httpx.Request], str | None] | None = None) -> RateLimiter:
+                     per: Callable[[httpx.Request], str | None] | None = None,
+                     store: BudgetStore | None = None) -> RateLimiter:
     """The process-wide limiter of ``system``: every client of one system shares one budget.
 
     The first call creates it (defaults: 10/s, burst 10), a :class:`KeyedRateLimiter` when ``per``
     says which budget a request draws on (a system that counts per endpoint); a later call that
     passes ``rate_per_s`` or ``burst`` reconfigures the same limiter rather than creating a second budget.
+    With a ``store`` the budget is kept there, named after ``system``, and spent by every process
+    using that store (one limiter per system and store).
     """
+    key = (system, store.identity if store is not None else None)
     with _limiters_lock:
-        limiter = _limiters.get(system)
+        limiter = _limiters.get(key)
         if limiter is None:
             rate, size = rate_per_s or DEFAULT_RATE_PER_S, burst or DEFAULT_BURST
-            limiter = RateLimiter(rate, size) if per is None else KeyedRateLimiter(rate, size, per)
-            _limiters[system] = limiter
+            limiter = (RateLimiter(rate, size, store=store, name=system) if per is None
+                       else KeyedRateLimiter(rate, size, per, store=store, name=system))  # fmt: skip
+            _limiters[key] = limiter
             return limiter
     if rate_per_s is not None or burst is not None:
         limiter.configure(rate_per_s or limiter.rate_per_s, burst or limiter.burst)

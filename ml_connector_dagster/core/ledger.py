@@ -15,11 +15,11 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -39,6 +39,8 @@ __all__ = [
     "Link",
     "metadata",
 ]
+
+T = TypeVar("T")
 
 _CHUNK = 500  # ids per IN list: well under SQLite's bound-parameter limit
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -726,6 +728,28 @@ class Ledger:
         )
         with self._write() as connection:
             connection.execute(statement)
+
+    def update_state(self, key: str, change: Callable[[str | None], tuple[str, T]]) -> T:
+        """Replace the value under ``key`` by what ``change`` makes of it, atomically; return ``change``'s result.
+
+        ``change`` gets the current value (``None`` when there is none) and returns the new value and
+        a result. No other writer, in this process or another, reads or writes ``key`` in between:
+        SQLite takes its write lock at BEGIN, Postgres locks the key's row.
+        """
+        t = kv_state_table
+        now = _utcnow()
+        current = sa.select(t.c.value).where(t.c.key == key)
+        with self._write() as connection:
+            if self.engine.dialect.name == "postgresql":
+                # A row to lock: the first writer of a key creates it, the others wait on its lock.
+                connection.execute(self._insert(t).values(key=key, value=None, updated_at=now).on_conflict_do_nothing())
+                current = current.with_for_update()
+            value, result = change(connection.execute(current).scalar_one_or_none())
+            statement = self._insert(t).values(key=key, value=value, updated_at=now)
+            connection.execute(
+                statement.on_conflict_do_update(index_elements=[t.c.key], set_={"value": value, "updated_at": now})
+            )
+        return result
 
     def states_under(self, prefix: str) -> dict[str, str]:
         """Every key starting with ``prefix``, with its value (a range scan: no LIKE wildcards to escape)."""

@@ -458,3 +458,27 @@ def test_received_at_round_trips_as_the_same_instant_in_utc(ledger: Ledger, mome
     stored = next(e for e in ledger.inbox_after(0, system="jira") if e.event_id == event_id)
     assert stored.received_at == moment
     assert stored.received_at.tzinfo == UTC
+
+
+def test_update_state_changes_a_value_atomically_across_threads(ledger: Ledger) -> None:
+    def add_one(value: str | None) -> tuple[str, int]:
+        count = int(value or 0) + 1
+        return str(count), count
+
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def count(times: int) -> None:
+        for _ in range(times):
+            result = ledger.update_state("counter", add_one)
+            with lock:
+                seen.append(result)
+
+    threads = [threading.Thread(target=count, args=(25,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert ledger.get_state("counter") == "100"
+    assert sorted(seen) == list(range(1, 101))  # no two writers ever read the same value

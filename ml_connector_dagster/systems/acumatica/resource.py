@@ -18,6 +18,7 @@ from pydantic import Field
 from ml_connector_dagster.config import AcumaticaSettings, connector_home
 from ml_connector_dagster.core.http import RetryPolicy, rate_limiter_for
 from ml_connector_dagster.core.ledger import Ledger
+from ml_connector_dagster.core.shared_budgets import SHARED_BUDGET_HELP, budget_store
 from ml_connector_dagster.core.vault import Vault
 
 from .client import (
@@ -43,8 +44,9 @@ class AcumaticaResource(dg.ConfigurableResource):
     sandbox: bool = Field(False, description="Talking to the sandbox simulator (the Vault may use its generated key).")
     page_size: int = Field(100, ge=1, le=1000)
     timezone: str = Field(DEFAULT_TIMEZONE, description="The Acumatica users' time zone: dates are sent as its midnight.")
-    rate_per_s: float = Field(10.0, gt=0, description="Shared request budget per process.")
+    rate_per_s: float = Field(10.0, gt=0, description="Request budget (see shared_budget).")
     burst: int = Field(10, ge=1)
+    shared_budget: bool = Field(False, description=SHARED_BUDGET_HELP)
     timeout_s: float = Field(30.0, gt=0)
     client_id: str = Field(repr=False)
     client_secret: str = Field(repr=False)
@@ -67,6 +69,7 @@ class AcumaticaResource(dg.ConfigurableResource):
             page_size=settings.page_size,
             timezone=settings.timezone,
             rate_per_s=settings.rate_per_s,
+            shared_budget=settings.share_budget,
             burst=settings.burst,
             timeout_s=settings.timeout_s,
             client_id=dg.EnvVar(settings.client_id_env),
@@ -79,6 +82,7 @@ class AcumaticaResource(dg.ConfigurableResource):
     def client(self, *, transport: httpx.BaseTransport | None = None,
                retry: RetryPolicy | None = None) -> Iterator[AcumaticaClient]:
         """A signed-in :class:`AcumaticaClient` for the duration of the block (``transport`` for tests)."""
+        store = budget_store(self.shared_budget, self.db_url)
         ledger = Ledger.open(self.db_url)
         try:
             vault = Vault.from_env(ledger.engine, sandbox=self.sandbox, home=connector_home())
@@ -87,7 +91,7 @@ class AcumaticaResource(dg.ConfigurableResource):
                 username=self.username, password=self.password, store=vault, store_key=self.vault_key,
                 endpoint=self.endpoint_name, version=self.endpoint_version, scope=self.scope,
                 page_size=self.page_size, timezone=self.timezone, timeout_s=self.timeout_s, retry=retry, transport=transport,
-                rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst),
+                rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst, store=store),
             ) as client:  # fmt: skip
                 yield client
         finally:

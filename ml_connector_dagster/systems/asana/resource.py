@@ -19,6 +19,7 @@ from pydantic import Field
 
 from ml_connector_dagster.config import AsanaSettings, connector_home
 from ml_connector_dagster.core.http import DEFAULT_TIMEOUT, rate_limiter_for
+from ml_connector_dagster.core.shared_budgets import SHARED_BUDGET_HELP, budget_store
 from ml_connector_dagster.core.vault import VaultKeyMissing, opened_vault
 
 from .client import SYSTEM, AsanaClient
@@ -34,9 +35,10 @@ class AsanaResource(dg.ConfigurableResource):
     sandbox: bool = Field(False, description="Talking to the sandbox simulator (the Vault may use its generated key).")
     base_url: str = Field("https://app.asana.com", description="App root: the API is under /api/1.0, OAuth under /-/.")
     workspace_gid: str | None = Field(None, description="The workspace the connector works in (None: the token's first).")
-    rate_per_s: float = Field(2.0, gt=0, description="Shared request budget per process, in requests as Asana "
+    rate_per_s: float = Field(2.0, gt=0, description="Request budget, in requests as Asana "
                               "counts them: a batch is 1 + its actions (150/min on free plans, 1,500 paid).")
     burst: int = Field(10, ge=1)
+    shared_budget: bool = Field(False, description=SHARED_BUDGET_HELP)
     timeout_s: float = Field(30.0, gt=0)
     pat: str | None = Field(None, repr=False)
     client_id: str | None = Field(None, repr=False)
@@ -70,6 +72,7 @@ class AsanaResource(dg.ConfigurableResource):
             base_url=str(settings.base_url).rstrip("/"),
             workspace_gid=settings.workspace_gid,
             rate_per_s=settings.rate_per_s,
+            shared_budget=settings.share_budget,
             burst=settings.burst,
             timeout_s=settings.timeout_s,
             **secrets,
@@ -81,7 +84,7 @@ class AsanaResource(dg.ConfigurableResource):
     @contextmanager
     def client(self, *, transport: httpx.BaseTransport | None = None) -> Iterator[AsanaClient]:
         """A connected :class:`AsanaClient` for the duration of the block (``transport`` for tests)."""
-        limiter = rate_limiter_for(SYSTEM, self.rate_per_s, self.burst)
+        limiter = rate_limiter_for(SYSTEM, self.rate_per_s, self.burst, store=budget_store(self.shared_budget, self.db_url))
         if self.auth == "pat":
             client = AsanaClient.connect_pat(self.base_url, self.pat or "", transport=transport,
                                              timeout=self._timeout(), rate_limiter=limiter)

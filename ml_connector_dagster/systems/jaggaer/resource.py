@@ -16,7 +16,8 @@ import httpx
 from pydantic import Field
 
 from ml_connector_dagster.config import JaggaerSettings
-from ml_connector_dagster.core.http import rate_limiter_for
+from ml_connector_dagster.core.http import RateLimiter, rate_limiter_for
+from ml_connector_dagster.core.shared_budgets import SHARED_BUDGET_HELP, budget_store
 
 from .client import CXML_SYSTEM, SYSTEM, CxmlClient, JaggaerClient
 from .cxml import CxmlEnvelope, CxmlParty
@@ -33,8 +34,9 @@ class JaggaerResource(dg.ConfigurableResource):
     path_parameters: dict[str, str] = Field(default_factory=dict)
     page_size: int = Field(100, ge=1, le=1000)
     read_slices: int = Field(3, ge=1, le=8, description="Time slices of a long bounded read walked at once.")
-    rate_per_s: float = Field(10.0, gt=0, description="Shared request budget per process.")
+    rate_per_s: float = Field(10.0, gt=0, description="Request budget (see shared_budget).")
     burst: int = Field(10, ge=1)
+    shared_budget: bool = Field(False, description=SHARED_BUDGET_HELP)
     timeout_s: float = Field(30.0, gt=0)
     client_id: str = Field(repr=False)
     client_secret: str = Field(repr=False)
@@ -62,6 +64,7 @@ class JaggaerResource(dg.ConfigurableResource):
             page_size=settings.page_size,
             read_slices=settings.read_slices,
             rate_per_s=settings.rate_per_s,
+            shared_budget=settings.share_budget,
             burst=settings.burst,
             timeout_s=settings.timeout_s,
             client_id=dg.EnvVar(settings.client_id_env),
@@ -89,10 +92,13 @@ class JaggaerResource(dg.ConfigurableResource):
             page_size=self.page_size,
             read_slices=self.read_slices,
             timeout_s=self.timeout_s,
-            rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst),
+            rate_limiter=self._budget(SYSTEM),
             transport=transport,
         ) as client:
             yield client
+
+    def _budget(self, system: str) -> RateLimiter:
+        return rate_limiter_for(system, self.rate_per_s, self.burst, store=budget_store(self.shared_budget))
 
     def envelope(self) -> CxmlEnvelope:
         """Who our cXML documents are from, to and sent by."""
@@ -110,7 +116,7 @@ class JaggaerResource(dg.ConfigurableResource):
             raise ValueError("JAGGAER cXML is not configured: set systems.jaggaer.cxml_url in connector.yaml")
         with CxmlClient.build(
             url=self.cxml_url, envelope=self.envelope(), shared_secret=self.cxml_shared_secret or "",
-            timeout_s=self.timeout_s, rate_limiter=rate_limiter_for(CXML_SYSTEM, self.rate_per_s, self.burst),
+            timeout_s=self.timeout_s, rate_limiter=self._budget(CXML_SYSTEM),
             transport=transport,
         ) as client:
             yield client

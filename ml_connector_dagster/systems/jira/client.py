@@ -33,6 +33,7 @@ import orjson
 
 from ml_connector_dagster.core.http import (
     ApiError,
+    BudgetStore,
     ClientError,
     RateLimited,
     RateLimiter,
@@ -139,9 +140,11 @@ def endpoint_of(request: httpx.Request) -> str | None:
     return f"{request.method} /rest/{root}/{version}{folded}"
 
 
-def rate_budget(rate_per_s: float | None = None, burst: int | None = None) -> RateLimiter:
-    """The process-wide Jira budget: ``rate_per_s`` and ``burst`` for each endpoint and method."""
-    return rate_limiter_for(SYSTEM, rate_per_s, burst, per=endpoint_of)
+def rate_budget(rate_per_s: float | None = None, burst: int | None = None, *,
+                store: BudgetStore | None = None) -> RateLimiter:
+    """Jira's budget: ``rate_per_s`` and ``burst`` for each endpoint and method, kept in ``store`` when given
+    (every process of the deployment spends it together), else in this process."""
+    return rate_limiter_for(SYSTEM, rate_per_s, burst, per=endpoint_of, store=store)
 
 
 # --- JQL -------------------------------------------------------------------------------------------

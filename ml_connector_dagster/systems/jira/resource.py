@@ -19,6 +19,7 @@ from ml_connector_dagster.config import JiraSettings, connector_home
 from ml_connector_dagster.core.http import DEFAULT_TIMEOUT
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.core.oauth import ConsentRequired
+from ml_connector_dagster.core.shared_budgets import SHARED_BUDGET_HELP, budget_store
 from ml_connector_dagster.core.vault import Vault
 
 from .client import REFRESH_TOKEN_KEY, JiraClient, rate_budget, seed_refresh_token
@@ -35,9 +36,10 @@ class JiraResource(dg.ConfigurableResource):
     auth_url: str = Field("https://auth.atlassian.com", description="Where 3LO tokens are refreshed.")
     site_url: str | None = Field(None, description="https://<site>.atlassian.net: the api_token base, or picks the 3LO site.")
     cloud_id: str | None = Field(None, description="Picks the 3LO site; resolved from accessible-resources when unset.")
-    rate_per_s: float = Field(10.0, gt=0, description="Shared request budget per process, of each endpoint and method "
+    rate_per_s: float = Field(10.0, gt=0, description="Request budget of each endpoint and method "
                               "(Jira's burst limits count per endpoint).")
     burst: int = Field(10, ge=1)
+    shared_budget: bool = Field(False, description=SHARED_BUDGET_HELP)
     timeout_s: float = Field(30.0, gt=0)
     client_id: str | None = Field(None, repr=False)
     client_secret: str | None = Field(None, repr=False)
@@ -73,6 +75,7 @@ class JiraResource(dg.ConfigurableResource):
             site_url=str(settings.site_url).rstrip("/") if settings.site_url else None,
             cloud_id=settings.cloud_id,
             rate_per_s=settings.rate_per_s,
+            shared_budget=settings.share_budget,
             burst=settings.burst,
             timeout_s=settings.timeout_s,
             **secrets,
@@ -89,7 +92,7 @@ class JiraResource(dg.ConfigurableResource):
         ``refresh_token`` only while the Vault has none). ``transport`` lets tests talk to an
         in-process simulator.
         """
-        limiter = rate_budget(self.rate_per_s, self.burst)
+        limiter = rate_budget(self.rate_per_s, self.burst, store=budget_store(self.shared_budget, self.db_url))
         if self.auth == "api_token":
             if not self.site_url:
                 raise ValueError("Jira api_token auth needs site_url (https://<site>.atlassian.net)")

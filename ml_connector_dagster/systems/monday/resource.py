@@ -20,6 +20,7 @@ from pydantic import Field
 
 from ml_connector_dagster.config import MondaySettings, connector_home
 from ml_connector_dagster.core.http import DEFAULT_TIMEOUT, rate_limiter_for
+from ml_connector_dagster.core.shared_budgets import SHARED_BUDGET_HELP, budget_store
 from ml_connector_dagster.core.vault import opened_vault
 
 from .client import SYSTEM, MondayClient, complexity_budget_for
@@ -38,8 +39,9 @@ class MondayResource(dg.ConfigurableResource):
     api_version: str = Field(CURRENT_VERSION, description=f"Sent as API-Version; one of {', '.join(SUPPORTED_VERSIONS)}.")
     complexity_per_minute: int = Field(10_000_000, gt=0, description="The token's budget (app tokens: 5M per kind).")
     max_batch: int = Field(25, ge=1, le=500, description="Most aliased writes per request.")
-    rate_per_s: float = Field(10.0, gt=0, description="Shared request budget per process.")
+    rate_per_s: float = Field(10.0, gt=0, description="Request budget (see shared_budget).")
     burst: int = Field(10, ge=1)
+    shared_budget: bool = Field(False, description=SHARED_BUDGET_HELP)
     timeout_s: float = Field(30.0, gt=0)
     api_token: str | None = Field(None, repr=False, description="The personal API token (auth api_token).")
     db_url: str | None = Field(
@@ -61,6 +63,7 @@ class MondayResource(dg.ConfigurableResource):
             complexity_per_minute=settings.complexity_per_minute,
             max_batch=settings.max_batch,
             rate_per_s=settings.rate_per_s,
+            shared_budget=settings.share_budget,
             burst=settings.burst,
             timeout_s=settings.timeout_s,
             **secrets,
@@ -73,7 +76,7 @@ class MondayResource(dg.ConfigurableResource):
         timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, DEFAULT_TIMEOUT.connect or self.timeout_s))
         with MondayClient.connect(
             self.base_url, token, api_version=self.api_version, transport=transport, timeout=timeout,
-            rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst),
+            rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst, store=budget_store(self.shared_budget, self.db_url)),
             budget=complexity_budget_for(token, self.complexity_per_minute), max_batch=self.max_batch,
         ) as client:  # fmt: skip
             yield client

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from ml_connector_dagster.config import VismaSettings
 from ml_connector_dagster.core.http import rate_limiter_for
+from ml_connector_dagster.core.shared_budgets import SHARED_BUDGET_HELP, budget_store
 
 from .client import SYSTEM, ApiFlavour, VismaClient
 
@@ -29,8 +30,9 @@ class VismaResource(dg.ConfigurableResource):
     api_flavour: ApiFlavour = Field("connect", description="legacy also sends ipp-company-id on every call.")
     scope: str = "vismanet_erp_service_api:read vismanet_erp_service_api:create vismanet_erp_service_api:update"
     page_size: int = Field(500, ge=1, le=1000)
-    rate_per_s: float = Field(10.0, gt=0, description="Shared request budget per process.")
+    rate_per_s: float = Field(10.0, gt=0, description="Request budget (see shared_budget).")
     burst: int = Field(10, ge=1)
+    shared_budget: bool = Field(False, description=SHARED_BUDGET_HELP)
     timeout_s: float = Field(30.0, gt=0)
     client_id: str = Field(repr=False)
     client_secret: str = Field(repr=False)
@@ -54,6 +56,7 @@ class VismaResource(dg.ConfigurableResource):
             scope=settings.scope,
             page_size=settings.page_size,
             rate_per_s=settings.rate_per_s,
+            shared_budget=settings.share_budget,
             burst=settings.burst,
             timeout_s=settings.timeout_s,
             **secrets,
@@ -73,7 +76,7 @@ class VismaResource(dg.ConfigurableResource):
             scope=self.scope,
             page_size=self.page_size,
             timeout_s=self.timeout_s,
-            rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst),
+            rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst, store=budget_store(self.shared_budget)),
             transport=transport,
         ) as client:
             yield client
