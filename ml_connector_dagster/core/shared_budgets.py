@@ -4,7 +4,7 @@ Dagster runs each run in a process of its own, and several runs may call one API
 a backfill, a webhook's run beside a poll's, two flows writing to one Jira. A budget kept in each
 process would let every one of them spend all of it, and the API would answer with 429s. Kept here,
 a reservation is one short transaction on the budget's row (``rate_budget:<system>[:<endpoint>]`` in
-the ledger's key-value state): the GCRA step of :func:`core.http.gcra_step` on wall-clock time,
+the key-value state of the ledger's database, or of a SQLite file beside a SQLite ledger, :func:`budgets_url`): the GCRA step of :func:`core.http.gcra_step` on wall-clock time,
 so every process, and every host reading one Postgres, draws from one bucket, and a pause one of them
 learns from the server (Retry-After, a spent quota) holds the others back too.
 
@@ -19,11 +19,14 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
+
+import sqlalchemy as sa
 
 from ml_connector_dagster.core.http import gcra_step
 from ml_connector_dagster.core.ledger import Ledger
 
-__all__ = ["KEY_PREFIX", "SHARED_BUDGET_HELP", "LedgerBudgets", "budget_store", "shared_budgets"]
+__all__ = ["KEY_PREFIX", "SHARED_BUDGET_HELP", "LedgerBudgets", "budget_store", "budgets_url", "shared_budgets"]
 
 KEY_PREFIX = "rate_budget:"
 # A stored time further ahead than this is not a queue of waiting requests but a clock that jumped back.
@@ -91,15 +94,34 @@ _stores_lock = threading.Lock()
 _OPEN_STORES = 4
 
 
+def budgets_url(ledger_url: str) -> str:
+    """Where the budgets of the ledger at ``ledger_url`` are kept: a SQLite file of their own beside a
+    SQLite ledger (``ledger.db`` -> ``ledger.budgets.db``), the ledger itself on Postgres.
+
+    SQLite lets one writer at a time into a file: in the ledger's own file a reservation would wait
+    behind a landing page's write, and a page read ahead would be asked for only once the last one had
+    landed. Postgres locks the budget's row only.
+    """
+    parsed = sa.make_url(ledger_url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return ledger_url
+    path = Path(database)
+    return parsed.set(database=str(path.with_name(f"{path.stem}.budgets{path.suffix or '.db'}"))).render_as_string(
+        hide_password=False
+    )
+
+
 def shared_budgets(url: str | None = None) -> LedgerBudgets:
-    """The budgets kept in the ledger at ``url`` (``None``: ``Ledger.default_url()``), one per process.
+    """The budgets of the ledger at ``url`` (``None``: ``Ledger.default_url()``; see :func:`budgets_url`), one
+    per process.
 
     The ledger is opened (and migrated) once per process and URL and kept open: a reservation then
     costs one transaction on a pooled connection. A forked child opens its own, never its parent's
     connections. Beyond a few ledgers the least recently used one's connections are closed (it
     reconnects if used again).
     """
-    key = (os.getpid(), url or Ledger.default_url())
+    key = (os.getpid(), budgets_url(url or Ledger.default_url()))
     with _stores_lock:
         store = _stores.get(key)
         if store is None:

@@ -16,7 +16,13 @@ import sqlalchemy as sa
 
 from ml_connector_dagster.core.http import KeyedRateLimiter, RateLimiter, rate_limiter_for
 from ml_connector_dagster.core.ledger import Ledger
-from ml_connector_dagster.core.shared_budgets import KEY_PREFIX, LedgerBudgets, budget_store, shared_budgets
+from ml_connector_dagster.core.shared_budgets import (
+    KEY_PREFIX,
+    LedgerBudgets,
+    budget_store,
+    budgets_url,
+    shared_budgets,
+)
 from ml_connector_dagster.sandbox.jira import DEMO_API_TOKEN, DEMO_EMAIL, JiraSimulator
 from ml_connector_dagster.sandbox.transport import InProcessTransport
 from ml_connector_dagster.systems.jira.client import JiraClient, endpoint_of
@@ -221,3 +227,33 @@ def test_two_runs_with_a_budget_each_draw_429s_from_jira() -> None:
     counts = _two_runs_ask_jira(None)
 
     assert counts[200] == 24 and counts[429] > 0
+
+
+def test_a_sqlite_ledger_keeps_its_budgets_in_a_file_beside_it() -> None:
+    assert budgets_url("sqlite:////srv/connector/ledger.db") == "sqlite:////srv/connector/ledger.budgets.db"
+    assert budgets_url("postgresql://ledger:pw@db.internal/connector") == "postgresql://ledger:pw@db.internal/connector"
+
+
+def test_a_reservation_does_not_wait_behind_a_write_to_the_ledger(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    limiter = RateLimiter(10.0, 1, store=shared_budgets(url), name="acumatica")
+    writing, release = threading.Event(), threading.Event()
+
+    def land_a_page() -> None:  # SQLite's one writer, held as long as a big page takes to land
+        with Ledger.open(url) as ledger, ledger._write() as connection:
+            connection.exec_driver_sql("SELECT 1")
+            writing.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=land_a_page)
+    writer.start()
+    try:
+        assert writing.wait(10)
+        started = time.monotonic()
+        limiter.acquire()
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        writer.join()
+
+    assert took < 1.0
