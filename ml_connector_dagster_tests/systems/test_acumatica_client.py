@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -32,7 +33,7 @@ from ml_connector_dagster.systems.acumatica.client import (
     odata_string,
 )
 from ml_connector_dagster.systems.acumatica.models import Bill, from_wire, to_wire, validate_record
-from ml_connector_dagster_tests.acumatica_sandbox import IN_PROCESS_URL, in_process_client, value
+from ml_connector_dagster_tests.acumatica_sandbox import IN_PROCESS_URL, in_process_client, raw_http, value
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 BILL = AcumaticaEntity.BILL
@@ -171,6 +172,66 @@ def test_a_dead_refresh_token_in_the_store_falls_back_to_signing_in(sim: Acumati
     with in_process_client(sim, store=store) as fresh:
         list(fresh.iter_pages(AcumaticaEntity.VENDOR))
     assert store.load(REFRESH_TOKEN_KEY) not in (None, "revoked-long-ago")
+
+
+def _password_grants(sim: AcumaticaSimulator) -> int:
+    return sum(1 for r in sim.requests if r.path.endswith("/identity/connect/token")
+               and (r.body or {}).get("grant_type") == "password")  # fmt: skip
+
+
+def test_clients_signing_in_at_once_open_one_session(sim: AcumaticaSimulator, store: MemoryTokenStore) -> None:
+    """Runs and sensors starting together on an empty store: one signs in, the others join its session."""
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with in_process_client(sim, store=store) as client:
+                start.wait(10)
+                list(client.iter_pages(AcumaticaEntity.VENDOR))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    assert _password_grants(sim) == 1 and len(sim.active_sessions()) == 1
+
+
+def test_a_refresh_refused_while_another_process_rotates_waits_for_the_new_token(
+    sim: AcumaticaSimulator, client: Any, store: MemoryTokenStore
+) -> None:
+    list(client.iter_pages(AcumaticaEntity.VENDOR))
+    spent = store.load(REFRESH_TOKEN_KEY)
+    with raw_http(sim) as http:  # another process rotates the token; its save lands 0.3 s later
+        rotated = http.post("/identity/connect/token", data={
+            "grant_type": "refresh_token", "refresh_token": spent, "client_id": sandbox.DEMO_CLIENT_ID,
+            "client_secret": sandbox.DEMO_CLIENT_SECRET}).json()["refresh_token"]  # fmt: skip
+    saver = threading.Timer(0.3, store.save, args=(REFRESH_TOKEN_KEY, rotated))
+    saver.start()
+
+    with in_process_client(sim, store=store) as late:
+        list(late.iter_pages(AcumaticaEntity.VENDOR))
+    saver.join()
+
+    assert _password_grants(sim) == 1 and len(sim.active_sessions()) == 1
+
+
+def test_a_claim_left_by_a_client_that_died_signing_in_lapses(sim: AcumaticaSimulator) -> None:
+    store = MemoryTokenStore({REFRESH_TOKEN_KEY: f"signing-in until {time.time() - 1:.3f} dead"})
+    with in_process_client(sim, store=store) as fresh:
+        list(fresh.iter_pages(AcumaticaEntity.VENDOR))
+    assert _password_grants(sim) == 1 and not store.load(REFRESH_TOKEN_KEY).startswith("signing-in")
+
+
+def test_a_failed_sign_in_leaves_no_claim_behind(sim: AcumaticaSimulator, store: MemoryTokenStore) -> None:
+    with in_process_client(sim, store=store, password="hunter2-wrong") as wrong, pytest.raises(AuthenticationFailed):
+        list(wrong.iter_pages(AcumaticaEntity.VENDOR))
+    assert store.load(REFRESH_TOKEN_KEY) == ""
 
 
 def test_an_access_token_that_dies_early_is_refreshed_and_the_call_goes_on(sim: AcumaticaSimulator, client: Any) -> None:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
+from secrets import token_hex
 from typing import Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
@@ -52,7 +53,7 @@ from ml_connector_dagster.core.http import (
 
 # The shared bearer-token machinery (cached token, one refresh at a time, replay after a 401);
 # only how a token is obtained is Acumatica's.
-from ml_connector_dagster.core.oauth import TokenStore, _CachedBearerAuth
+from ml_connector_dagster.core.oauth import SwappingTokenStore, TokenStore, _CachedBearerAuth
 
 from .models import field_errors, parse_moment, to_wire
 
@@ -197,37 +198,83 @@ class _Borrowed(httpx.BaseTransport):
         return None
 
 
+# A sign-in another client has claimed: it holds the store's entry until it saves the token it got.
+_CLAIM = "signing-in until "
+CLAIM_TTL_S = 30.0  # a claim older than this was left by a process that died while signing in
+ROTATION_WAIT_S = 2.0  # how long a refused refresh token may still be being replaced by its rotator
+_LOOK_EVERY_S = 0.05
+
+
+def _claim_expiry(value: str | None) -> float | None:
+    """When a claim stored as ``value`` lapses; None when ``value`` is no claim."""
+    if not value or not value.startswith(_CLAIM):
+        return None
+    try:
+        return float(value[len(_CLAIM):].split(" ", 1)[0])
+    except ValueError:
+        return 0.0  # unreadable: lapsed
+
+
 class AcumaticaPasswordAuth(_CachedBearerAuth):
     """OAuth 2.0 resource-owner password grant, then rotating refresh tokens kept in ``store``.
 
     A new access token comes from the stored refresh token when there is one (same API session);
     only without one, or when it is dead and nobody saved a newer one, from the password grant.
+
+    Every password grant takes one of the licence's API users, so only one client signs in at a time
+    across every process sharing the store: it claims the store's entry first (compare-and-swap), and
+    the others wait for the refresh token it saves, then refresh into its session. A refused refresh
+    token waits ``ROTATION_WAIT_S`` for a newer one before anyone signs in: the process that rotated
+    it may not have saved the new one yet.
     """
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, username: str, password: str, *,
                  store: TokenStore, store_key: str = REFRESH_TOKEN_KEY, scope: str = DEFAULT_SCOPE,
                  transport: httpx.BaseTransport | None = None, clock: Callable[[], float] = time.time,
-                 refresh_margin_s: float = 60) -> None:
+                 sleep: Callable[[float], None] = time.sleep, refresh_margin_s: float = 60) -> None:
         super().__init__(token_url, system=SYSTEM, clock=clock, refresh_margin_s=refresh_margin_s,
                          transport=transport)
         self._client_id, self._client_secret = client_id, client_secret
         self._username, self._password = username, password
         self._store, self._store_key, self._scope = store, store_key, scope
+        self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"AcumaticaPasswordAuth(token_url={self._token_url!r}, client_id={self._client_id!r})"
 
     def _fetch_token(self) -> Any:
-        stored = self._store.load(self._store_key) or None
-        if stored:
-            refreshed = self._refresh(stored)
-            if refreshed is None:
-                newer = self._store.load(self._store_key) or None
-                refreshed = self._refresh(newer) if newer and newer != stored else None
-            if refreshed is not None:
-                return refreshed
+        refused: set[str] = set()
+        newer_until = 0.0
+        while True:
+            stored = self._store.load(self._store_key)
+            now = self._clock()
+            lapses = _claim_expiry(stored)
+            if stored and lapses is None and stored not in refused:
+                refreshed = self._refresh(stored)
+                if refreshed is not None:
+                    return refreshed
+                refused.add(stored)
+                newer_until = self._clock() + ROTATION_WAIT_S
+            elif (lapses is not None and now < lapses) or (stored in refused and now < newer_until):
+                self._sleep(_LOOK_EVERY_S)  # another client is signing in, or saving the token it rotated
+            elif (signed_in := self._sign_in_claimed(stored)) is not None:
+                return signed_in
+
+    def _sign_in_claimed(self, stored: str | None) -> Any:
+        """Sign in if this client wins the claim on the store's entry (still ``stored``); None if another did."""
+        if not isinstance(self._store, SwappingTokenStore):
+            return self._sign_in()
+        claim = f"{_CLAIM}{self._clock() + CLAIM_TTL_S:.3f} {token_hex(4)}"
+        if not self._store.compare_and_swap(self._store_key, stored, claim):
+            return None
+        if stored and _claim_expiry(stored) is None:
             logger.info("acumatica: the stored refresh token is no longer valid; signing in again")
-        return self._sign_in()
+        try:
+            return self._sign_in()
+        finally:
+            # Replaced by the saved refresh token; still there when none came (or the sign-in failed):
+            # then the next client need not wait for the claim to lapse.
+            self._store.compare_and_swap(self._store_key, claim, "")
 
     def _form(self, **fields: str) -> dict[str, str]:
         return {"client_id": self._client_id, "client_secret": self._client_secret, **fields}
