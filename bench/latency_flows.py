@@ -7,6 +7,11 @@
   (``PUT /entity/Default/24.200.001/Bill``, an API user of its own); Acumatica's push notification
   reaches the receiver, the inbox run fetches the bill by its id, the flow's ``bill_on_hold`` rule
   makes it an exception, and its issue carries ``Bill/Bill/<number>`` in the "External ID" field.
+- ``acumatica_release``: acumatica_jira's return path. Before the clock starts, bills are put on hold
+  as above and their exception issues awaited; then a user resolves each issue through Jira's API
+  (the transition to a done status); Jira's webhook reaches the receiver, the resolution sensor requests a
+  release run, which takes the bill off hold in Acumatica: the change is seen when the bill, in the
+  Acumatica simulator's state, is no longer on hold.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,21 +28,81 @@ if TYPE_CHECKING:
     from .stack import Stack
     from .webhook_latency import Change
 
-__all__ = ["LATENCY_FLOWS", "LatencyFlow"]
+__all__ = ["LATENCY_FLOWS", "Arrivals", "LatencyFlow", "Look"]
+
+# What the destination shows now: external id -> (arrived, when the destination stamped it, if it says).
+Arrivals = dict[str, tuple[bool, float | None]]
+Look = Callable[[httpx.Client], Arrivals]
 
 
 @dataclass(frozen=True)
 class LatencyFlow:
     """One flow the latency benchmark can drive."""
 
-    name: str  # the connector.yaml flow
+    name: str  # the connector.yaml flow (the return path's benchmark names the flow it belongs to apart)
+    flow: str  # the connector.yaml flow the stack configures
     systems: tuple[str, ...]  # the simulators it needs
     source: str  # the webhook inbox's system
-    source_op: str  # the source asset's op (its run config carries the inbox ids)
-    issue_field: str  # the Jira field naming the source record
+    run_op: str  # the op whose run config names the changed records
+    destination: str  # what shows the change, for the report: "its issue showed in the Jira simulator"
     change: str  # what the benchmark does, for the report: "supplier invoices created through the Visma API"
     size: int  # documents in the source simulator (enough for the changes)
     make: Callable[[Stack, int, float], list[Change]]  # (stack, count, spacing_s) -> the changes, timed
+    watch: Callable[[Stack], Look]  # how the benchmark sees a change arrive at the destination
+    run_trigger: str = "inbox"  # the ml_connector/trigger tag of the runs that carry a webhook's records
+    ids_key: str = "ids"  # where the run op's config names the records
+
+
+def jira_issues(field_name: str) -> Callable[[Stack], Look]:
+    """Arrival = an issue carrying the record's id in ``field_name`` exists (stamped by its ``created``)."""
+
+    def watch(stack: Stack) -> Look:
+        url = f"{stack.urls['jira']}/_sandbox/state"
+        field_id: list[str] = []
+
+        def look(client: httpx.Client) -> Arrivals:
+            state = client.get(url).json()
+            if not field_id:
+                field_id.append(_field_id(state, field_name))
+            arrivals: Arrivals = {}
+            for issue in state["issues"]:
+                external_id = issue["fields"].get(field_id[0])
+                if external_id:
+                    created = datetime.strptime(issue["fields"]["created"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+                    arrivals[external_id] = (True, created)
+            return arrivals
+
+        return look
+
+    return watch
+
+
+def _field_id(state: dict[str, Any], name: str) -> str:
+    for found in state.get("fields", []):
+        if found.get("name") == name:
+            return str(found["id"])
+    raise RuntimeError(f"the Jira simulator has no field named {name!r}")
+
+
+def bills_off_hold(stack: Stack) -> Look:
+    """Arrival = the bill is not on hold in the Acumatica simulator (stamped by its LastModifiedDateTime)."""
+    url = f"{_root(stack.urls['acumatica'])}/_sandbox/state"
+
+    def look(client: httpx.Client) -> Arrivals:
+        arrivals: Arrivals = {}
+        for bill in client.get(url).json()["bills"]:
+            modified = _value(bill, "LastModifiedDateTime")
+            stamp = datetime.fromisoformat(modified).timestamp() if modified else None
+            arrivals[f"Bill/{_value(bill, 'Type')}/{_value(bill, 'ReferenceNbr')}"] = (not _value(bill, "Hold"), stamp)
+        return arrivals
+
+    return look
+
+
+def _root(url: str) -> str:
+    """The simulator's own root (``/_sandbox/...`` lives there), without the tenant's site path."""
+    parts = httpx.URL(url)
+    return f"{parts.scheme}://{parts.netloc.decode()}"
 
 
 def create_supplier_invoices(stack: Stack, count: int, spacing_s: float) -> list[Change]:
@@ -78,11 +144,16 @@ def hold_bills(stack: Stack, count: int, spacing_s: float) -> list[Change]:
     api = f"/entity/{ENDPOINT}/{VERSION}"
     changes = []
     with httpx.Client(base_url=stack.urls["acumatica"], timeout=30) as http:
-        grant = http.post("/identity/connect/token", data={
-            "grant_type": "password", "client_id": credentials["client_id"],
-            "client_secret": credentials["client_secret"], "username": credentials["username"],
-            "password": credentials["password"], "scope": "api"})  # fmt: skip
-        http.headers["Authorization"] = f"Bearer {grant.raise_for_status().json()['access_token']}"
+        form = {"grant_type": "password", "client_id": credentials["client_id"],
+                "client_secret": credentials["client_secret"], "username": credentials["username"],
+                "password": credentials["password"], "scope": "api"}  # fmt: skip
+        deadline = time.monotonic() + 90
+        # The licence's API users are shared with the connector's runs: wait for one to sign out.
+        while (grant := http.post("/identity/connect/token", data=form)).is_error:
+            if "API Login Limit" not in grant.text or time.monotonic() > deadline:
+                raise RuntimeError(f"the benchmark could not sign in to Acumatica: {grant.status_code} {grant.text}")
+            time.sleep(1.0)
+        http.headers["Authorization"] = f"Bearer {grant.json()['access_token']}"
         try:
             bills = http.get(f"{api}/Bill", params={"$filter": "Status eq 'Balanced'", "$top": count}).raise_for_status()
             balanced = [(bill["id"], _value(bill, "ReferenceNbr")) for bill in bills.json()]
@@ -102,11 +173,60 @@ def hold_bills(stack: Stack, count: int, spacing_s: float) -> list[Change]:
     return changes
 
 
+def resolve_held_bills(stack: Stack, count: int, spacing_s: float) -> list[Change]:
+    """``count`` bills put on hold and their exception issues awaited (untimed); then each issue resolved
+    through Jira's API (the transition to a done status: ACU's "Resolve"), ``spacing_s`` apart: the timed changes."""
+    from ml_connector_dagster.sandbox.jira import DEMO_API_TOKEN, DEMO_EMAIL
+
+    from .webhook_latency import Change
+
+    held = [change.external_id for change in hold_bills(stack, count, 0.2)]
+    issues = _issues_of(stack, held, timeout_s=180.0)
+    changes = []
+    with httpx.Client(base_url=stack.urls["jira"], auth=(DEMO_EMAIL, DEMO_API_TOKEN), timeout=30) as jira:
+        for n, external_id in enumerate(held):
+            if n:
+                time.sleep(spacing_s)
+            issue = issues[external_id]
+            offered = jira.get(f"/rest/api/3/issue/{issue['key']}/transitions").raise_for_status().json()
+            done = next(t for t in offered["transitions"] if t["to"]["statusCategory"]["key"] == "done")
+            posted_at = time.time()
+            jira.post(f"/rest/api/3/issue/{issue['key']}/transitions",
+                      json={"transition": {"id": done["id"]}}).raise_for_status()  # fmt: skip
+            changes.append(Change(str(issue["id"]), external_id, posted_at))
+    return changes
+
+
+def _issues_of(stack: Stack, external_ids: list[str], *, timeout_s: float) -> dict[str, dict[str, Any]]:
+    """The Jira issues (id, key) of the documents ``external_ids``, once all exist."""
+    url = f"{stack.urls['jira']}/_sandbox/state"
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=30) as client:
+        while True:
+            state = client.get(url).json()
+            field_id = _field_id(state, "External ID")
+            found = {issue["fields"].get(field_id): issue for issue in state["issues"]}
+            if all(external_id in found for external_id in external_ids):
+                return {external_id: found[external_id] for external_id in external_ids}
+            if time.monotonic() > deadline:
+                missing = [e for e in external_ids if e not in found]
+                raise TimeoutError(f"no exception issue for {len(missing)} held bills after {timeout_s:.0f} s")
+            time.sleep(0.5)
+
+
 LATENCY_FLOWS: dict[str, LatencyFlow] = {
-    "visma_jira": LatencyFlow("visma_jira", ("visma", "jira"), "visma", "visma__supplier_invoices", "Visma ID",
+    "visma_jira": LatencyFlow("visma_jira", "visma_jira", ("visma", "jira"), "visma", "visma__supplier_invoices",
+                              "its issue showed in the Jira simulator's `/_sandbox/state`",
                               "supplier invoices created through the Visma simulator's API (`POST`)", 40,
-                              create_supplier_invoices),
-    "acumatica_jira": LatencyFlow("acumatica_jira", ("acumatica", "jira"), "acumatica", "acumatica__bills",
-                                  "External ID", "balanced bills put on hold through the Acumatica simulator's "
-                                  "API (`PUT .../Bill`)", 120, hold_bills),
+                              create_supplier_invoices, jira_issues("Visma ID")),
+    "acumatica_jira": LatencyFlow("acumatica_jira", "acumatica_jira", ("acumatica", "jira"), "acumatica",
+                                  "acumatica__bills", "its issue showed in the Jira simulator's `/_sandbox/state`",
+                                  "balanced bills put on hold through the Acumatica simulator's API (`PUT .../Bill`)",
+                                  120, hold_bills, jira_issues("External ID")),
+    "acumatica_release": LatencyFlow("acumatica_release", "acumatica_jira", ("acumatica", "jira"), "jira",
+                                     "release_resolved_documents",
+                                     "its bill was off hold in the Acumatica simulator's `/_sandbox/state`",
+                                     "exception issues of held bills resolved through the Jira simulator's API "
+                                     "(the transition to a done status)", 120, resolve_held_bills, bills_off_hold,
+                                     run_trigger="jira_resolution", ids_key="issues"),
 }

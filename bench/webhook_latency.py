@@ -35,11 +35,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from .latency_flows import LATENCY_FLOWS, LatencyFlow
+from .latency_flows import LATENCY_FLOWS, LatencyFlow, Look
 from .report import REPORT_PATH, machine, percentile, table, write_section
 from .stack import PROJECT_ROOT, Stack, StackSettings, running_stack
 
@@ -88,23 +87,26 @@ class Change:
                 if begin in stamps and end in stamps}  # fmt: skip
 
 
-class IssueWatcher:
-    """Polls the Jira simulator's state from a thread; remembers when each external id first showed."""
+class ArrivalWatcher:
+    """Polls the destination from a thread (the flow's ``watch``); remembers when each change first arrived.
 
-    def __init__(self, jira_url: str, every_s: float, field_name: str) -> None:
-        self.jira_url = jira_url
+    A record that had already arrived when the watcher started counts only once it has been seen
+    not arrived since (a bill put on hold, then released), so nothing done before the clock counts.
+    """
+
+    def __init__(self, look: Look, every_s: float) -> None:
+        self.look = look
         self.every_s = every_s
-        self.field_name = field_name
         self.first_seen: dict[str, float] = {}
         self.created: dict[str, float] = {}
-        self.field_id: str | None = None
+        self._before: set[str] = set()
+        self._away: set[str] = set()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="issue-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="arrival-watcher", daemon=True)
 
-    def __enter__(self) -> IssueWatcher:
+    def __enter__(self) -> ArrivalWatcher:
         with httpx.Client(timeout=10) as client:
-            self.field_id = _field_id(client.get(f"{self.jira_url}/_sandbox/state").json(), self.field_name)
-            self._look(client)
+            self._before = {key for key, (arrived, _) in self.look(client).items() if arrived}
         self._thread.start()
         return self
 
@@ -116,26 +118,19 @@ class IssueWatcher:
         with httpx.Client(timeout=10) as client:
             while not self._stop.wait(self.every_s):
                 try:
-                    self._look(client)
+                    self._note(self.look(client))
                 except httpx.HTTPError:
                     continue  # a busy simulator; the next look catches up
 
-    def _look(self, client: httpx.Client) -> None:
-        state = client.get(f"{self.jira_url}/_sandbox/state").json()
+    def _note(self, arrivals: dict[str, tuple[bool, float | None]]) -> None:
         now = time.time()
-        for issue in state["issues"]:
-            external_id = issue["fields"].get(self.field_id)
-            if external_id and external_id not in self.first_seen:
-                self.first_seen[external_id] = now
-                self.created[external_id] = datetime.strptime(issue["fields"]["created"],
-                                                              "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-
-
-def _field_id(state: dict[str, Any], name: str) -> str:
-    for found in state.get("fields", []):
-        if found.get("name") == name:
-            return str(found["id"])
-    raise RuntimeError(f"the Jira simulator has no field named {name!r}")
+        for key, (arrived, stamped) in arrivals.items():
+            if not arrived:
+                self._away.add(key)
+            elif key not in self.first_seen and (key not in self._before or key in self._away):
+                self.first_seen[key] = now
+                if stamped is not None:
+                    self.created[key] = stamped
 
 
 # -- settling, creating, timing ------------------------------------------------------------------------
@@ -169,8 +164,8 @@ def wait_until_settled(stack: Stack, *, quiet_s: float, timeout_s: float) -> flo
             time.sleep(1.0)
 
 
-def wait_for_issues(changes: Sequence[Change], watcher: IssueWatcher, timeout_s: float) -> None:
-    """Until every change has its issue, or ``timeout_s`` after the last one was made."""
+def wait_for_arrivals(changes: Sequence[Change], watcher: ArrivalWatcher, timeout_s: float) -> None:
+    """Until every change has arrived at the destination, or ``timeout_s`` after the last one was made."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not all(c.external_id in watcher.first_seen for c in changes):
         time.sleep(0.2)
@@ -190,11 +185,14 @@ def trace(changes: Sequence[Change], flow: LatencyFlow) -> None:
     with Ledger.open() as ledger:
         for event in ledger.inbox_after(0, 100_000, system=flow.source, unprocessed_only=False):
             number = (event.record_ref or {}).get("id")
-            if number in by_number and "received" not in by_number[number].stamps:
-                by_number[number].stamps["received"] = event.received_at.timestamp()
+            change = by_number.get(number)
+            # The record's own webhooks from before the change (an issue's creation) are not its journey.
+            if change is not None and "received" not in change.stamps and \
+                    event.received_at.timestamp() >= change.posted_at - 1.0:  # fmt: skip
+                change.stamps["received"] = event.received_at.timestamp()
     with DagsterInstance.get() as instance:
-        for run in reversed(instance.get_runs(RunsFilter(tags={"ml_connector/trigger": "inbox"}))):
-            ids = run.run_config.get("ops", {}).get(flow.source_op, {}).get("config", {}).get("ids", [])
+        for run in reversed(instance.get_runs(RunsFilter(tags={"ml_connector/trigger": flow.run_trigger}))):
+            ids = run.run_config.get("ops", {}).get(flow.run_op, {}).get("config", {}).get(flow.ids_key, [])
             touched = [by_number[number] for number in ids if number in by_number
                        and "enqueued" not in by_number[number].stamps]  # fmt: skip
             if not touched:
@@ -259,19 +257,20 @@ def summarize(invoices: Sequence[Change], args: argparse.Namespace, settle_s: fl
     return "\n\n".join([
         f"Latest run ({when} UTC{', ' + args.label if args.label else ''}): `python -m bench.webhook_latency "
         f"--flow {flow.name}` made {len(invoices)} changes, {flow.change}, {args.spacing:g} s apart, once the "
-        f"initial backfill had settled ({settle_s:.0f} s), and timed each from just before its request until its "
-        f"issue showed in the Jira simulator's `/_sandbox/state` (polled every {args.poll_every:g} s). "
+        f"initial backfill had settled ({settle_s:.0f} s), and timed each from just before its request until "
+        f"{flow.destination} (polled every {args.poll_every:g} s). "
         f"`dagster dev` ran with {instance} on a fresh SQLite DAGSTER_HOME; inbox sensor watch: {wait}.",
         f"Machine: {machine()}; load average {args.load_before:.1f} before the changes, {args.load_after:.1f} "
         f"after. Other work on the machine slows every process start: compare runs at similar load"
         + (f"; `dagster dev` and its run workers ran at autogroup nice {args.priority} (`--priority`), which "
            f"approximates a dedicated machine." if args.priority is not None else "."),
-        table([f"webhook -> Jira issue ({flow.name})", "p50 s", "p95 s", "max s", "target"],
+        table([f"webhook -> destination ({flow.name})", "p50 s", "p95 s", "max s", "target"],
               [("latency", _fmt(p50), _fmt(p95), _fmt(top), f"p50 <= {TARGETS['p50']:g} s, p95 <= "
                 f"{TARGETS['p95']:g} s: **{verdict}**")]),
-        f"Issues not seen within {args.issue_timeout:g} s of the last change: {missing}. Created by the inbox "
-        f"(webhook) run: {paths['inbox']}, by another run (poll): {paths['poll']}, unknown: {paths['?']}.",
-        "Where the time goes (seconds, from the ledger's inbox, the runs' events and the issue's `created`):",
+        f"Changes not seen within {args.issue_timeout:g} s of the last one: {missing}. Carried by the webhook's "
+        f"run: {paths['inbox']}, by another run (poll): {paths['poll']}, unknown: {paths['?']}.",
+        "Where the time goes (seconds, from the ledger's inbox, the runs' events and the destination's own stamp, "
+        "an issue's `created` or a bill's `LastModifiedDateTime`):",
         table(["stage", "median", "p95", "max"], stage_rows),
         HISTORY,
         "\n".join([*table(HISTORY_COLUMNS, []).splitlines(), *history, row]),
@@ -305,15 +304,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     flow = LATENCY_FLOWS[args.flow]
     settings = StackSettings(size=args.size or flow.size, days=args.days, keep=args.keep, dagster_yaml=args.dagster_yaml,
-                             inbox_wait_s=args.inbox_wait, priority=args.priority, flow=flow.name, systems=flow.systems)
+                             inbox_wait_s=args.inbox_wait, priority=args.priority, flow=flow.flow, systems=flow.systems)
     try:
         with running_stack(settings) as stack:
             print(f"stack up in {stack.home}; waiting for the initial backfill to settle ...", flush=True)
             settle_s = wait_until_settled(stack, quiet_s=35.0, timeout_s=args.settle_timeout)
-            with IssueWatcher(stack.urls["jira"], args.poll_every, flow.issue_field) as watcher:
+            with ArrivalWatcher(flow.watch(stack), args.poll_every) as watcher:
                 args.load_before = os.getloadavg()[0]
                 changes = flow.make(stack, args.changes, args.spacing)
-                wait_for_issues(changes, watcher, args.issue_timeout)
+                wait_for_arrivals(changes, watcher, args.issue_timeout)
                 args.load_after = os.getloadavg()[0]
             trace(changes, flow)
     except KeyboardInterrupt:

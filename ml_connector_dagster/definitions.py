@@ -218,7 +218,7 @@ def acumatica_jira_contribution(config: ConnectorConfig) -> Contribution | None:
     from ml_connector_dagster.flows.acumatica_jira import build_acumatica_jira
 
     parts = build_acumatica_jira(flow, acumatica, lookback=timedelta(days=config.sandbox.days),
-                                 minimum_interval_seconds=config.poll_interval_s)
+                                 poll_interval_seconds=config.poll_interval_s)
     return Contribution(assets=parts.assets, asset_checks=parts.asset_checks, jobs=parts.jobs, sensors=parts.sensors)
 
 

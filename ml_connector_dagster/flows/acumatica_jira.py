@@ -224,11 +224,12 @@ class AcumaticaJiraDefinitions:
 
 
 def build_acumatica_jira(settings: AcumaticaJiraFlow, acumatica: AcumaticaSettings, *, lookback: timedelta,
-                         minimum_interval_seconds: int = 60) -> AcumaticaJiraDefinitions:
-    """The issues asset with its reconciliation check, the release job and the sensor that feeds it."""
+                         poll_interval_seconds: float = 60) -> AcumaticaJiraDefinitions:
+    """The issues asset with its reconciliation check, the release job and the sensor that feeds it
+    (webhook hints every second, Jira polled every ``poll_interval_seconds``)."""
     job = build_release_job(settings)
     sensor = build_resolution_sensor(settings, job, RELEASE_OP, lookback=lookback,
-                                     minimum_interval_seconds=minimum_interval_seconds)
+                                     poll_interval_seconds=poll_interval_seconds)
     partitions_def = acumatica_partitions(acumatica.partitions_start)
     return AcumaticaJiraDefinitions(assets=[build_issue_asset(settings, partitions_def)],
                                     asset_checks=[build_reconciled_check(settings, partitions_def)],

@@ -2,12 +2,13 @@
 
 Two signals, one request per resolution. Jira webhooks land in the inbox (system ``jira``, record
 ``{"entity": "issues", "id", "key"}``); an ``issue_updated`` event whose issue carries a resolution
-date in one of the flow's projects is a hint. The guarantee is the poll:
-``project in (...) AND resolved >= <epoch ms> ORDER BY resolved ASC``, read ``resolution_overlap_s``
-behind its watermark because Jira's index lags behind a resolution.
+date in one of the flow's projects is a hint, looked for every second (one query of the ledger), so
+a bill is released seconds after its issue is resolved. The guarantee is the poll, every
+``poll_interval_seconds``: ``project in (...) AND resolved >= <epoch ms> ORDER BY resolved ASC``,
+read ``resolution_overlap_s`` behind its watermark because Jira's index lags behind a resolution.
 
-The cursor is small: the last inbox id read, the watermark, and the resolutions requested within
-the overlap (pruned as the watermark moves), so each resolution is requested once however many
+The cursor is small: the last inbox id read, the watermark, when the poll last ran, and the
+resolutions requested within the overlap (pruned as the watermark moves), so each resolution is requested once however many
 signals report it. One run of ``acumatica_jira_release`` is requested per tick with the batch's
 issue ids; its run key is a digest of the batch's resolutions. Resolutions the ledger shows handled
 are left out, and an action left in doubt (its intent still pending past ``action_window_s``) is
@@ -43,6 +44,7 @@ class ResolutionCursor(BaseModel):
 
     inbox: int = 0
     resolved_ms: int | None = None
+    polled_at: float | None = Field(None, description="When the JQL poll last ran (epoch s).")
     requested: dict[str, int] = Field(default_factory=dict, description="Issue id -> resolved ms, within the overlap.")
 
     @classmethod
@@ -109,22 +111,28 @@ def _batch_key(resolutions: dict[str, int]) -> str:
 
 
 def build_resolution_sensor(settings: AcumaticaJiraFlow, job: dg.JobDefinition, op_name: str, *,
-                            lookback: timedelta, minimum_interval_seconds: int) -> dg.SensorDefinition:
-    """``acumatica_jira_resolutions``: resolved issues (webhook hints, JQL poll) -> release runs."""
+                            lookback: timedelta, poll_interval_seconds: float,
+                            minimum_interval_seconds: int = 1) -> dg.SensorDefinition:
+    """``acumatica_jira_resolutions``: resolved issues (webhook hints every tick, the JQL poll every
+    ``poll_interval_seconds``) -> release runs."""
     overlap_ms = settings.resolution_overlap_s * 1000
 
     @dg.sensor(name="acumatica_jira_resolutions", job=job, minimum_interval_seconds=minimum_interval_seconds,
                required_resource_keys={"jira", "ledger"}, default_status=dg.DefaultSensorStatus.RUNNING,
                description="Requests acumatica_jira_release runs for Jira issues resolved since the last tick "
-                           "(webhooks in the inbox, and a JQL poll on the resolution date).")  # fmt: skip
+                           "(webhooks in the inbox every tick, and a JQL poll on the resolution date every "
+                           f"{poll_interval_seconds:g} s).")  # fmt: skip
     def resolutions(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = ResolutionCursor.load(context.cursor)
         now = datetime.now(UTC)
         watermark = cursor.resolved_ms if cursor.resolved_ms is not None else _ms(now - lookback)
+        poll = cursor.polled_at is None or now.timestamp() - cursor.polled_at >= poll_interval_seconds
         with context.resources.ledger.open() as ledger:
             events = ledger.inbox_after(cursor.inbox, INBOX_BATCH, system="jira", unprocessed_only=False)
-            with context.resources.jira.client() as client:
-                polled = dict(_polled(client, settings, max(0, watermark - overlap_ms)))
+            polled: dict[str, int] = {}
+            if poll:
+                with context.resources.jira.client() as client:
+                    polled = dict(_polled(client, settings, max(0, watermark - overlap_ms)))
             found = polled | dict(_hinted(events, settings))
             handled = ledger.links_for(RESOLUTIONS_FLOW, [f"{i}@{ms}" for i, ms in found.items()])
             fresh = {i: ms for i, ms in found.items()
@@ -140,6 +148,7 @@ def build_resolution_sensor(settings: AcumaticaJiraFlow, job: dg.JobDefinition, 
             requests.append(dg.RunRequest(run_key=_batch_key(fresh), run_config=release_run_config(op_name, fresh),
                                           tags={"ml_connector/trigger": "jira_resolution"}))
         next_cursor = ResolutionCursor(inbox=events[-1].id if events else cursor.inbox, resolved_ms=new_watermark,
+                                       polled_at=now.timestamp() if poll else cursor.polled_at,
                                        requested=requested)  # fmt: skip
         if not requests:
             return dg.SensorResult(skip_reason="no new resolutions", cursor=next_cursor.model_dump_json())

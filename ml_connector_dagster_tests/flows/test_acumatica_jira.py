@@ -9,6 +9,7 @@ relies on a search seeing what was just written. Destination state is read from 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from ml_connector_dagster.flows.acumatica_jira_issues import (
     push_plan,
 )
 from ml_connector_dagster.flows.acumatica_jira_release import release_resolved
+from ml_connector_dagster.flows.acumatica_jira_resolutions import ResolutionCursor
 from ml_connector_dagster.flows.jira_destination import Action, PushOutcome
 from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.sandbox import jira as jira_sandbox
@@ -92,10 +94,12 @@ class World:
         )  # fmt: skip
         return {"jira": jira, "acumatica": acumatica, "ledger": LedgerResource()}
 
-    def definitions(self, settings: AcumaticaJiraFlow, **resources: Any) -> dg.Definitions:
+    def definitions(self, settings: AcumaticaJiraFlow, *, poll_interval_s: float = 0, **resources: Any) -> dg.Definitions:
+        """The flow's definitions; the resolution sensor polls Jira every ``poll_interval_s`` (0: every tick)."""
         acumatica = parse_config({"systems": {"acumatica": {"base_url": self.acumatica_url}}}).systems.acumatica
         assert acumatica is not None
-        parts = build_acumatica_jira(settings, acumatica, lookback=timedelta(days=1), minimum_interval_seconds=5)
+        parts = build_acumatica_jira(settings, acumatica, lookback=timedelta(days=1),
+                                     poll_interval_seconds=poll_interval_s)
         return dg.Definitions(assets=[*acumatica_source_assets(acumatica), *parts.assets], jobs=parts.jobs,
                               asset_checks=parts.asset_checks, sensors=parts.sensors,
                               resources={**self.resources(), **resources})
@@ -443,6 +447,39 @@ def test_a_resolution_whose_webhook_was_dropped_is_found_by_the_poll(world: Worl
     assert unseen == [] and repeated == []
     assert [request.run_config["ops"]["release_resolved_documents"]["config"]["issues"] for request in polled] == [
         [world.the_issue_of(external_id)["id"]]]
+
+
+def _searches(world: World) -> int:
+    return sum(1 for r in world.jira.requests if r.path.endswith("/search/jql"))
+
+
+def test_between_polls_a_tick_reads_only_the_inbox_and_still_requests_the_webhooks_resolution(world: World) -> None:
+    settings = flow()
+    external_id, key = issue_of_a_held_bill(world, settings)
+    defs = world.definitions(settings, poll_interval_s=3600)
+    _, cursor = tick(defs, None)  # the first tick polls Jira
+    searched = _searches(world)
+
+    resolve(world, key)
+    requests, _ = tick(defs, cursor)  # a second later: the webhook's hint, and no search
+
+    assert [request.run_config["ops"]["release_resolved_documents"]["config"]["issues"] for request in requests] == [
+        [world.the_issue_of(external_id)["id"]]]
+    assert _searches(world) == searched
+
+
+def test_the_poll_runs_again_once_its_interval_has_passed(world: World) -> None:
+    settings = flow()
+    defs = world.definitions(settings, poll_interval_s=3600)
+    _, cursor = tick(defs, None)
+    an_hour_ago = ResolutionCursor.model_validate_json(cursor or "{}").model_copy(
+        update={"polled_at": time.time() - 3601})
+    searched = _searches(world)
+
+    _, after = tick(defs, an_hour_ago.model_dump_json())
+
+    assert _searches(world) == searched + 1
+    assert ResolutionCursor.model_validate_json(after or "{}").polled_at > an_hour_ago.polled_at
 
 
 def test_a_refused_release_comments_acumaticas_reason_once(world: World) -> None:
