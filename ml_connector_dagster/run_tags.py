@@ -20,6 +20,8 @@ import dagster as dg
 
 __all__ = [
     "DESTINATION_TAG_PREFIX",
+    "WEBHOOK_LANE",
+    "WEBHOOK_RUN_PRIORITY",
     "FLOW_TAG",
     "JOB_KIND_TAG",
     "destination_tag",
@@ -27,12 +29,23 @@ __all__ = [
     "job_tags",
     "tags_for_assets",
     "tags_for_selection",
+    "webhook_run_tags",
     "written_system",
 ]
 
 DESTINATION_TAG_PREFIX = "ml_connector/destination."
 FLOW_TAG = "ml_connector/flow"
 JOB_KIND_TAG = "ml_connector/job"
+# A run carrying a webhook's few records: the run queue's fast lane (launcher/coordinator.py).
+WEBHOOK_LANE = {"ml_connector/lane": "webhook"}
+# A webhook run is a few records fetched by id; a poll or backfill run can be thousands.
+WEBHOOK_RUN_PRIORITY = "10"
+
+
+def webhook_run_tags() -> dict[str, str]:
+    """The tags of a run a webhook asked for: launched at once while the queue has room (the fast lane),
+    and ahead of a backlog in the run queue and in the vendor pools' op slots (``dagster/priority``)."""
+    return {**WEBHOOK_LANE, "dagster/priority": WEBHOOK_RUN_PRIORITY}
 
 
 def destination_tag(system: str) -> str:

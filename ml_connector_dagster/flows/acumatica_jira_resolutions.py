@@ -10,7 +10,8 @@ read ``resolution_overlap_s`` behind its watermark because Jira's index lags beh
 The cursor is small: the last inbox id read, the watermark, when the poll last ran, and the
 resolutions requested within the overlap (pruned as the watermark moves), so each resolution is requested once however many
 signals report it. One run of ``acumatica_jira_release`` is requested per tick with the batch's
-issue ids; its run key is a digest of the batch's resolutions. Resolutions the ledger shows handled
+issue ids (two when some came from webhooks: those take the run queue's fast lane); its run key
+is a digest of the batch's resolutions. Resolutions the ledger shows handled
 are left out, and an action left in doubt (its intent still pending past ``action_window_s``) is
 requested again so that a failed run's doubt is settled.
 """
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ml_connector_dagster.config import AcumaticaJiraFlow
 from ml_connector_dagster.core.ledger import InboxEvent, Ledger
+from ml_connector_dagster.run_tags import webhook_run_tags
 from ml_connector_dagster.systems.jira.client import JiraClient, jql_datetime, jql_string
 from ml_connector_dagster.systems.jira.models import parse_jira_datetime
 
@@ -133,7 +135,8 @@ def build_resolution_sensor(settings: AcumaticaJiraFlow, job: dg.JobDefinition, 
             if poll:
                 with context.resources.jira.client() as client:
                     polled = dict(_polled(client, settings, max(0, watermark - overlap_ms)))
-            found = polled | dict(_hinted(events, settings))
+            hinted = dict(_hinted(events, settings))
+            found = polled | hinted
             handled = ledger.links_for(RESOLUTIONS_FLOW, [f"{i}@{ms}" for i, ms in found.items()])
             fresh = {i: ms for i, ms in found.items()
                      if cursor.requested.get(i) != ms and f"{i}@{ms}" not in handled}  # fmt: skip
@@ -144,9 +147,14 @@ def build_resolution_sensor(settings: AcumaticaJiraFlow, job: dg.JobDefinition, 
         requests = [dg.RunRequest(run_key=key, run_config=release_run_config(op_name, [issue_id]),
                                   tags={"ml_connector/trigger": "stranded_action"})
                     for issue_id, key in stranded]  # fmt: skip
-        if fresh:
-            requests.append(dg.RunRequest(run_key=_batch_key(fresh), run_config=release_run_config(op_name, fresh),
-                                          tags={"ml_connector/trigger": "jira_resolution"}))
+        # What a webhook reported takes the fast lane, a few issues at a time; what only the poll found
+        # (a dropped webhook, a backlog after downtime) waits its turn in the queue.
+        by_webhook = {i: ms for i, ms in fresh.items() if hinted.get(i) == ms}
+        by_poll = {i: ms for i, ms in fresh.items() if i not in by_webhook}
+        for batch, lane in ((by_webhook, webhook_run_tags()), (by_poll, {})):
+            if batch:
+                requests.append(dg.RunRequest(run_key=_batch_key(batch), run_config=release_run_config(op_name, batch),
+                                              tags={"ml_connector/trigger": "jira_resolution", **lane}))
         next_cursor = ResolutionCursor(inbox=events[-1].id if events else cursor.inbox, resolved_ms=new_watermark,
                                        polled_at=now.timestamp() if poll else cursor.polled_at,
                                        requested=requested)  # fmt: skip

@@ -10,7 +10,7 @@ queued exactly as before.
 A backlog must not take a webhook's room: when poll and backfill runs fill ``max_concurrent_runs``
 (slow runs on a busy machine do), a webhook run would wait behind them for minutes. The
 ``webhook_run_allowance`` setting lets that many webhook runs be in progress beyond the limit — they
-are small (a few records fetched by id) — and the inbox sensor's runs carry ``dagster/priority``, so
+are small (a few records fetched by id) — and webhook runs carry ``dagster/priority``, so
 they are dequeued first and claim a vendor pool's op slots before a backlog's steps do.
 
 It also carries one setting for the daemon process it is loaded in: ``sensor_loop_interval_seconds``.
@@ -32,10 +32,13 @@ from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun
 from dagster._serdes import ConfigurableClassData
 
+from ml_connector_dagster.run_tags import WEBHOOK_LANE
+
 __all__ = ["FAST_LANE_TAGS", "WebhookFastLaneRunCoordinator", "set_sensor_loop_interval"]
 
-# The tags that mark a run as a webhook's: the inbox sensor sets them (sensors/inbox.py).
-FAST_LANE_TAGS = {"ml_connector/trigger": "inbox"}
+# The tags that mark a run as a webhook's (run_tags.webhook_run_tags): the inbox sensor's runs, and
+# acumatica_jira's release runs for resolutions Jira's webhooks reported.
+FAST_LANE_TAGS = dict(WEBHOOK_LANE)
 
 
 class WebhookFastLaneRunCoordinator(QueuedRunCoordinator):

@@ -40,7 +40,7 @@ from typing import Any
 import dagster as dg
 
 from ml_connector_dagster.core.ledger import InboxEvent, Ledger
-from ml_connector_dagster.run_tags import tags_for_selection
+from ml_connector_dagster.run_tags import tags_for_selection, webhook_run_tags
 
 __all__ = ["InboxGroup", "InboxPlan", "InboxRoute", "build_inbox_sensor", "inbox_run_key", "plan_inbox"]
 
@@ -270,10 +270,6 @@ def _read_until_requestable(
             time.sleep(WATCH_INTERVAL_S)
 
 
-# A webhook run is a few records fetched by id; a poll or backfill run can be thousands.
-WEBHOOK_RUN_PRIORITY = "10"
-
-
 def _request(group: InboxGroup, route: InboxRoute, repository: dg.RepositoryDefinition | None) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=group.run_key,
@@ -282,8 +278,7 @@ def _request(group: InboxGroup, route: InboxRoute, repository: dg.RepositoryDefi
         partition_key=group.partition_key,
         tags={
             "ml_connector/trigger": "inbox",
-            # Ahead of a backlog in the run queue and in the vendor pools' op slots (dagster.yaml).
-            "dagster/priority": WEBHOOK_RUN_PRIORITY,
+            **webhook_run_tags(),
             "ml_connector/inbox_system": group.system,
             "ml_connector/inbox_entity": group.entity,
             # Every system the run writes to: the run queue's per-destination limits.

@@ -43,6 +43,7 @@ from ml_connector_dagster.flows.acumatica_jira_issues import (
 from ml_connector_dagster.flows.acumatica_jira_release import release_resolved
 from ml_connector_dagster.flows.acumatica_jira_resolutions import ResolutionCursor
 from ml_connector_dagster.flows.jira_destination import Action, PushOutcome
+from ml_connector_dagster.launcher import FAST_LANE_TAGS
 from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.sandbox import jira as jira_sandbox
 from ml_connector_dagster.sandbox.acumatica import AcumaticaSimulator, Licence
@@ -480,6 +481,30 @@ def test_the_poll_runs_again_once_its_interval_has_passed(world: World) -> None:
 
     assert _searches(world) == searched + 1
     assert ResolutionCursor.model_validate_json(after or "{}").polled_at > an_hour_ago.polled_at
+
+
+def test_a_resolution_a_webhook_reported_takes_the_run_queues_fast_lane(world: World) -> None:
+    settings = flow()
+    _, key = issue_of_a_held_bill(world, settings)
+    defs = world.definitions(settings)
+    resolve(world, key)
+
+    (request,), _ = tick(defs, None)
+
+    assert FAST_LANE_TAGS.items() <= request.tags.items() and request.tags["dagster/priority"] == "10"
+
+
+def test_a_resolution_only_the_poll_found_waits_its_turn_in_the_queue(world: World) -> None:
+    settings = flow()
+    _, key = issue_of_a_held_bill(world, settings)
+    defs = world.definitions(settings)
+    world.jira.set_faults(FaultPlan(webhook_drop_rate=1))
+    resolve(world, key)
+    world.jira.reindex()
+
+    (request,), _ = tick(defs, None)
+
+    assert not FAST_LANE_TAGS.items() <= request.tags.items() and "dagster/priority" not in request.tags
 
 
 def test_a_refused_release_comments_acumaticas_reason_once(world: World) -> None:
