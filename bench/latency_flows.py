@@ -178,10 +178,11 @@ def resolve_held_bills(stack: Stack, count: int, spacing_s: float) -> list[Chang
     through Jira's API (the transition to a done status: ACU's "Resolve"), ``spacing_s`` apart: the timed changes."""
     from ml_connector_dagster.sandbox.jira import DEMO_API_TOKEN, DEMO_EMAIL
 
-    from .webhook_latency import Change
+    from .webhook_latency import Change, wait_until_settled
 
     held = [change.external_id for change in hold_bills(stack, count, 0.2)]
     issues = _issues_of(stack, held, timeout_s=180.0)
+    wait_until_settled(stack, quiet_s=10.0, timeout_s=300.0)  # the holds' own runs are not the return path's
     changes = []
     with httpx.Client(base_url=stack.urls["jira"], auth=(DEMO_EMAIL, DEMO_API_TOKEN), timeout=30) as jira:
         for n, external_id in enumerate(held):
