@@ -48,8 +48,10 @@ $(VENV)/.bench-installed: $(STAMP)
 	touch $@
 
 # Webhook -> Jira issue latency on the embedded instance (starts and stops its own demo stack).
+# Every webhook-driven path, one after another (LATENCY_FLOWS=visma_jira for one of them).
+LATENCY_FLOWS ?= visma_jira acumatica_jira acumatica_release
 bench-latency: install
-	$(BIN)/python -m bench.webhook_latency $(LATENCY_ARGS)
+	@for flow in $(LATENCY_FLOWS); do $(BIN)/python -m bench.webhook_latency --flow $$flow $(LATENCY_ARGS) || exit 1; done
 
 lint: install
 	$(BIN)/ruff check ml_connector_dagster ml_connector_dagster_tests bench

@@ -5,16 +5,18 @@
 and ``dagster dev`` with the repository's dagster.yaml on a fresh DAGSTER_HOME. It waits until the
 initial backfill has settled (no run queued or in progress, for longer than a poll interval), then
 makes ``--changes`` changes in the source through its API, ``--spacing`` seconds apart (visma_jira:
-supplier invoices created; acumatica_jira: bills put on hold), and times each from just before its
-request until its issue shows in the Jira simulator's ``/_sandbox/state`` (polled every
-``--poll-every`` s). Each change's time is then split into stages from the ledger's inbox, the
-Dagster runs' events and the issue's ``created`` stamp:
+supplier invoices created; acumatica_jira: bills put on hold; acumatica_release, that flow's return
+path: exception issues resolved in Jira), and times each from just before its request until the
+destination shows it in its simulator's ``/_sandbox/state`` (polled every ``--poll-every`` s: the
+issue exists; the bill is off hold). Each change's time is then split into stages from the ledger's
+inbox, the Dagster runs' events and the destination's own stamp (an issue's ``created``, a bill's
+``LastModifiedDateTime``):
 
 - ``deliver``: POST -> the receiver stored the webhook
 - ``sensor``: stored -> the inbox sensor enqueued a run
 - ``queue``: enqueued -> the run coordinator launched it
 - ``start``: launched -> the run worker process started the run (process start, imports)
-- ``run``: started -> the issue was created in Jira
+- ``run``: started -> the destination applied the change (the issue created, the bill released)
 - ``observe``: created -> this benchmark saw it
 
 The figures are printed and written to docs/benchmarks.md, section "## Webhook -> destination

@@ -19,21 +19,9 @@ from hypothesis import strategies as st
 
 from ml_connector_dagster.core.ledger import AlreadyLinked, FailedRecord, Ledger, Link, metadata
 from ml_connector_dagster.core.migrations import SCRIPT_LOCATION, VERSION_TABLE
-from ml_connector_dagster_tests.postgres import schema_url, throwaway_schema
 
 FLOW = "visma_jira.invoices"
 ASSET = "jira/visma_invoice_issues"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL to an empty database: a SQLite file, or a fresh Postgres schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-        return
-    admin: sa.Engine = request.getfixturevalue("postgres_admin")
-    with throwaway_schema(admin, "ledger_test") as schema:
-        yield schema_url(schema)
 
 
 @pytest.fixture

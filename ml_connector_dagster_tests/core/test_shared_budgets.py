@@ -27,22 +27,10 @@ from ml_connector_dagster.sandbox.jira import DEMO_API_TOKEN, DEMO_EMAIL, JiraSi
 from ml_connector_dagster.sandbox.transport import InProcessTransport
 from ml_connector_dagster.systems.jira.client import JiraClient, endpoint_of
 from ml_connector_dagster_tests.core.test_http import FakeTime
-from ml_connector_dagster_tests.postgres import schema_url, throwaway_schema
 
 RATE = 40.0  # tokens a second, shared by every process
 TOKENS_EACH = 15
 PROCESSES = 3
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL to an empty ledger: a SQLite file, or a fresh Postgres schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-        return
-    admin: sa.Engine = request.getfixturevalue("postgres_admin")
-    with throwaway_schema(admin, "budget_test") as schema:
-        yield schema_url(schema)
 
 
 @pytest.fixture
