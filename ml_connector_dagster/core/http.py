@@ -333,8 +333,10 @@ class BudgetStore(Protocol):
         """Which store this is (a database URL with its password hidden): one limiter per system and store."""
         ...
 
-    def reserve(self, budget: str, tokens: int, interval: float, burst: int, now: float) -> float:
-        """Reserve ``tokens`` of ``budget`` atomically (:func:`gcra_step`); when they are free."""
+    def reserve(self, budget: str, tokens: int, interval: float, burst: int, clock: Callable[[], float]) -> float:
+        """Reserve ``tokens`` of ``budget`` atomically (:func:`gcra_step`, ``clock`` read inside the
+        transaction: a reservation that waited for its lock is not granted a slot in the past); when
+        they are free."""
         ...
 
     def pause(self, budget: str, until: float) -> None:
@@ -419,12 +421,13 @@ class RateLimiter:
     def _shared_wait(self, tokens: int) -> float | None:
         """Seconds until ``tokens`` reserved in the store are free; None when the store cannot say."""
         assert self._store is not None
-        now = self._wall_clock()
         try:
-            return self._store.reserve(self.name, tokens, self._interval, self.burst, now) - now
+            ready_at = self._store.reserve(self.name, tokens, self._interval, self.burst, self._wall_clock)
         except Exception as exc:  # noqa: BLE001 - any store failure falls back to this process's bucket
             self._store_unavailable(exc)
             return None
+        # From the clock after the transaction: however long it took, the request leaves at its slot.
+        return ready_at - self._wall_clock()
 
     def _store_unavailable(self, exc: Exception) -> None:
         if not self._store_failed:

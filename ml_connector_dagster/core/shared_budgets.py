@@ -4,9 +4,10 @@ Dagster runs each run in a process of its own, and several runs may call one API
 a backfill, a webhook's run beside a poll's, two flows writing to one Jira. A budget kept in each
 process would let every one of them spend all of it, and the API would answer with 429s. Kept here,
 a reservation is one short transaction on the budget's row (``rate_budget:<system>[:<endpoint>]`` in
-the key-value state of the ledger's database, or of a SQLite file beside a SQLite ledger, :func:`budgets_url`): the GCRA step of :func:`core.http.gcra_step` on wall-clock time,
-so every process, and every host reading one Postgres, draws from one bucket, and a pause one of them
-learns from the server (Retry-After, a spent quota) holds the others back too.
+the key-value state of the ledger's database, or of a SQLite file beside a SQLite ledger:
+:func:`budgets_url`): the GCRA step of :func:`core.http.gcra_step` on wall-clock time, so every
+process, and every host reading one Postgres, draws from one bucket, and a pause one of them learns
+from the server (Retry-After, a spent quota) holds the others back too.
 
 The state is bookkeeping, not data: an unreadable value, or one that a clock jumping back left far in
 the future, starts the bucket afresh.
@@ -19,6 +20,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -44,10 +46,11 @@ class LedgerBudgets:
         """The ledger's URL, its password hidden."""
         return self._ledger.engine.url.render_as_string(hide_password=True)
 
-    def reserve(self, budget: str, tokens: int, interval: float, burst: int, now: float) -> float:
+    def reserve(self, budget: str, tokens: int, interval: float, burst: int, clock: Callable[[], float]) -> float:
         """Reserve ``tokens`` of ``budget`` in one transaction; the wall-clock time they are free."""
 
         def step(value: str | None) -> tuple[str, float]:
+            now = clock()  # inside the transaction, once its lock is held
             arrival, paused_until = _state(value, now)
             arrival, ready_at = gcra_step(arrival, paused_until, now, tokens, interval, burst)
             return _encoded(arrival, paused_until), ready_at

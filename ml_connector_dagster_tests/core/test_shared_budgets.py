@@ -7,7 +7,7 @@ import multiprocessing
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -120,7 +120,7 @@ def test_a_clock_that_jumped_back_does_not_stall_the_budget(budgets: LedgerBudge
 class _BrokenStore:
     identity = "postgresql://ledger:***@db.internal/connector"
 
-    def reserve(self, budget: str, tokens: int, interval: float, burst: int, now: float) -> float:
+    def reserve(self, budget: str, tokens: int, interval: float, burst: int, clock: Callable[[], float]) -> float:
         raise sa.exc.OperationalError("SELECT value FROM kv_state", {}, Exception("connection refused: hunter2"))
 
     def pause(self, budget: str, until: float) -> None:
