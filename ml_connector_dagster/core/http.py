@@ -344,6 +344,9 @@ class BudgetStore(Protocol):
         ...
 
 
+_STORE_RETRY_S = 60.0  # how long a limiter whose store failed keeps to its own bucket before trying again
+
+
 class RateLimiter:
     """A thread-safe token bucket that also learns the server's view of the budget.
 
@@ -354,8 +357,8 @@ class RateLimiter:
 
     With a ``store`` the bucket lives there under ``name`` instead of in this process, so every process
     of a deployment (each Dagster run is one) spends one budget; pauses are shared too. Should the store
-    fail, the limiter says so once and goes on with its in-process bucket: a request is never refused
-    for want of the budget's bookkeeping.
+    fail, the limiter says so once and goes on with its in-process bucket for a minute before trying the
+    store again: a request is never refused for want of the budget's bookkeeping.
     """
 
     def __init__(
@@ -379,13 +382,9 @@ class RateLimiter:
         self._paused_until = 0.0
         self._store = store
         self._store_failed = False
+        self._store_again_at = 0.0  # after a failure, the store is left alone for a while
         self.name = name
         self.configure(rate_per_s, burst)
-
-    @property
-    def shared(self) -> bool:
-        """Whether the budget is kept in a store shared with other processes."""
-        return self._store is not None
 
     def configure(self, rate_per_s: float, burst: int) -> None:
         """Change the rate and burst (kept: any pause learned from the server)."""
@@ -421,6 +420,8 @@ class RateLimiter:
     def _shared_wait(self, tokens: int) -> float | None:
         """Seconds until ``tokens`` reserved in the store are free; None when the store cannot say."""
         assert self._store is not None
+        if self._clock() < self._store_again_at:
+            return None
         try:
             ready_at = self._store.reserve(self.name, tokens, self._interval, self.burst, self._wall_clock)
         except Exception as exc:  # noqa: BLE001 - any store failure falls back to this process's bucket
@@ -430,6 +431,8 @@ class RateLimiter:
         return ready_at - self._wall_clock()
 
     def _store_unavailable(self, exc: Exception) -> None:
+        # A database that is down may take its connect timeout to say so: not on every request.
+        self._store_again_at = self._clock() + _STORE_RETRY_S
         if not self._store_failed:
             self._store_failed = True
             logger.warning("rate budget %s: its shared store failed (%s); this process keeps its own budget",
@@ -444,7 +447,7 @@ class RateLimiter:
         seconds = min(max(0.0, seconds), self._max_pause_s)
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
-        if self._store is not None and seconds > 0:
+        if self._store is not None and seconds > 0 and self._clock() >= self._store_again_at:
             try:
                 self._store.pause(self.name, self._wall_clock() + seconds)
             except Exception as exc:  # noqa: BLE001 - the in-process pause above still holds

@@ -119,8 +119,10 @@ def test_a_clock_that_jumped_back_does_not_stall_the_budget(budgets: LedgerBudge
 
 class _BrokenStore:
     identity = "postgresql://ledger:***@db.internal/connector"
+    calls = 0
 
     def reserve(self, budget: str, tokens: int, interval: float, burst: int, clock: Callable[[], float]) -> float:
+        self.calls += 1
         raise sa.exc.OperationalError("SELECT value FROM kv_state", {}, Exception("connection refused: hunter2"))
 
     def pause(self, budget: str, until: float) -> None:
@@ -139,6 +141,7 @@ def test_a_failing_store_leaves_the_process_its_own_budget_and_says_so_once(
         limiter.pause_for(1.0)
 
     assert waits == pytest.approx([0, 0.5, 0.5])
+    assert limiter._store.calls == 1  # type: ignore[union-attr]  # left alone for a while after it failed
     assert [r.getMessage() for r in caplog.records] == [
         "rate budget visma: its shared store failed (OperationalError); this process keeps its own budget"
     ]
