@@ -332,6 +332,10 @@ class AcumaticaJiraFlow(_Strict):
         300, ge=0, description="The resolution poll re-reads this far behind its watermark (Jira's index lags).",
     )
     resolutions_per_tick: int = Field(200, ge=1, le=1000, description="Most resolved issues one sensor tick requests.")
+    resolution_poll_s: float | None = Field(
+        None, ge=0, description="Seconds between the resolution sensor's JQL polls of Jira (None: poll_interval_s); "
+        "Jira's webhooks in the inbox are read every tick regardless.",
+    )
     action_timeout_s: float = Field(120, gt=0, description="How long a release may run before the step gives up.")
     action_poll_s: float = Field(1.0, gt=0, description="Seconds between polls of a running release.")
     action_window_s: float = Field(

@@ -217,8 +217,9 @@ def acumatica_jira_contribution(config: ConnectorConfig) -> Contribution | None:
         return None
     from ml_connector_dagster.flows.acumatica_jira import build_acumatica_jira
 
+    polls = config.poll_interval_s if flow.resolution_poll_s is None else flow.resolution_poll_s
     parts = build_acumatica_jira(flow, acumatica, lookback=timedelta(days=config.sandbox.days),
-                                 poll_interval_seconds=config.poll_interval_s)
+                                 poll_interval_seconds=polls)
     return Contribution(assets=parts.assets, asset_checks=parts.asset_checks, jobs=parts.jobs, sensors=parts.sensors)
 
 

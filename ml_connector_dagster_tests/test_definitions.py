@@ -7,6 +7,7 @@ import json
 import dagster as dg
 import pytest
 
+from ml_connector_dagster.config import SANDBOX_CONFIG_PATH, load_config, parse_config
 from ml_connector_dagster.definitions import (
     CONTRIBUTORS,
     Contribution,
@@ -81,3 +82,17 @@ def test_two_contributors_cannot_claim_one_resource_key(monkeypatch: pytest.Monk
     monkeypatch.setattr("ml_connector_dagster.definitions.CONTRIBUTORS", [*CONTRIBUTORS, lambda _: clash])
     with pytest.raises(ValueError, match="ledger"):
         build_definitions(sandbox_config("http://127.0.0.1:8801"))
+
+
+@pytest.mark.parametrize(("resolution_poll_s", "polls_every"), [(None, "every 30 s"), (7, "every 7 s")])
+def test_the_resolution_sensor_polls_jira_at_the_flows_pace_or_the_poll_interval(
+    resolution_poll_s: float | None, polls_every: str
+) -> None:
+    shipped = load_config(SANDBOX_CONFIG_PATH).model_dump(mode="json", exclude_none=True)
+    shipped["flows"]["acumatica_jira"]["resolution_poll_s"] = resolution_poll_s
+    shipped["poll_interval_s"] = 30
+
+    sensor = build_definitions(parse_config(shipped)).get_sensor_def("acumatica_jira_resolutions")
+
+    assert sensor.minimum_interval_seconds == 1  # the webhooks in the inbox, every tick
+    assert f"JQL poll on the resolution date {polls_every}" in (sensor.description or "")

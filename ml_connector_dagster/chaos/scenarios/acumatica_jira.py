@@ -113,8 +113,9 @@ class AcumaticaJiraScenario(Scenario):
 
     def connector_config(self, urls: Mapping[str, str], receiver_url: str) -> dict[str, Any]:
         self.jira.site_url = urls["jira"]
+        # The harness ticks its sensors at its own pace: the resolutions' JQL poll runs at every tick.
         shipped = self.shipped_flow(consistency_window_s=0.8, resolution_overlap_s=5, action_poll_s=0.05,
-                                    action_window_s=1.0, action_timeout_s=10)  # fmt: skip
+                                    action_window_s=1.0, action_timeout_s=10, resolution_poll_s=0)  # fmt: skip
         systems = {
             "acumatica": {"mode": "sandbox", "base_url": urls["acumatica"], "page_size": 50, **UNLIMITED, **SOURCE_STEPS},
             "jira": {"mode": "sandbox", "base_url": urls["jira"], "auth_url": urls["jira"], **UNLIMITED},
