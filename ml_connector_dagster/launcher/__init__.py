@@ -1,11 +1,12 @@
-"""A run launcher for a single machine that starts each run in an already-warm process.
+"""A run launcher for a single machine that forks each run from a process that has imported the code.
 
 Dagster's default launcher asks the code server to spawn a fresh Python for every run, which then
-spends seconds importing before its first step: most of a webhook's journey to its destination.
-:class:`WarmProcessRunLauncher` keeps a small pool of worker processes that have already imported
-the code location (:mod:`.worker`) and hands each run to one; a run it cannot serve that way (a
-different interpreter, or no ready worker) goes the default way. It suits the embedded instance
-(``dagster dev``, one machine); a cluster deployment uses its own launcher (see ``deploy/``).
+spends seconds of CPU importing before its first step: most of a webhook's journey to its
+destination, and on a small machine most of what a burst of runs does. :class:`WarmProcessRunLauncher`
+keeps one fork server (:mod:`.worker`, :mod:`.fork_server`) that has already imported the code
+location and forks a run worker per run; a run it cannot serve that way (a different interpreter,
+or a server that failed) goes the default way. It suits the embedded instance (``dagster dev``, one
+machine); a cluster deployment uses its own launcher (see ``deploy/``).
 
 Set in dagster.yaml::
 
@@ -34,7 +35,7 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClassData, serialize_value
 
 from .coordinator import FAST_LANE_TAGS, WebhookFastLaneRunCoordinator
-from .pool import WarmWorkerPool
+from .fork_server import ForkServer
 
 __all__ = ["FAST_LANE_TAGS", "WORKER_PID_TAG", "WarmProcessRunLauncher", "WebhookFastLaneRunCoordinator"]
 
@@ -61,29 +62,28 @@ class WarmProcessRunLauncher(DefaultRunLauncher):
         inst_data: ConfigurableClassData | None = None,
         preload_modules: Sequence[str] = (),
         watch_paths: Sequence[str] | None = None,
-        pool_size: int = 1,
         max_idle_seconds: float = 600.0,
-        refill_delay_seconds: float = 3.0,
+        ready_timeout_seconds: float = 60.0,
     ) -> None:
         super().__init__(inst_data=inst_data)
         self._preload = list(preload_modules)
         self._watch = [Path(p) for p in watch_paths] if watch_paths is not None else None
-        self._pool_size = pool_size
         self._max_idle_s = max_idle_seconds
-        self._refill_delay_s = refill_delay_seconds
-        self._pool: WarmWorkerPool | None = None
+        self._ready_timeout_s = ready_timeout_seconds
+        self._server: ForkServer | None = None
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
         return {
             "preload_modules": Field(Array(str), is_required=False, default_value=[],
-                                     description="Modules a worker imports before it is given a run."),
+                                     description="Modules the fork server imports before it forks runs."),
             "watch_paths": Field(Noneable(Array(str)), is_required=False, default_value=None,
-                                 description="Files/directories whose change retires older workers "
+                                 description="Files/directories whose change replaces an older server "
                                              "(default: the preloaded packages, plus ML_CONNECTOR_CONFIG)."),
-            "pool_size": Field(int, is_required=False, default_value=1),
-            "max_idle_seconds": Field(float, is_required=False, default_value=600.0),
-            "refill_delay_seconds": Field(float, is_required=False, default_value=3.0),
+            "max_idle_seconds": Field(float, is_required=False, default_value=600.0,
+                                      description="A server idle this long is replaced before its next run."),
+            "ready_timeout_seconds": Field(float, is_required=False, default_value=60.0,
+                                           description="How long a launch waits for a starting server."),
         }  # fmt: skip
 
     @classmethod
@@ -92,36 +92,36 @@ class WarmProcessRunLauncher(DefaultRunLauncher):
     ) -> WarmProcessRunLauncher:
         return cls(inst_data=inst_data, **config_value)
 
-    def _worker_pool(self) -> WarmWorkerPool:
+    def fork_server(self) -> ForkServer:
+        """The fork server (started on the first launch)."""
         # Created on the first launch only: every process that loads the instance builds a launcher
-        # (webserver, run workers themselves), and only the one that launches should hold workers.
-        if self._pool is None:
+        # (webserver, run workers themselves), and only the one that launches should hold a server.
+        if self._server is None:
             watch = self._watch
             if watch is None:
                 watch = _package_dirs(self._preload)
                 if os.environ.get("ML_CONNECTOR_CONFIG"):
                     watch.append(Path(os.environ["ML_CONNECTOR_CONFIG"]))
-            self._pool = WarmWorkerPool(
-                self._preload, watch, size=self._pool_size, max_idle_s=self._max_idle_s,
-                refill_delay_s=self._refill_delay_s,
-            )  # fmt: skip
-        return self._pool
+            self._server = ForkServer(self._preload, watch, max_idle_s=self._max_idle_s,
+                                      ready_timeout_s=self._ready_timeout_s)  # fmt: skip
+        return self._server
 
     def launch_run(self, context: LaunchRunContext) -> None:
-        """Hand the run to a warm worker when one fits, else launch it through the code server."""
+        """Fork the run from the warm server when it fits, else launch it through the code server."""
         run = context.dagster_run
         origin = run.job_code_origin
-        pool = self._worker_pool()
+        server = self.fork_server()
         same_interpreter = origin is not None and os.path.realpath(
             origin.executable_path
-        ) == os.path.realpath(pool.executable)
-        worker = pool.take() if same_interpreter else None
-        if worker is None:
+        ) == os.path.realpath(server.executable)
+        pid = None
+        if same_interpreter:
+            args = ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref())
+            pid = server.start_run(serialize_value(args))
+        if pid is None:
             super().launch_run(context)
             return
-        self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(worker.pid)})
-        args = ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref())
-        worker.hand_over(serialize_value(args))
+        self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(pid)})
         self._run_ids.add(run.run_id)
 
     def terminate(self, run_id: str) -> bool:
@@ -137,8 +137,8 @@ class WarmProcessRunLauncher(DefaultRunLauncher):
         return True
 
     def dispose(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
+        if self._server is not None:
+            self._server.close()
 
     @property
     def supports_check_run_worker_health(self) -> bool:

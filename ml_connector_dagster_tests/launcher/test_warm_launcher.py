@@ -1,4 +1,4 @@
-"""The warm run launcher: runs execute in pre-started worker processes, exactly as Dagster's own."""
+"""The warm run launcher: runs are forked from a server that imported the code once, and run as Dagster's own."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.launcher import LaunchRunContext, WorkerStatus
 
 from ml_connector_dagster.launcher import WORKER_PID_TAG, WarmProcessRunLauncher
-from ml_connector_dagster.launcher.pool import WarmWorkerPool
+from ml_connector_dagster.launcher.fork_server import ForkServer
 
 from .jobs import held_job
 
@@ -33,7 +33,7 @@ def instance(tmp_path: Path, release: Path) -> Iterator[DagsterInstance]:
     launcher = {
         "module": "ml_connector_dagster.launcher",
         "class": "WarmProcessRunLauncher",
-        "config": {"preload_modules": [TEST_JOBS], "pool_size": 1, "refill_delay_seconds": 60.0},
+        "config": {"preload_modules": [TEST_JOBS]},
     }
     home = tmp_path / "home"
     home.mkdir()
@@ -45,7 +45,6 @@ def instance(tmp_path: Path, release: Path) -> Iterator[DagsterInstance]:
 def _launch_warm(instance: DagsterInstance):
     launcher = instance.run_launcher
     assert isinstance(launcher, WarmProcessRunLauncher)
-    launcher._worker_pool().fill()
     run = instance.create_run_for_job(held_job, job_code_origin=reconstructable(held_job).get_python_origin())
     launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
     return launcher, instance.get_run_by_id(run.run_id)
@@ -97,33 +96,75 @@ def test_health_check_reports_a_killed_worker_as_failed(instance: DagsterInstanc
     assert launcher.check_run_worker_health(run).status == WorkerStatus.FAILED
 
 
-def test_a_worker_started_before_a_code_change_is_not_used(tmp_path: Path) -> None:
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _ready_server(watch: list[Path], **kwargs: float) -> ForkServer:
+    server = ForkServer([TEST_JOBS], watch, max_idle_s=kwargs.get("max_idle_s", 600), ready_timeout_s=60)
+    server.start()
+    return server
+
+
+def test_runs_launched_one_after_another_are_forked_from_one_server(
+    instance: DagsterInstance, release: Path
+) -> None:
+    launcher, first = _launch_warm(instance)
+    _, second = _launch_warm(instance)
+    server = launcher.fork_server().server_pid
+    workers = [int(run.tags[WORKER_PID_TAG]) for run in (first, second)]
+    assert workers[0] != workers[1]
+    assert [_parent_of(pid) for pid in workers] == [server, server]
+    release.touch()
+    finished = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}
+    assert [_wait_for(instance, run.run_id, finished).status for run in (first, second)] == [
+        DagsterRunStatus.SUCCESS,
+        DagsterRunStatus.SUCCESS,
+    ]
+
+
+def test_a_server_started_before_a_code_change_is_replaced_before_its_next_run(tmp_path: Path) -> None:
     source = tmp_path / "module.py"
     source.write_text("x = 1\n")
-    pool = WarmWorkerPool([TEST_JOBS], [tmp_path], size=1, max_idle_s=600, refill_delay_s=60)
+    server = _ready_server([tmp_path])
     try:
-        pool.fill()
-        time.sleep(0.05)
-        os.utime(source, (time.time() + 1, time.time() + 1))
-        assert pool.take() is None
+        before = server.server_pid
+        later = time.time() + 1
+        os.utime(source, (later, later))
+        assert server.start_run("not a run") is not None
+        assert server.server_pid not in (None, before)
     finally:
-        pool.close()
+        server.close()
 
 
-def test_a_worker_idle_too_long_is_not_used(tmp_path: Path) -> None:
-    pool = WarmWorkerPool([TEST_JOBS], [], size=1, max_idle_s=0.0, refill_delay_s=60)
+def test_a_server_idle_too_long_is_replaced_before_its_next_run(tmp_path: Path) -> None:
+    server = _ready_server([], max_idle_s=0.0)
     try:
-        pool.fill()
-        assert pool.take() is None
+        before = server.server_pid
+        time.sleep(0.01)
+        assert server.start_run("not a run") is not None
+        assert server.server_pid not in (None, before)
     finally:
-        pool.close()
+        server.close()
 
 
-def test_an_idle_worker_exits_when_the_pool_closes(tmp_path: Path) -> None:
-    pool = WarmWorkerPool([TEST_JOBS], [], size=1, max_idle_s=600, refill_delay_s=60)
-    pool.fill()
-    worker = pool.take()
-    assert worker is not None
-    worker.discard()
-    assert not worker.alive()
-    pool.close()
+def test_the_server_exits_when_the_launcher_closes_it(tmp_path: Path) -> None:
+    server = _ready_server([])
+    pid = server.server_pid
+    assert pid is not None and server.start_run("not a run") is not None
+    server.close()
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert server.start_run("not a run") is None
+
+
+def test_a_forked_child_that_fails_is_reaped_by_the_server(tmp_path: Path) -> None:
+    server = _ready_server([])
+    try:
+        child = server.start_run("not a run")  # unreadable arguments: the child fails at once
+        assert child is not None
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{child}").exists()  # exited and collected, not left a zombie
+    finally:
+        server.close()
