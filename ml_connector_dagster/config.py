@@ -541,8 +541,9 @@ class WebhookSettings(_Strict):
     )
     clock_skew_s: int = Field(30, ge=0, le=600, description="Leeway for JWT exp/iat against our clock.")
     inbox_wait_s: float = Field(
-        4.5, ge=0, le=30, description="How long an inbox sensor tick that finds nothing keeps watching the inbox "
-        "(Dagster starts sensor ticks at most every 5 s; watching in between starts a webhook's run at once).",
+        4.5, ge=0, le=30, description="How long a tick of a sensor reading the inbox (the inbox sensor, "
+        "acumatica_jira's resolutions) that finds nothing keeps watching it (Dagster starts sensor ticks at most "
+        "every 5 s; watching in between starts a webhook's run at once).",
     )
     acumatica: AcumaticaWebhookSettings = Field(default_factory=AcumaticaWebhookSettings)
     asana: AsanaWebhookSettings = Field(default_factory=AsanaWebhookSettings)

@@ -219,7 +219,7 @@ def acumatica_jira_contribution(config: ConnectorConfig) -> Contribution | None:
 
     polls = config.poll_interval_s if flow.resolution_poll_s is None else flow.resolution_poll_s
     parts = build_acumatica_jira(flow, acumatica, lookback=timedelta(days=config.sandbox.days),
-                                 poll_interval_seconds=polls)
+                                 poll_interval_seconds=polls, wait_for_events_s=config.webhooks.inbox_wait_s)
     return Contribution(assets=parts.assets, asset_checks=parts.asset_checks, jobs=parts.jobs, sensors=parts.sensors)
 
 

@@ -224,12 +224,13 @@ class AcumaticaJiraDefinitions:
 
 
 def build_acumatica_jira(settings: AcumaticaJiraFlow, acumatica: AcumaticaSettings, *, lookback: timedelta,
-                         poll_interval_seconds: float = 60) -> AcumaticaJiraDefinitions:
+                         poll_interval_seconds: float = 60, wait_for_events_s: float = 0.0) -> AcumaticaJiraDefinitions:
     """The issues asset with its reconciliation check, the release job and the sensor that feeds it
-    (webhook hints every second, Jira polled every ``poll_interval_seconds``)."""
+    (webhook hints every second, watched for ``wait_for_events_s`` in a tick that finds none; Jira
+    polled every ``poll_interval_seconds``)."""
     job = build_release_job(settings)
     sensor = build_resolution_sensor(settings, job, RELEASE_OP, lookback=lookback,
-                                     poll_interval_seconds=poll_interval_seconds)
+                                     poll_interval_seconds=poll_interval_seconds, wait_for_events_s=wait_for_events_s)
     partitions_def = acumatica_partitions(acumatica.partitions_start)
     return AcumaticaJiraDefinitions(assets=[build_issue_asset(settings, partitions_def)],
                                     asset_checks=[build_reconciled_check(settings, partitions_def)],

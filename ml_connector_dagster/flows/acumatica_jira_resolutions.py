@@ -2,8 +2,9 @@
 
 Two signals, one request per resolution. Jira webhooks land in the inbox (system ``jira``, record
 ``{"entity": "issues", "id", "key"}``); an ``issue_updated`` event whose issue carries a resolution
-date in one of the flow's projects is a hint, looked for every second (one query of the ledger), so
-a bill is released seconds after its issue is resolved. The guarantee is the poll, every
+date in one of the flow's projects is a hint, looked for every tick (one query of the ledger); a tick
+that finds nothing to request keeps watching the inbox for ``wait_for_events_s`` (as the inbox sensor
+does), so a bill is released seconds after its issue is resolved, not a tick later. The guarantee is the poll, every
 ``poll_interval_seconds``: ``project in (...) AND resolved >= <epoch ms> ORDER BY resolved ASC``,
 read ``resolution_overlap_s`` behind its watermark because Jira's index lags behind a resolution.
 
@@ -19,6 +20,7 @@ requested again so that a failed run's doubt is settled.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ml_connector_dagster.config import AcumaticaJiraFlow
 from ml_connector_dagster.core.ledger import InboxEvent, Ledger
 from ml_connector_dagster.run_tags import webhook_run_tags
+from ml_connector_dagster.sensors.inbox import WATCH_INTERVAL_S
 from ml_connector_dagster.systems.jira.client import JiraClient, jql_datetime, jql_string
 from ml_connector_dagster.systems.jira.models import parse_jira_datetime
 
@@ -97,6 +100,28 @@ def _hinted(events: Iterable[InboxEvent], settings: AcumaticaJiraFlow) -> Iterat
             yield str(issue["id"]), _ms(resolved)
 
 
+def _watch_for_hints(ledger: Ledger, events: list[InboxEvent], after: int, wait_s: float,
+                     settings: AcumaticaJiraFlow) -> dict[str, int]:
+    """Read Jira's deliveries past ``after`` until one reports a resolution or ``wait_s`` has passed;
+    ``events`` grows by what was read (the cursor moves past it), the hints are returned."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() + WATCH_INTERVAL_S <= deadline:
+        time.sleep(WATCH_INTERVAL_S)
+        more = ledger.inbox_after(events[-1].id if events else after, INBOX_BATCH, system="jira",
+                                  unprocessed_only=False)  # fmt: skip
+        events += more
+        hinted = dict(_hinted(more, settings))
+        if hinted:
+            return hinted
+    return {}
+
+
+def _fresh(ledger: Ledger, found: dict[str, int], cursor: ResolutionCursor) -> dict[str, int]:
+    """The resolutions found that were neither requested within the overlap nor handled already."""
+    handled = ledger.links_for(RESOLUTIONS_FLOW, [f"{i}@{ms}" for i, ms in found.items()])
+    return {i: ms for i, ms in found.items() if cursor.requested.get(i) != ms and f"{i}@{ms}" not in handled}
+
+
 def _stranded(ledger: Ledger, window: timedelta, now: datetime) -> list[tuple[str, str]]:
     """(issue id, run key) of actions whose intent is still pending past the window: a failed run's doubt."""
     stranded = []
@@ -113,10 +138,11 @@ def _batch_key(resolutions: dict[str, int]) -> str:
 
 
 def build_resolution_sensor(settings: AcumaticaJiraFlow, job: dg.JobDefinition, op_name: str, *,
-                            lookback: timedelta, poll_interval_seconds: float,
-                            minimum_interval_seconds: int = 1) -> dg.SensorDefinition:
+                            lookback: timedelta, poll_interval_seconds: float, minimum_interval_seconds: int = 1,
+                            wait_for_events_s: float = 0.0) -> dg.SensorDefinition:
     """``acumatica_jira_resolutions``: resolved issues (webhook hints every tick, the JQL poll every
-    ``poll_interval_seconds``) -> release runs."""
+    ``poll_interval_seconds``) -> release runs. A tick that finds nothing watches the inbox for
+    ``wait_for_events_s`` (keep it under the daemon's interval between ticks)."""
     overlap_ms = settings.resolution_overlap_s * 1000
 
     @dg.sensor(name="acumatica_jira_resolutions", job=job, minimum_interval_seconds=minimum_interval_seconds,
@@ -136,11 +162,11 @@ def build_resolution_sensor(settings: AcumaticaJiraFlow, job: dg.JobDefinition, 
                 with context.resources.jira.client() as client:
                     polled = dict(_polled(client, settings, max(0, watermark - overlap_ms)))
             hinted = dict(_hinted(events, settings))
-            found = polled | hinted
-            handled = ledger.links_for(RESOLUTIONS_FLOW, [f"{i}@{ms}" for i, ms in found.items()])
-            fresh = {i: ms for i, ms in found.items()
-                     if cursor.requested.get(i) != ms and f"{i}@{ms}" not in handled}  # fmt: skip
+            fresh = _fresh(ledger, polled | hinted, cursor)
             stranded = _stranded(ledger, timedelta(seconds=settings.action_window_s), now)
+            if not fresh and not stranded and wait_for_events_s > 0:
+                hinted |= _watch_for_hints(ledger, events, cursor.inbox, wait_for_events_s, settings)
+                fresh = _fresh(ledger, polled | hinted, cursor)
         # Only the poll moves the watermark: a webhook may report a resolution the index does not show yet.
         new_watermark = max([watermark, *polled.values()])
         requested = {i: ms for i, ms in {**cursor.requested, **fresh}.items() if ms >= new_watermark - overlap_ms}

@@ -9,6 +9,7 @@ relies on a search seeing what was just written. Destination state is read from 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,12 +96,14 @@ class World:
         )  # fmt: skip
         return {"jira": jira, "acumatica": acumatica, "ledger": LedgerResource()}
 
-    def definitions(self, settings: AcumaticaJiraFlow, *, poll_interval_s: float = 0, **resources: Any) -> dg.Definitions:
-        """The flow's definitions; the resolution sensor polls Jira every ``poll_interval_s`` (0: every tick)."""
+    def definitions(self, settings: AcumaticaJiraFlow, *, poll_interval_s: float = 0, wait_for_events_s: float = 0,
+                    **resources: Any) -> dg.Definitions:
+        """The flow's definitions; the resolution sensor polls Jira every ``poll_interval_s`` (0: every tick)
+        and a tick that finds nothing watches the inbox for ``wait_for_events_s``."""
         acumatica = parse_config({"systems": {"acumatica": {"base_url": self.acumatica_url}}}).systems.acumatica
         assert acumatica is not None
         parts = build_acumatica_jira(settings, acumatica, lookback=timedelta(days=1),
-                                     poll_interval_seconds=poll_interval_s)
+                                     poll_interval_seconds=poll_interval_s, wait_for_events_s=wait_for_events_s)
         return dg.Definitions(assets=[*acumatica_source_assets(acumatica), *parts.assets], jobs=parts.jobs,
                               asset_checks=parts.asset_checks, sensors=parts.sensors,
                               resources={**self.resources(), **resources})
@@ -467,6 +470,26 @@ def test_between_polls_a_tick_reads_only_the_inbox_and_still_requests_the_webhoo
     assert [request.run_config["ops"]["release_resolved_documents"]["config"]["issues"] for request in requests] == [
         [world.the_issue_of(external_id)["id"]]]
     assert _searches(world) == searched
+
+
+def test_a_tick_that_finds_nothing_watches_the_inbox_and_requests_a_resolution_reported_meanwhile(
+    world: World,
+) -> None:
+    settings = flow()
+    external_id, key = issue_of_a_held_bill(world, settings)
+    defs = world.definitions(settings, poll_interval_s=3600, wait_for_events_s=20)
+    _, cursor = tick(defs, None)  # the first tick polls Jira, and finds nothing to request
+    resolving = threading.Timer(0.5, resolve, (world, key))
+    resolving.start()
+    started = time.monotonic()
+    try:
+        requests, _ = tick(defs, cursor)  # watches the inbox until the webhook is there
+    finally:
+        resolving.join()
+
+    assert [request.run_config["ops"]["release_resolved_documents"]["config"]["issues"] for request in requests] == [
+        [world.the_issue_of(external_id)["id"]]]
+    assert time.monotonic() - started < 20  # returned with the hint, not at the end of the watch
 
 
 def test_the_poll_runs_again_once_its_interval_has_passed(world: World) -> None:
