@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 WORKER_MODULE = "ml_connector_dagster.launcher.worker"
 REPLY_TIMEOUT_S = 10.0  # a fork answers in milliseconds; this long means the server is wedged
+RETRY_AFTER_FAILURE_S = 60.0  # a server that failed to preload is not started again for every run
 
 
 def newest_change(paths: Sequence[Path]) -> float:
@@ -123,6 +124,7 @@ class ForkServer:
         self._ready_timeout_s = ready_timeout_s
         self._executable = executable
         self._server: _ServerProcess | None = None
+        self._failed_at: float | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -158,11 +160,13 @@ class ForkServer:
                 _stop_in_background(server)
                 server = None
             if server is None:
+                if self._failed_at is not None and time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE_S:
+                    return None
                 server = self._server = _ServerProcess(self._executable, self._modules)
             if not server.wait_ready(self._ready_timeout_s):
                 logger.warning("run fork server pid %s is not ready; launching the usual way", server.pid)
                 if not server.alive():
-                    self._server = None
+                    self._server, self._failed_at = None, time.monotonic()
                 return None
             pid = server.fork(serialized_args)
             if pid is None:

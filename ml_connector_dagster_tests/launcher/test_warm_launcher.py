@@ -15,6 +15,7 @@ from dagster._core.launcher import LaunchRunContext, WorkerStatus
 
 from ml_connector_dagster.launcher import WORKER_PID_TAG, WarmProcessRunLauncher
 from ml_connector_dagster.launcher.fork_server import ForkServer
+from ml_connector_dagster.launcher.worker import preload
 
 from .jobs import held_job
 
@@ -166,5 +167,25 @@ def test_a_forked_child_that_fails_is_reaped_by_the_server(tmp_path: Path) -> No
         while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not Path(f"/proc/{child}").exists()  # exited and collected, not left a zombie
+    finally:
+        server.close()
+
+
+def test_preloading_that_starts_a_thread_is_refused_rather_than_forked_from() -> None:
+    with pytest.raises(RuntimeError, match="started-at-import"):
+        preload(["ml_connector_dagster_tests.launcher.threaded_module"])
+    from . import threaded_module
+
+    threaded_module.stop.set()
+
+
+def test_a_server_that_cannot_preload_leaves_runs_to_the_default_launch_for_a_while(tmp_path: Path) -> None:
+    server = ForkServer(["ml_connector_dagster_tests.launcher.threaded_module"], [], max_idle_s=600,
+                        ready_timeout_s=60)  # fmt: skip
+    try:
+        assert server.start_run("not a run") is None
+        started = time.monotonic()
+        assert server.start_run("not a run") is None and server.server_pid is None  # not started again at once
+        assert time.monotonic() - started < 1
     finally:
         server.close()
