@@ -164,9 +164,11 @@ class ForkServer:
                     return None
                 server = self._server = _ServerProcess(self._executable, self._modules)
             if not server.wait_ready(self._ready_timeout_s):
+                # Failed, exited or wedged in its imports: not waited for again by every run.
                 logger.warning("run fork server pid %s is not ready; launching the usual way", server.pid)
-                if not server.alive():
-                    self._server, self._failed_at = None, time.monotonic()
+                server.process.kill()
+                _stop_in_background(server)
+                self._server, self._failed_at = None, time.monotonic()
                 return None
             pid = server.fork(serialized_args)
             if pid is None:

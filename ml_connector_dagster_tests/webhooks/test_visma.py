@@ -256,4 +256,5 @@ def test_the_simulators_deliveries_are_verified_and_placed(ledger: Ledger) -> No
         transport.close()
     [row] = inbox_rows(ledger)
     assert row.record_ref == {"entity": "supplier_invoices", "id": created["referenceNumber"]}
-    assert row.partition_key == created["lastModifiedDateTime"][:10]
+    # The partition is the UTC day; Visma answers Oslo time with its offset (a day ahead from 23:00 UTC).
+    assert row.partition_key == datetime.fromisoformat(created["lastModifiedDateTime"]).astimezone(UTC).date().isoformat()
