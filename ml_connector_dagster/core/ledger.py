@@ -729,7 +729,7 @@ class Ledger:
         with self._write() as connection:
             connection.execute(statement)
 
-    def update_state(self, key: str, change: Callable[[str | None], tuple[str, T]]) -> T:
+    def update_state(self, key: str, change: Callable[[str | None], tuple[str | None, T]]) -> T:
         """Replace the value under ``key`` by what ``change`` makes of it, atomically; return ``change``'s result.
 
         ``change`` gets the current value (``None`` when there is none) and returns the new value and

@@ -1,4 +1,5 @@
-"""Rate budgets that every process of a deployment spends together, kept in the ledger's database.
+"""Rate budgets (and quotas a server reports) that every process of a deployment spends together, kept in
+the ledger's database.
 
 Dagster runs each run in a process of its own, and several runs may call one API at once: the runs of
 a backfill, a webhook's run beside a poll's, two flows writing to one Jira. A budget kept in each
@@ -22,15 +23,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 
 from ml_connector_dagster.core.http import gcra_step
 from ml_connector_dagster.core.ledger import Ledger
+from ml_connector_dagster.core.quotas import QUOTA_PREFIX, QuotaChange, decoded, encoded
 
 __all__ = ["KEY_PREFIX", "SHARED_BUDGET_HELP", "LedgerBudgets", "budget_store", "budgets_url", "shared_budgets"]
 
 KEY_PREFIX = "rate_budget:"
+T = TypeVar("T")
 # A stored time further ahead than this is not a queue of waiting requests but a clock that jumped back.
 _HORIZON_S = 3600.0
 
@@ -56,6 +60,16 @@ class LedgerBudgets:
             return _encoded(arrival, paused_until), ready_at
 
         return self._ledger.update_state(KEY_PREFIX + budget, step)
+
+    def update_quota(self, name: str, change: QuotaChange[T]) -> T:
+        """Replace the reading of quota ``name`` (:mod:`core.quotas`) by what ``change`` makes of it, in one
+        transaction; return ``change``'s result."""
+
+        def step(value: str | None) -> tuple[str | None, T]:
+            reading, result = change(decoded(value))
+            return encoded(reading), result
+
+        return self._ledger.update_state(QUOTA_PREFIX + name, step)
 
     def pause(self, budget: str, until: float) -> None:
         """Hold ``budget`` back until ``until`` (wall clock) for every process; a longer pause stands."""

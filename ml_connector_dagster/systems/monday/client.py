@@ -50,6 +50,7 @@ from ml_connector_dagster.core.http import (
     retry_safe,
 )
 from ml_connector_dagster.core.oauth import StaticTokenAuth
+from ml_connector_dagster.core.quotas import LocalQuotas, QuotaReading, QuotaStore
 
 from .models import (
     AliasOutcome,
@@ -92,6 +93,7 @@ ITEMS_BY_ID_LIMIT = 100
 DEFAULT_MAX_BATCH = 25
 _MAX_ATTEMPTS = 8
 RESET_MARGIN_S = 1.0  # monday rounds reset_in_x_seconds; arriving a second late beats a refusal
+SAME_WINDOW_S = 2.0  # answers of one window agree on its reset to within monday's rounding
 _LOCKED_BACKOFF_S = 0.25
 _RETRY_ALIAS_CODES = frozenset({"RESOURCE_LOCKED", "COMPLEXITY_BUDGET_EXHAUSTED"})
 COMPLEXITY_FIELDS = "complexity { before after query reset_in_x_seconds }"
@@ -157,71 +159,116 @@ class BatchInterrupted(TransportFailure):
 class ComplexityBudget:
     """The token's complexity points, as monday last reported them, shared by every client of the token.
 
-    ``observe`` learns ``after``/``reset_in_x_seconds`` from each answer; ``exhausted`` records a refusal.
-    ``affordable`` says how many writes of a cost fit now; ``wait_for`` sleeps until the reset when
-    not even one does, and then assumes a full budget again.
+    ``reserve`` takes a request's cost before it is sent (sleeping until the reset first when it does
+    not fit); ``observe`` learns ``after``/``reset_in_x_seconds`` from the answer and gives the
+    reservation back, ``release`` gives back that of a request that got no answer; ``exhausted`` records
+    a refusal. ``affordable`` says how many writes of a cost fit now; ``wait_for`` sleeps until the reset
+    when a cost does not fit. The reading lives in ``quotas``: this process's (:class:`LocalQuotas`), or
+    the ledger's, where every run of the deployment spends it together; reservations let a run see what
+    another has in flight, which monday's own figure does not show yet.
     """
 
-    def __init__(self, per_minute: int = PERSONAL_TOKEN_BUDGET, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_minute: int = PERSONAL_TOKEN_BUDGET, *, clock: Callable[[], float] = time.time,
+                 quotas: QuotaStore | None = None, name: str = SYSTEM) -> None:  # fmt: skip
         self.per_minute = per_minute
         self._clock = clock
-        self._lock = threading.Lock()
-        self._remaining: int | None = None
-        self._resets_at: float | None = None
+        self._quotas = quotas or LocalQuotas()
+        self._name = name
 
-    def observe(self, complexity: Complexity) -> None:
-        with self._lock:
-            self._remaining = complexity.after
-            self._resets_at = self._clock() + complexity.reset_in_x_seconds
+    def _current(self, reading: QuotaReading | None) -> QuotaReading | None:
+        return None if reading is None or self._clock() >= reading.resets_at else reading
+
+    def observe(self, complexity: Complexity, *, reserved: int = 0) -> None:
+        """Learn what monday says is left (``reserved``: what the answered request had taken)."""
+        resets_at = self._clock() + complexity.reset_in_x_seconds
+
+        def change(stored: QuotaReading | None) -> tuple[QuotaReading, None]:
+            current = self._current(stored)
+            if current is None:
+                return QuotaReading(remaining=complexity.after, resets_at=resets_at), None
+            # Within a window the points only go down: an answer overtaken by a later one says more.
+            same_window = abs(current.resets_at - resets_at) <= SAME_WINDOW_S
+            remaining = min(current.remaining, complexity.after) if same_window else complexity.after
+            return QuotaReading(remaining=remaining, resets_at=resets_at,
+                                in_flight=max(0, current.in_flight - reserved)), None  # fmt: skip
+
+        self._quotas.update_quota(self._name, change)
+
+    def release(self, reserved: int) -> None:
+        """Give back what a request took that monday did not answer (refused at the door, lost)."""
+        if reserved:
+            self._quotas.update_quota(self._name, lambda stored: (
+                stored and stored.model_copy(update={"in_flight": max(0, stored.in_flight - reserved)}), None))
 
     def exhausted(self, retry_in_seconds: float) -> None:
-        with self._lock:
-            self._remaining = 0
-            self._resets_at = self._clock() + retry_in_seconds
+        """monday refused a request for want of points: none are left until ``retry_in_seconds``."""
+        resets_at = self._clock() + retry_in_seconds
+        self._quotas.update_quota(self._name, lambda _: (QuotaReading(remaining=0, resets_at=resets_at), None))
 
     def remaining(self) -> int | None:
-        """Points left, or None when unknown (nothing observed, or a reset has passed)."""
-        with self._lock:
-            if self._resets_at is not None and self._clock() >= self._resets_at:
-                self._remaining, self._resets_at = None, None
-            return self._remaining
+        """Points a new request may take, or None when unknown (nothing observed, or a reset has passed)."""
+        reading = self._quotas.update_quota(self._name, lambda stored: (self._current(stored),) * 2)
+        return None if reading is None else reading.available
 
     def affordable(self, cost: int) -> int | None:
         """How many requests of ``cost`` the known budget still pays for (None: unknown, go ahead)."""
         remaining = self.remaining()
-        return None if remaining is None else remaining // max(1, cost)
+        return None if remaining is None else max(0, remaining) // max(1, cost)
+
+    def reserve(self, cost: int, sleep: Callable[[float], None]) -> int:
+        """Take ``cost`` for a request about to be sent, sleeping until the reset first if it does not
+        fit; what was taken (0 when nothing is known to take it from: go ahead)."""
+
+        def change(stored: QuotaReading | None) -> tuple[QuotaReading | None, QuotaReading | int]:
+            current = self._current(stored)
+            if current is None:
+                return None, 0
+            if cost > current.available:
+                return current, current
+            return current.model_copy(update={"in_flight": current.in_flight + cost}), cost
+
+        for _ in range(2):  # after a wait the budget is whole, or unknown: the second pass takes or goes
+            taken = self._quotas.update_quota(self._name, change)
+            if isinstance(taken, int):
+                return taken
+            self._sleep_out(taken, cost, sleep)
+        return 0
 
     def wait_for(self, cost: int, sleep: Callable[[float], None]) -> float:
         """Sleep until the reset if ``cost`` exceeds what is left; return the seconds slept."""
-        with self._lock:
-            remaining, resets_at = self._remaining, self._resets_at
-        if remaining is None or resets_at is None or cost <= remaining:
+        reading = self._quotas.update_quota(self._name, lambda stored: (self._current(stored),) * 2)
+        if reading is None or cost <= reading.available:
             return 0.0
-        left = resets_at - self._clock()
-        wait = left + RESET_MARGIN_S if left > 0 else 0.0
-        if wait:
-            logger.info("monday complexity budget low (%d left, %d needed): waiting %.1fs", remaining, cost, wait)
-            sleep(wait)
-        with self._lock:
-            if self._resets_at == resets_at:
-                self._remaining, self._resets_at = None, None
+        return self._sleep_out(reading, cost, sleep)
+
+    def _sleep_out(self, short: QuotaReading, cost: int, sleep: Callable[[float], None]) -> float:
+        wait = max(0.0, short.resets_at - self._clock()) + RESET_MARGIN_S
+        logger.info("monday complexity budget low (%d left, %d needed): waiting %.1fs", short.available, cost, wait)
+        sleep(wait)
+        # Whole again (monday says otherwise if not): forget the reading waited out, unless another
+        # client has learnt a newer one meanwhile.
+        self._quotas.update_quota(self._name, lambda stored: (None if stored == short else stored, None))
         return wait
 
     def __repr__(self) -> str:
-        return f"ComplexityBudget(per_minute={self.per_minute}, remaining={self._remaining})"
+        return f"ComplexityBudget(per_minute={self.per_minute}, quotas={self._quotas!r})"
 
 
-_budgets: dict[str, ComplexityBudget] = {}
+_budgets: dict[tuple[str, int], ComplexityBudget] = {}
 _budgets_lock = threading.Lock()
 
 
-def complexity_budget_for(api_token: str, per_minute: int = PERSONAL_TOKEN_BUDGET) -> ComplexityBudget:
-    """The process-wide budget of a token (keyed by a digest: the token itself is never kept)."""
-    key = hashlib.sha256(api_token.encode()).hexdigest()[:16]
+def complexity_budget_for(api_token: str, per_minute: int = PERSONAL_TOKEN_BUDGET, *,
+                          quotas: QuotaStore | None = None) -> ComplexityBudget:  # fmt: skip
+    """The budget of a token (named by a digest: the token itself is never kept), kept in ``quotas`` (the
+    ledger's: every run of the deployment spends it together) or, when None, by this process."""
+    name = f"{SYSTEM}:{hashlib.sha256(api_token.encode()).hexdigest()[:16]}"
+    if quotas is not None:
+        return ComplexityBudget(per_minute, quotas=quotas, name=name)
     with _budgets_lock:
-        budget = _budgets.get(key)
+        budget = _budgets.get((name, per_minute))
         if budget is None:
-            budget = _budgets[key] = ComplexityBudget(per_minute)
+            budget = _budgets[(name, per_minute)] = ComplexityBudget(per_minute, name=name)
         return budget
 
 
@@ -335,27 +382,21 @@ class MondayClient:
         request = GraphQLRequest(_document(document), variable_values=dict(variables or {}))
         extra = {} if write else {"extensions": retry_safe()}
         for attempt in range(1, _MAX_ATTEMPTS + 1):
-            self.budget.wait_for(cost, self._wait)
+            reserved = self.budget.reserve(cost, self._wait)
             try:
-                result = self._session.execute(request, get_execution_result=True, extra_args=extra)
-                data, raw_errors = result.data, []
-            except TransportQueryError as exc:
-                data, raw_errors = exc.data, list(exc.errors or [])
-            except GraphQLError as exc:
-                raise InvalidDocument(system=SYSTEM, method="POST", url=API_PATH,
-                                      detail=f"refused by the {self.api_version} schema: {exc.message}") from None  # fmt: skip
-            except TransportConnectionFailed as exc:
-                cause = exc.__cause__
-                if isinstance(cause, ApiError):
-                    raise cause from None
-                raise TransportFailure(system=SYSTEM, method="POST", url=API_PATH, detail=str(exc)) from None
+                data, raw_errors = self._execute(request, extra)
             except RateLimited as exc:  # 429: rate or concurrency limit, nothing was applied
+                self.budget.release(reserved)
                 if attempt == _MAX_ATTEMPTS:
                     raise
                 self._wait(exc.retry_after_s if exc.retry_after_s is not None else 2.0**attempt)
                 continue
+            except BaseException:
+                self.budget.release(reserved)  # no answer to learn what it cost
+                raise
             errors = [MondayError.from_entry(entry) for entry in raw_errors if isinstance(entry, Mapping)]
-            self._learn_complexity(data)
+            if not self._learn_complexity(data, reserved):
+                self.budget.release(reserved)
             exhausted = next((e for e in errors if e.alias is None and e.code == "COMPLEXITY_BUDGET_EXHAUSTED"), None)
             if exhausted is not None and attempt < _MAX_ATTEMPTS:
                 # Refused whole, nothing applied: the next attempt's wait_for sleeps until the reset.
@@ -366,11 +407,30 @@ class MondayClient:
             return _Answer(data or {}, errors)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _learn_complexity(self, data: Mapping[str, Any] | None) -> None:
+    def _execute(self, request: GraphQLRequest, extra: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[Any]]:
+        """One request: its data and raw ``errors[]`` (app errors come with HTTP 200); transport errors raise ours."""
+        try:
+            result = self._session.execute(request, get_execution_result=True, extra_args=dict(extra))
+            return result.data, []
+        except TransportQueryError as exc:
+            return exc.data, list(exc.errors or [])
+        except GraphQLError as exc:
+            raise InvalidDocument(system=SYSTEM, method="POST", url=API_PATH,
+                                  detail=f"refused by the {self.api_version} schema: {exc.message}") from None  # fmt: skip
+        except TransportConnectionFailed as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ApiError):
+                raise cause from None
+            raise TransportFailure(system=SYSTEM, method="POST", url=API_PATH, detail=str(exc)) from None
+
+    def _learn_complexity(self, data: Mapping[str, Any] | None, reserved: int) -> bool:
+        """Learn the budget from an answer's ``complexity`` (giving back what the request took); False: none."""
         raw = (data or {}).get("complexity")
-        if isinstance(raw, Mapping):
-            self.last_complexity = Complexity.model_validate(raw)
-            self.budget.observe(self.last_complexity)
+        if not isinstance(raw, Mapping):
+            return False
+        self.last_complexity = Complexity.model_validate(raw)
+        self.budget.observe(self.last_complexity, reserved=reserved)
+        return True
 
     def _read(self, document: str, variables: Mapping[str, Any] | None = None, *, cost: int = READ_COST_ESTIMATE) -> dict[str, Any]:
         answer = self._run(document, variables, write=False, cost=cost)

@@ -4,8 +4,9 @@ The token is a personal API token in a plain ``str`` field fed by ``dg.EnvVar`` 
 :meth:`MondayResource.from_settings`), so it never reaches run config or the launchpad, and
 ``repr=False`` keeps it out of reprs; or (``auth="oauth"``) the OAuth access token that
 `ml-connector auth monday` stored in the Vault, read when a client is made. Every client of one
-token in the process shares one complexity budget (:func:`complexity_budget_for`) and one
-request-rate limiter.
+token shares one complexity budget (:func:`complexity_budget_for`) and one request-rate limiter:
+kept in the ledger's database with ``shared_budget`` (every run of the deployment spends them
+together), else in the process.
 """
 
 from __future__ import annotations
@@ -74,10 +75,11 @@ class MondayResource(dg.ConfigurableResource):
         """A connected :class:`MondayClient` for the duration of the block (``transport`` for tests)."""
         token = self.token()
         timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, DEFAULT_TIMEOUT.connect or self.timeout_s))
+        store = budget_store(self.shared_budget, self.db_url)  # the request rate and the complexity points
         with MondayClient.connect(
             self.base_url, token, api_version=self.api_version, transport=transport, timeout=timeout,
-            rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst, store=budget_store(self.shared_budget, self.db_url)),
-            budget=complexity_budget_for(token, self.complexity_per_minute), max_batch=self.max_batch,
+            rate_limiter=rate_limiter_for(SYSTEM, self.rate_per_s, self.burst, store=store),
+            budget=complexity_budget_for(token, self.complexity_per_minute, quotas=store), max_batch=self.max_batch,
         ) as client:  # fmt: skip
             yield client
 
