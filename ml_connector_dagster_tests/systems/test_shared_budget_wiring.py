@@ -48,3 +48,23 @@ def test_a_shared_visma_client_spends_the_budget_kept_in_the_ledger(
         sim.close()
 
     assert set(shared_budgets(url)._ledger.states_under(KEY_PREFIX)) == {f"{KEY_PREFIX}visma"}
+
+
+def test_a_shared_monday_client_keeps_its_complexity_points_in_the_ledger(tmp_path: Path) -> None:
+    from ml_connector_dagster.core.quotas import QUOTA_PREFIX
+    from ml_connector_dagster.sandbox.monday import MondaySimulator
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    sim = MondaySimulator()
+    transport = InProcessTransport(sim.app)
+    resource = MondayResource(base_url="http://monday.test", api_token=sim.api_token, db_url=url,
+                              shared_budget=True)  # fmt: skip
+    try:
+        with resource.client(transport=transport) as client:
+            client.me()
+    finally:
+        transport.close()
+        sim.close()
+
+    [(key, value)] = shared_budgets(url)._ledger.states_under(QUOTA_PREFIX).items()
+    assert key.startswith(f"{QUOTA_PREFIX}monday:") and sim.api_token not in key and '"remaining"' in value

@@ -399,7 +399,7 @@ class MondayClient:
                 self.budget.release(reserved)
             exhausted = next((e for e in errors if e.alias is None and e.code == "COMPLEXITY_BUDGET_EXHAUSTED"), None)
             if exhausted is not None and attempt < _MAX_ATTEMPTS:
-                # Refused whole, nothing applied: the next attempt's wait_for sleeps until the reset.
+                # Refused whole, nothing applied: the next attempt's reserve sleeps until the reset.
                 retry_in = exhausted.retry_in_seconds or 60.0
                 self.budget.exhausted(retry_in)
                 logger.info("monday complexity budget exhausted: retrying in %.0fs", retry_in)
