@@ -40,6 +40,7 @@ from .fork_server import ForkServer
 __all__ = ["FAST_LANE_TAGS", "WORKER_PID_TAG", "WarmProcessRunLauncher", "WebhookFastLaneRunCoordinator"]
 
 WORKER_PID_TAG = "ml_connector/run_worker_pid"
+_IGNORED = "Ignored: it sized the pool of pre-importing workers that the fork server replaced."
 
 
 def _package_dirs(modules: Sequence[str]) -> list[Path]:
@@ -64,8 +65,13 @@ class WarmProcessRunLauncher(DefaultRunLauncher):
         watch_paths: Sequence[str] | None = None,
         max_idle_seconds: float = 600.0,
         ready_timeout_seconds: float = 60.0,
+        pool_size: int | None = None,
+        refill_delay_seconds: float | None = None,
     ) -> None:
         super().__init__(inst_data=inst_data)
+        # pool_size and refill_delay_seconds configured the pool of pre-importing workers the fork server
+        # replaced: accepted and ignored, so that an instance's older dagster.yaml still loads.
+        del pool_size, refill_delay_seconds
         self._preload = list(preload_modules)
         self._watch = [Path(p) for p in watch_paths] if watch_paths is not None else None
         self._max_idle_s = max_idle_seconds
@@ -84,6 +90,8 @@ class WarmProcessRunLauncher(DefaultRunLauncher):
                                       description="A server idle this long is replaced before its next run."),
             "ready_timeout_seconds": Field(float, is_required=False, default_value=60.0,
                                            description="How long a launch waits for a starting server."),
+            "pool_size": Field(Noneable(int), is_required=False, description=_IGNORED),
+            "refill_delay_seconds": Field(Noneable(float), is_required=False, description=_IGNORED),
         }  # fmt: skip
 
     @classmethod

@@ -189,3 +189,13 @@ def test_a_server_that_cannot_preload_leaves_runs_to_the_default_launch_for_a_wh
         assert time.monotonic() - started < 1
     finally:
         server.close()
+
+
+def test_an_older_dagster_yaml_with_the_pools_settings_still_loads(tmp_path: Path) -> None:
+    launcher = {
+        "module": "ml_connector_dagster.launcher",
+        "class": "WarmProcessRunLauncher",
+        "config": {"preload_modules": [TEST_JOBS], "pool_size": 2, "refill_delay_seconds": 3.0},
+    }
+    with DagsterInstance.local_temp(str(tmp_path), overrides={"run_launcher": launcher}) as instance:
+        assert isinstance(instance.run_launcher, WarmProcessRunLauncher)
