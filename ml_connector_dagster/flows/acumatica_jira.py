@@ -36,6 +36,7 @@ from pydantic import Field
 
 from ml_connector_dagster.assets.acumatica import BACKFILL, acumatica_partitions
 from ml_connector_dagster.assets.acumatica import POOL as ACUMATICA_POOL
+from ml_connector_dagster.check_scope import PARTITION_AUDIT
 from ml_connector_dagster.config import AcumaticaJiraFlow, AcumaticaSettings
 from ml_connector_dagster.core.http import RetryPolicy
 from ml_connector_dagster.core.ledger import Ledger
@@ -162,6 +163,7 @@ def build_reconciled_check(settings: AcumaticaJiraFlow, partitions_def: dg.Parti
     """``reconciled``: each document of the partition that needs attention has exactly one issue."""
 
     @dg.asset_check(asset=dg.AssetKey(ASSET.split("/")), name="reconciled", partitions_def=partitions_def, pool=POOL,
+                    metadata=PARTITION_AUDIT,
                     description="Every Acumatica document of the partition that needs attention has exactly one "
                                 "Jira issue (a duplicate is an error).")  # fmt: skip
     def reconciled(context: dg.AssetCheckExecutionContext, jira: JiraResource,

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ml_connector_dagster.assets.jaggaer import BACKFILL, jaggaer_partitions
 from ml_connector_dagster.assets.visma import visma_partitions
+from ml_connector_dagster.check_scope import PARTITION_AUDIT
 from ml_connector_dagster.config import JaggaerSettings, JaggaerVismaFlow, VismaSettings
 from ml_connector_dagster.core.landing import LandingStore
 from ml_connector_dagster.core.ledger import Ledger
@@ -206,7 +207,7 @@ def build_reconciled_check(kind: DocumentKind, settings: JaggaerVismaFlow,
     """``reconciled``: each eligible document of the partition is in Visma once (duplicates: ERROR)."""
 
     @dg.asset_check(asset=_key(kind.asset), name="reconciled", partitions_def=partitions_def, pool=VISMA_POOL,
-                    description="Every matched and mapped JAGGAER document of the partition is in Visma exactly once.")
+                    metadata=PARTITION_AUDIT, description="Every matched and mapped JAGGAER document of the partition is in Visma exactly once.")
     def reconciled(context: dg.AssetCheckExecutionContext, visma: VismaResource,
                    ledger: LedgerResource) -> dg.AssetCheckResult:
         with visma.client() as client, ledger.open() as opened:

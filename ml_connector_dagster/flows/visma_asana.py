@@ -38,6 +38,7 @@ import pandas as pd
 from pydantic import Field
 
 from ml_connector_dagster.assets.visma import BACKFILL, visma_partitions
+from ml_connector_dagster.check_scope import PARTITION_AUDIT
 from ml_connector_dagster.config import VismaAsanaFlow, VismaSettings, connector_home
 from ml_connector_dagster.core.landing import LandingStore
 from ml_connector_dagster.core.ledger import Ledger
@@ -243,7 +244,8 @@ def build_reconciled_check(kind: TaskKind, settings: VismaAsanaFlow,
     """``reconciled``: each landed record of the partition has exactly one task (duplicates: ERROR)."""
 
     @dg.asset_check(asset=dg.AssetKey(kind.asset.split("/")), name="reconciled", partitions_def=partitions_def,
-                    pool=POOL, description="Every Visma record of the partition has exactly one Asana task.")
+                    pool=POOL, metadata=PARTITION_AUDIT,
+                    description="Every Visma record of the partition has exactly one Asana task.")
     def reconciled(context: dg.AssetCheckExecutionContext, asana: AsanaResource,
                    ledger: LedgerResource) -> dg.AssetCheckResult:
         with asana.client() as client, ledger.open() as opened:

@@ -25,6 +25,7 @@ from typing import Any
 import dagster as dg
 
 from ml_connector_dagster.assets.visma import BACKFILL, visma_partitions
+from ml_connector_dagster.check_scope import PARTITION_AUDIT
 from ml_connector_dagster.config import VismaJiraFlow, VismaSettings
 from ml_connector_dagster.core.landing import LandedRecord, LandingStore
 from ml_connector_dagster.core.ledger import DeadLetter, Ledger
@@ -247,7 +248,8 @@ def build_reconciled_check(
     """``reconciled``: each eligible record of the partition has exactly one issue (duplicates: ERROR)."""
 
     @dg.asset_check(asset=dg.AssetKey(kind.asset.split("/")), name="reconciled", partitions_def=partitions_def,
-                    pool=POOL, description="Every eligible Visma record of the partition has exactly one Jira issue.")
+                    pool=POOL, metadata=PARTITION_AUDIT,
+                    description="Every eligible Visma record of the partition has exactly one Jira issue.")
     def reconciled(context: dg.AssetCheckExecutionContext, jira: JiraResource,
                    ledger: LedgerResource) -> dg.AssetCheckResult:
         with jira.client() as client, ledger.open() as opened:

@@ -39,6 +39,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_connector_dagster.check_scope import record_checks
 from ml_connector_dagster.core.ledger import InboxEvent, Ledger
 from ml_connector_dagster.run_tags import tags_for_selection, webhook_run_tags
 
@@ -275,6 +276,8 @@ def _request(group: InboxGroup, route: InboxRoute, repository: dg.RepositoryDefi
         run_key=group.run_key,
         run_config=route.run_config(group.record_ids),
         asset_selection=list(route.assets),
+        # The records' checks, not the partition's audit: that is the next poll or backfill run's.
+        asset_check_keys=record_checks(repository, route.assets),
         partition_key=group.partition_key,
         tags={
             "ml_connector/trigger": "inbox",
