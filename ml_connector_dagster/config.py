@@ -494,6 +494,10 @@ class VismaAsanaFlow(_Strict):
     supplier_assignees: list[SupplierAssignee] = Field(default_factory=list)
     supplier_table: Path | None = Field(None, description="CSV supplier,member: more rows, after supplier_assignees.")
     review_option: str = Field("Needs review", min_length=1, description="Review flag option of unmapped suppliers.")
+    context_ttl_s: float = Field(
+        300.0, ge=0, description="How long the workspace's projects, custom fields and users, once read, serve the "
+        "runs that follow (kept in the ledger; 0: every step reads them again).",
+    )
     return_path: AsanaReturnPath = Field(default_factory=AsanaReturnPath)
     op_retries: int = Field(3, ge=0, le=20)
     op_retry_delay_s: float = Field(5.0, ge=0)

@@ -40,6 +40,7 @@ from pydantic import Field
 from ml_connector_dagster.assets.visma import BACKFILL, visma_partitions
 from ml_connector_dagster.check_scope import PARTITION_AUDIT
 from ml_connector_dagster.config import VismaAsanaFlow, VismaSettings, connector_home
+from ml_connector_dagster.core.kept_reference import forget
 from ml_connector_dagster.core.landing import LandingStore
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.core.vault import Vault
@@ -62,7 +63,16 @@ from .destination import (
 from .visma_asana_plan import Action, TaskPlan, plan_partitions, plan_records
 from .visma_asana_push import PushOutcome, push_plan
 from .visma_asana_reference import landed_reference, sync_options
-from .visma_asana_render import INVOICES, KINDS, PURCHASE_ORDERS, AsanaContext, TaskKind, resolve_context
+from .visma_asana_render import (
+    INVOICES,
+    KINDS,
+    PURCHASE_ORDERS,
+    AsanaContext,
+    TaskKind,
+    context_key,
+    kept_context,
+    resolve_context,
+)
 from .visma_asana_return import (
     RETURN_ASSET,
     ReturnOutcome,
@@ -114,8 +124,13 @@ def dry_run_config(kind: TaskKind) -> dict[str, Any]:
     return {"ops": {_graph_name(kind): {"ops": {f"push_{kind.name}": {"config": {"dry_run": True}}}}}}
 
 
-def _context(client: AsanaClient, asana: AsanaResource, settings: VismaAsanaFlow) -> AsanaContext:
-    return resolve_context(client, settings, asana.workspace_gid)
+def _context(client: AsanaClient, asana: AsanaResource, settings: VismaAsanaFlow, ledger: Ledger | None = None,
+             ) -> AsanaContext:  # fmt: skip
+    """The workspace's projects, custom fields and users: kept in the ledger for ``context_ttl_s`` when given
+    one, else read now."""
+    if ledger is None:
+        return resolve_context(client, settings, asana.workspace_gid)
+    return kept_context(client, settings, asana.workspace_gid, ledger=ledger, site=asana.base_url)
 
 
 # -- metadata ----------------------------------------------------------------------------------------
@@ -157,7 +172,7 @@ def build_task_asset(kind: TaskKind, settings: VismaAsanaFlow,
     def plan(context: dg.OpExecutionContext, asana: AsanaResource, ledger: LedgerResource) -> TaskPlan:
         with asana.client() as client, ledger.open() as opened:
             planned = plan_partitions(kind, context.partition_keys, client=client, ledger=opened, settings=settings,
-                                      context=_context(client, asana, settings))  # fmt: skip
+                                      context=_context(client, asana, settings, opened))  # fmt: skip
         context.log.info(f"{kind.asset} {planned.partition_key}: " + ", ".join(f"{a.value} {planned.count(a)}" for a in Action))
         return planned
 
@@ -206,7 +221,11 @@ def build_reference_asset(settings: VismaAsanaFlow) -> dg.AssetsDefinition:
         with ledger.open() as opened:
             desired = landed_reference(opened, settings)
         with asana.client() as client:
+            # Read now, not kept: the options are what this asset changes.
             made = sync_options(client, _context(client, asana, settings).fields, desired, context.log)
+        if made:
+            with ledger.open() as opened:
+                forget(opened, context_key(asana.base_url, asana.workspace_gid, settings))  # seen at once
         counts = Counter(f"{field}: {change.action}" for field, change in made)
         metadata: dict[str, Any] = {"changes_made": len(made), "by_change": dg.MetadataValue.json(dict(counts))}
         rows = [{"field": field, "change": change.action, "option": change.name} for field, change in made]
@@ -249,8 +268,8 @@ def build_reconciled_check(kind: TaskKind, settings: VismaAsanaFlow,
     def reconciled(context: dg.AssetCheckExecutionContext, asana: AsanaResource,
                    ledger: LedgerResource) -> dg.AssetCheckResult:
         with asana.client() as client, ledger.open() as opened:
-            result = reconcile(kind, context.partition_keys, client=client, context=_context(client, asana, settings),
-                               ledger=opened)  # fmt: skip
+            result = reconcile(kind, context.partition_keys, client=client,
+                               context=_context(client, asana, settings, opened), ledger=opened)  # fmt: skip
         return result.check_result("asana")
 
     return reconciled
@@ -267,7 +286,7 @@ def build_replay_job(settings: VismaAsanaFlow) -> dg.JobDefinition:
         metadata: dict[str, Any] = {}
         deferred: list[str] = []
         with asana.client() as client, ledger.open() as opened:
-            asana_context = _context(client, asana, settings)
+            asana_context = _context(client, asana, settings, opened)
             for kind in KINDS:
                 letters = opened.open_dead_letters(kind.asset)
                 if not letters:
@@ -308,7 +327,8 @@ def build_return_job(settings: VismaAsanaFlow) -> dg.JobDefinition:
             # No tasks given: the open dead letters of the return path, so that a failed note is not lost.
             tasks = config.tasks or [letter.source_id for letter in opened.open_dead_letters(RETURN_ASSET)]
             outcome: ReturnOutcome = report_changes(tasks, asana=client, visma=visma_client, ledger=opened,
-                                                    context=_context(client, asana, settings), run_id=context.run_id,
+                                                    context=_context(client, asana, settings, opened),
+                                                    run_id=context.run_id,
                                                     log=context.log)  # fmt: skip
         context.add_output_metadata(outcome.model_dump(exclude={"documents"})
                                     | {"documents": dg.MetadataValue.json(dict(list(outcome.documents.items())[:20]))})

@@ -14,16 +14,20 @@ content hash: editing the mapping changes the next tasks created, never the ones
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from operator import attrgetter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ml_connector_dagster.config import AsanaFieldNames, VismaAsanaFlow
+from ml_connector_dagster.core.kept_reference import kept
 from ml_connector_dagster.core.landing import content_hash
+from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.systems.asana.client import AsanaClient
 from ml_connector_dagster.systems.asana.models import CustomField, EnumOption, User
 from ml_connector_dagster.systems.visma.client import VismaEntity
@@ -41,6 +45,8 @@ __all__ = [
     "RenderedLine",
     "RenderedTask",
     "TaskKind",
+    "context_key",
+    "kept_context",
     "option_code",
     "render_task",
     "resolve_context",
@@ -132,6 +138,20 @@ def resolve_context(client: AsanaClient, settings: VismaAsanaFlow, workspace_gid
         fields={role: by_name[name] for role, name in names.items()}, users=client.users(workspace),
         template_gid=template,
     )  # fmt: skip
+
+
+def context_key(site: str, workspace_gid: str | None, settings: VismaAsanaFlow) -> str:
+    """The kept context's key: one per Asana site, workspace and flow settings (the names it resolves)."""
+    digest = hashlib.sha256(f"{site}|{workspace_gid}|{settings.model_dump_json()}".encode()).hexdigest()
+    return f"asana_context:{digest[:16]}"
+
+
+def kept_context(client: AsanaClient, settings: VismaAsanaFlow, workspace_gid: str | None, *, ledger: Ledger,
+                 site: str) -> AsanaContext:  # fmt: skip
+    """:func:`resolve_context`, kept in the ledger for ``settings.context_ttl_s`` (:mod:`core.kept_reference`):
+    four requests every step and every sensor tick paid before, on a budget of 150 a minute (free plan)."""
+    return kept(ledger, context_key(site, workspace_gid, settings), AsanaContext,
+                partial(resolve_context, client, settings, workspace_gid), ttl_s=settings.context_ttl_s)
 
 
 # -- enum options ------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from ml_connector_dagster.systems.visma.conditional_update import StillChanging,
 from ml_connector_dagster.systems.visma.models import as_update_dto
 
 from .destination import appended_once
-from .visma_asana_render import KINDS, NOTES_FLOW, AsanaContext, TaskKind, resolve_context, task_state_hash
+from .visma_asana_render import KINDS, NOTES_FLOW, AsanaContext, TaskKind, kept_context, task_state_hash
 
 __all__ = [
     "NOTE_TASK_FIELDS",
@@ -266,7 +266,8 @@ def build_return_sensor(settings: VismaAsanaFlow, job: dg.JobDefinition, op_name
         now = datetime.now(UTC)
         since = datetime.fromisoformat(cursor.watermark) - overlap if cursor.watermark else now - lookback
         with context.resources.ledger.open() as ledger, context.resources.asana.client() as client:
-            asana_context = resolve_context(client, settings, workspace_gid)
+            asana_context = kept_context(client, settings, workspace_gid, ledger=ledger,
+                                         site=context.resources.asana.base_url)
             hinted, inbox = _hinted(ledger, cursor.inbox)
             polled, latest = _polled(client, ledger, asana_context, since, settings.return_path.tasks_per_tick)
         watermark = max(filter(None, [latest, datetime.fromisoformat(cursor.watermark) if cursor.watermark else None]),

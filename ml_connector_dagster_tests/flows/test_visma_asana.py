@@ -136,6 +136,34 @@ def test_a_partition_sync_fills_the_options_creates_the_tasks_and_reconciles(wor
     assert all(evaluation.passed for evaluation in result.get_asset_check_evaluations())
 
 
+def _workspace_reads(world: World) -> int:
+    """Requests for what a run's context is made of: workspaces, custom fields, projects, users."""
+    return sum(1 for request in world.asana.requests if request.method == "GET"
+               and request.path.rstrip("/").rsplit("/", 1)[-1] in {"workspaces", "custom_fields", "projects", "users"})
+
+
+def test_runs_after_the_first_take_the_workspace_from_the_ledger_not_from_asana(world: World) -> None:
+    settings = flow()
+    world.run(settings)
+    world.asana.requests.clear()
+
+    result = world.run(settings)
+
+    assert result.success
+    # Only the reference options read it now: the options are what that asset changes.
+    assert _workspace_reads(world) == 4
+
+
+def test_a_time_to_live_of_zero_reads_the_workspace_in_every_step(world: World) -> None:
+    settings = flow(context_ttl_s=0)
+    world.run(settings)
+    world.asana.requests.clear()
+
+    world.run(settings)
+
+    assert _workspace_reads(world) >= 4 * 3  # the options, each kind's plan, each kind's reconciliation...
+
+
 def test_a_dry_run_shows_the_plan_and_writes_no_task(world: World) -> None:
     config = {"ops": {**dry_run_config(PURCHASE_ORDERS)["ops"], **dry_run_config(INVOICES)["ops"]}}
 
