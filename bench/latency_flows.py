@@ -3,6 +3,9 @@
 - ``visma_jira``: a user creates supplier invoices through the Visma API (``POST /v1/supplierInvoice``);
   Visma's webhook reaches the receiver, the inbox run lands the invoice and creates its issue, which
   carries the invoice in the "Visma ID" field.
+- ``visma_asana``, ``visma_monday``: the same invoices as ``visma_jira``, through the same webhook and
+  inbox run, to the other destinations: an Asana task in the invoices project carrying the invoice in its
+  "Visma ID" custom field; a monday item on the invoice board carrying its number in its "Visma ID" column.
 - ``acumatica_jira``: a user puts balanced bills on hold through the contract-based API
   (``PUT /entity/Default/24.200.001/Bill``, an API user of its own); Acumatica's push notification
   reaches the receiver, the inbox run fetches the bill by its id, the flow's ``bill_on_hold`` rule
@@ -82,6 +85,54 @@ def _field_id(state: dict[str, Any], name: str) -> str:
         if found.get("name") == name:
             return str(found["id"])
     raise RuntimeError(f"the Jira simulator has no field named {name!r}")
+
+
+def _stamp(text: str | None) -> float | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+def asana_tasks(field_name: str) -> Callable[[Stack], Look]:
+    """Arrival = a task carrying the record's id in its custom field ``field_name`` exists (stamped by its
+    ``created_at``)."""
+
+    def watch(stack: Stack) -> Look:
+        url = f"{stack.urls['asana']}/_sandbox/state"
+
+        def look(client: httpx.Client) -> Arrivals:
+            arrivals: Arrivals = {}
+            for task in client.get(url).json()["tasks"]:
+                for field in task.get("custom_fields") or []:
+                    if field.get("name") == field_name and field.get("text_value"):
+                        arrivals[field["text_value"]] = (True, _stamp(task.get("created_at")))
+            return arrivals
+
+        return look
+
+    return watch
+
+
+def monday_items(column_title: str, prefix: str) -> Callable[[Stack], Look]:
+    """Arrival = an item carrying the record's number in the column titled ``column_title`` exists (its
+    external id is ``prefix`` + the number; stamped by its ``created_at``, which monday gives to the second)."""
+
+    def watch(stack: Stack) -> Look:
+        url = f"{_root(stack.urls['monday'])}/_sandbox/state"
+
+        def look(client: httpx.Client) -> Arrivals:
+            state = client.get(url).json()
+            columns = {(board["id"], column["id"]) for board in state["boards"] for column in board.get("columns", [])
+                       if column.get("title") == column_title}  # fmt: skip
+            arrivals: Arrivals = {}
+            for item in state["items"]:
+                board = (item.get("board") or {}).get("id")
+                for value in item.get("column_values") or []:
+                    if (board, value.get("id")) in columns and value.get("text"):
+                        arrivals[prefix + value["text"]] = (True, _stamp(item.get("created_at")))
+            return arrivals
+
+        return look
+
+    return watch
 
 
 def bills_off_hold(stack: Stack) -> Look:
@@ -220,6 +271,14 @@ LATENCY_FLOWS: dict[str, LatencyFlow] = {
                               "its issue showed in the Jira simulator's `/_sandbox/state`",
                               "supplier invoices created through the Visma simulator's API (`POST`)", 40,
                               create_supplier_invoices, jira_issues("Visma ID")),
+    "visma_asana": LatencyFlow("visma_asana", "visma_asana", ("visma", "asana"), "visma", "visma__supplier_invoices",
+                               "its task showed in the Asana simulator's `/_sandbox/state`",
+                               "supplier invoices created through the Visma simulator's API (`POST`)", 40,
+                               create_supplier_invoices, asana_tasks("Visma ID")),
+    "visma_monday": LatencyFlow("visma_monday", "visma_monday", ("visma", "monday"), "visma", "visma__supplier_invoices",
+                                "its item showed in the monday simulator's `/_sandbox/state`",
+                                "supplier invoices created through the Visma simulator's API (`POST`)", 40,
+                                create_supplier_invoices, monday_items("Visma ID", "supplierInvoice/")),
     "acumatica_jira": LatencyFlow("acumatica_jira", "acumatica_jira", ("acumatica", "jira"), "acumatica",
                                   "acumatica__bills", "its issue showed in the Jira simulator's `/_sandbox/state`",
                                   "balanced bills put on hold through the Acumatica simulator's API (`PUT .../Bill`)",

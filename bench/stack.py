@@ -33,6 +33,7 @@ import yaml
 from ml_connector_dagster.shutdown import stop_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_RECEIVER = "http://127.0.0.1:8800"  # the webhook receiver's root in the shipped sandbox connector.yaml
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def connector_yaml(ports: dict[str, int], receiver_port: int, settings: StackSet
         for key in ("base_url", "token_url", "auth_url"):
             if key in system:
                 system[key] = system[key].replace(f"http://127.0.0.1:{_port_of(system[key])}", base)
-    flow = dict(shipped["flows"][settings.flow])
+    flow = _at_receiver(shipped["flows"][settings.flow], f"http://127.0.0.1:{receiver_port}")
     if "jira_webhooks" in flow or settings.flow == "visma_jira":
         flow["jira_webhooks"] = {"receiver_url": f"http://127.0.0.1:{receiver_port}/webhooks/jira"}
     return {
@@ -98,6 +99,17 @@ def connector_yaml(ports: dict[str, int], receiver_port: int, settings: StackSet
         "webhooks": {"host": "127.0.0.1", "port": receiver_port,
                      **({} if settings.inbox_wait_s is None else {"inbox_wait_s": settings.inbox_wait_s})},
     }  # fmt: skip
+
+
+def _at_receiver(value: Any, receiver: str) -> Any:
+    """``value`` with the shipped receiver's root (``webhook_url``, ``receiver_url``: :8800) replaced by ``receiver``."""
+    if isinstance(value, dict):
+        return {key: _at_receiver(item, receiver) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_at_receiver(item, receiver) for item in value]
+    if isinstance(value, str) and value.startswith(SHIPPED_RECEIVER):
+        return receiver + value[len(SHIPPED_RECEIVER):]
+    return value
 
 
 def _port_of(url: str) -> int:

@@ -68,20 +68,20 @@ def test_a_copy_from_the_future_is_not_trusted(ledger: Ledger) -> None:
     assert reads.count == 2
 
 
-def test_a_time_to_live_of_zero_reads_every_time_and_keeps_nothing(ledger: Ledger) -> None:
+@pytest.mark.parametrize("case", ["a time to live of zero", "the copy forgotten", "another key"])
+def test_the_next_run_reads_again_with(ledger: Ledger, case: str) -> None:
     reads = Reads()
-    kept(ledger, "ws", Workspace, reads, ttl_s=0)
-    kept(ledger, "ws", Workspace, reads, ttl_s=0)
+    ttl_s = 0 if case == "a time to live of zero" else 300
+    kept(ledger, "ws", Workspace, reads, ttl_s=ttl_s)
+    if case == "the copy forgotten":
+        forget(ledger, "ws")
+    kept(ledger, "other" if case == "another key" else "ws", Workspace, reads, ttl_s=ttl_s)
     assert reads.count == 2
+
+
+def test_a_time_to_live_of_zero_keeps_nothing(ledger: Ledger) -> None:
+    kept(ledger, "ws", Workspace, Reads(), ttl_s=0)
     assert ledger.get_state(KEPT_PREFIX + "ws") is None
-
-
-def test_forgetting_makes_the_next_run_read_again(ledger: Ledger) -> None:
-    reads = Reads()
-    kept(ledger, "ws", Workspace, reads, ttl_s=300)
-    forget(ledger, "ws")
-    kept(ledger, "ws", Workspace, reads, ttl_s=300)
-    assert reads.count == 2
 
 
 @pytest.mark.parametrize("stored", ["not json", '{"at": 1000}', '{"at": "x", "value": {}}', '{"at": 1000, "value": {"gid": 1}}'])
@@ -90,10 +90,3 @@ def test_an_unreadable_copy_is_read_again(ledger: Ledger, stored: str) -> None:
     reads, clock = Reads(), Clock()
     assert kept(ledger, "ws", Workspace, reads, ttl_s=300, clock=clock).gid == "w1"
     assert reads.count == 1
-
-
-def test_keys_do_not_share_a_copy(ledger: Ledger) -> None:
-    reads = Reads()
-    kept(ledger, "site-a", Workspace, reads, ttl_s=300)
-    kept(ledger, "site-b", Workspace, reads, ttl_s=300)
-    assert reads.count == 2

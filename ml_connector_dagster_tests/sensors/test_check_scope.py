@@ -11,28 +11,9 @@ import pytest
 
 from ml_connector_dagster.check_scope import PARTITION_AUDIT, record_checks
 from ml_connector_dagster.config import load_config
-from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.definitions import build_definitions
-from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.sensors.inbox import build_inbox_sensor
-
-DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
-INVOICES = dg.AssetKey(["visma", "supplier_invoices"])
-ISSUES = dg.AssetKey(["jira", "visma_invoice_issues"])
-
-
-class ByIds(dg.Config):
-    ids: list[str] = []
-
-
-@dg.asset(key=INVOICES, group_name="visma", partitions_def=DAYS)
-def invoices(config: ByIds) -> None:
-    """Lands invoices."""
-
-
-@dg.asset(key=ISSUES, group_name="visma_jira", deps=[INVOICES], partitions_def=DAYS)
-def issues() -> None:
-    """Writes Jira."""
+from ml_connector_dagster_tests.sensors.stand_ins import DAYS, ISSUES, ORDERS, inbox_request, issues, orders
 
 
 @dg.asset_check(asset=ISSUES, name="no_open_dead_letters")
@@ -45,20 +26,12 @@ def reconciled() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=True)
 
 
-INBOX = build_inbox_sensor({("visma", "supplierInvoice"): [INVOICES, ISSUES]})
-DEFS = dg.Definitions(assets=[invoices, issues], asset_checks=[dead_letters, reconciled], sensors=[INBOX])
+INBOX = build_inbox_sensor({("visma", "purchase_orders"): [ORDERS, ISSUES]})
+DEFS = dg.Definitions(assets=[orders, issues], asset_checks=[dead_letters, reconciled], sensors=[INBOX])
 
 
 def _inbox_request(tmp_path: Path) -> dg.RunRequest:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    with Ledger.open(url) as ledger:
-        ledger.append_inbox("visma", "e1", {}, record_ref={"entity": "supplierInvoice", "id": "INV-1"},
-                            partition_key="2026-03-01")
-    with dg.build_sensor_context(resources={"ledger": LedgerResource(db_url=url)}, definitions=DEFS) as context:
-        result = INBOX(context)
-    assert isinstance(result, dg.SensorResult)
-    [request] = result.run_requests or []
-    return request
+    return inbox_request(tmp_path, INBOX, DEFS)
 
 
 def test_a_webhooks_run_carries_the_record_checks_of_its_assets(tmp_path: Path) -> None:
@@ -68,8 +41,9 @@ def test_a_webhooks_run_carries_the_record_checks_of_its_assets(tmp_path: Path) 
 
 def test_a_webhooks_run_leaves_the_partition_audit_to_the_poll_and_backfill_runs(tmp_path: Path) -> None:
     request = _inbox_request(tmp_path)
-    assert dg.AssetCheckKey(ISSUES, "reconciled") not in (request.asset_check_keys or [])
-    assert request.asset_selection == [INVOICES, ISSUES]  # the assets themselves all run
+    assert request.asset_check_keys is not None  # None would be Dagster's default: every check
+    assert dg.AssetCheckKey(ISSUES, "reconciled") not in request.asset_check_keys
+    assert request.asset_selection == [ORDERS, ISSUES]  # the assets themselves all run
 
 
 def test_without_a_repository_dagsters_default_holds_every_check() -> None:
@@ -77,9 +51,9 @@ def test_without_a_repository_dagsters_default_holds_every_check() -> None:
 
 
 def test_the_selected_checks_run_and_the_audit_does_not() -> None:
-    checks = record_checks(DEFS.get_repository_def(), [INVOICES, ISSUES])
-    selection = dg.AssetSelection.assets(INVOICES, ISSUES).without_checks() | dg.AssetSelection.checks(*checks or [])
-    result = dg.materialize([invoices, issues, dead_letters, reconciled], selection=selection,
+    checks = record_checks(DEFS.get_repository_def(), [ORDERS, ISSUES])
+    selection = dg.AssetSelection.assets(ORDERS, ISSUES).without_checks() | dg.AssetSelection.checks(*checks or [])
+    result = dg.materialize([orders, issues, dead_letters, reconciled], selection=selection,
                             partition_key="2026-03-01")  # fmt: skip
     ran = {evaluation.check_name for evaluation in result.get_asset_check_evaluations()}
     assert ran == {"no_open_dead_letters"}

@@ -13,9 +13,7 @@ import dagster as dg
 import pytest
 
 from ml_connector_dagster.config import load_config
-from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.definitions import build_definitions
-from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.run_tags import (
     JOB_KIND_TAG,
     destination_tag,
@@ -26,30 +24,15 @@ from ml_connector_dagster.run_tags import (
 )
 from ml_connector_dagster.sensors.inbox import build_inbox_sensor
 from ml_connector_dagster.sensors.poll import Change, PollPolicy, build_poll_sensor
-
-DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
-ORDERS = dg.AssetKey(["visma", "purchase_orders"])
-ISSUES = dg.AssetKey(["jira", "visma_purchase_order_issues"])
-ITEMS = dg.AssetKey(["monday", "visma_purchase_order_items"])
-
-
-class ByIds(dg.Config):
-    ids: list[str] = []
-
-
-@dg.asset(key=ORDERS, group_name="visma", partitions_def=DAYS)
-def orders(config: ByIds) -> None:
-    """A landing asset: it reads Visma."""
-
-
-@dg.asset(key=ISSUES, group_name="visma_jira", deps=[ORDERS], partitions_def=DAYS)
-def issues() -> None:
-    """Writes Jira."""
-
-
-@dg.asset(key=ITEMS, group_name="visma_monday", deps=[ORDERS], partitions_def=DAYS)
-def items() -> None:
-    """Writes monday."""
+from ml_connector_dagster_tests.sensors.stand_ins import (
+    DAYS,
+    ISSUES,
+    ORDERS,
+    inbox_request,
+    issues,
+    items,
+    orders,
+)
 
 
 def changed_yesterday(_context: dg.SensorEvaluationContext, _since: datetime) -> Iterator[list[Change]]:
@@ -85,14 +68,7 @@ def test_a_poll_run_carries_a_tag_per_system_its_assets_write_to() -> None:
 
 
 def test_an_inbox_run_carries_the_tags_of_its_routes_assets(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    with Ledger.open(url) as ledger:
-        ledger.append_inbox("visma", "e1", {}, record_ref={"entity": "purchase_orders", "id": "PO-1"},
-                            partition_key="2026-03-01")
-    with dg.build_sensor_context(resources={"ledger": LedgerResource(db_url=url)}, definitions=DEFS) as context:
-        result = INBOX(context)
-    assert isinstance(result, dg.SensorResult)
-    [request] = result.run_requests or []
+    request = inbox_request(tmp_path, INBOX, DEFS)
     assert request.tags[destination_tag("jira")] == "true"
     assert destination_tag("monday") not in request.tags  # not in this route's selection
 
