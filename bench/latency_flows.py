@@ -6,6 +6,12 @@
 - ``visma_asana``, ``visma_monday``: the same invoices as ``visma_jira``, through the same webhook and
   inbox run, to the other destinations: an Asana task in the invoices project carrying the invoice in its
   "Visma ID" custom field; a monday item on the invoice board carrying its number in its "Visma ID" column.
+- ``visma_asana_return``, ``visma_monday_receipts``: the two return paths. Before the clock starts, the
+  flow's webhooks are registered as an operator does once (the ``asana/visma_task_webhooks`` asset, the
+  ``visma_monday_webhooks`` job); then a user completes synced invoice tasks in Asana (``PUT
+  /tasks/{gid}``), or sets synced invoice items to "Received" in monday (``change_column_value``); the
+  webhook reaches the receiver, the return sensor requests a run, which appends a line to the invoice's
+  note in Visma: the change is seen when the note carries the task's or item's marker.
 - ``acumatica_jira``: a user puts balanced bills on hold through the contract-based API
   (``PUT /entity/Default/24.200.001/Bill``, an API user of its own); Acumatica's push notification
   reaches the receiver, the inbox run fetches the bill by its id, the flow's ``bill_on_hold`` rule
@@ -19,6 +25,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +61,7 @@ class LatencyFlow:
     watch: Callable[[Stack], Look]  # how the benchmark sees a change arrive at the destination
     run_trigger: str = "inbox"  # the ml_connector/trigger tag of the runs that carry a webhook's records
     ids_key: str = "ids"  # where the run op's config names the records
+    key_of: Callable[[str], str] = str  # a record as the run config names it -> the change's key (its inbox id)
 
 
 def jira_issues(field_name: str) -> Callable[[Stack], Look]:
@@ -133,6 +141,111 @@ def monday_items(column_title: str, prefix: str) -> Callable[[Stack], Look]:
         return look
 
     return watch
+
+
+def visma_notes(marker: str) -> Callable[[Stack], Look]:
+    """Arrival = a supplier invoice's note in the Visma simulator carries ``marker`` (a regular expression
+    whose group is the change's key; stamped by the invoice's ``lastModifiedDateTime``)."""
+    pattern = re.compile(marker)
+
+    def watch(stack: Stack) -> Look:
+        url = f"{_root(stack.urls['visma'])}/_sandbox/state"
+
+        def look(client: httpx.Client) -> Arrivals:
+            arrivals: Arrivals = {}
+            for invoice in client.get(url).json()["supplier_invoices"]:
+                for key in pattern.findall(invoice.get("note") or ""):
+                    arrivals[key] = (True, _stamp(invoice.get("lastModifiedDateTime")))
+            return arrivals
+
+        return look
+
+    return watch
+
+
+def _launch(stack: Stack, *, job: str | None = None, asset: str | None = None) -> None:
+    """Run a job, or materialize an asset, of the stack's code location in this process, as an operator's
+    launch from the UI does (before any clock starts)."""
+    import dagster as dg
+
+    from ml_connector_dagster.config import load_config
+    from ml_connector_dagster.definitions import build_definitions
+
+    defs = build_definitions(load_config(stack.home / "connector.yaml"))
+    with dg.DagsterInstance.get() as instance:
+        if job is not None:
+            result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False)
+        else:
+            key = dg.AssetKey.from_user_string(str(asset))
+            result = defs.resolve_implicit_job_def_def_for_assets([key]).execute_in_process(  # type: ignore[union-attr]
+                instance=instance, asset_selection=[key], raise_on_error=False)
+    if not result.success:
+        raise RuntimeError(f"the benchmark's launch of {job or asset} failed")
+
+
+def complete_invoice_tasks(stack: Stack, count: int, spacing_s: float) -> list[Change]:
+    """``count`` synced invoice tasks completed through Asana's API (``PUT /tasks/{gid}``), ``spacing_s`` apart,
+    once the return path's webhooks are registered."""
+    from .webhook_latency import Change, wait_until_settled
+
+    _launch(stack, asset="asana/visma_task_webhooks")
+    wait_until_settled(stack, quiet_s=10.0, timeout_s=300.0)
+    url = stack.urls["asana"]
+    with httpx.Client(timeout=30) as http:
+        state = http.get(f"{url}/_sandbox/state").json()
+        pat = http.get(f"{url}/_sandbox/credentials").json()["pat"]
+        tasks = [task["gid"] for task in state["tasks"] if not task["completed"] and not task.get("parent") and any(
+            field.get("name") == "Visma ID" and (field.get("text_value") or "").startswith("supplierInvoice/")
+            for field in task.get("custom_fields") or [])]  # fmt: skip
+        if len(tasks) < count:
+            raise RuntimeError(f"the Asana sandbox has {len(tasks)} open invoice tasks, {count} asked for: give Visma "
+                               "more invoices (--size)")
+        changes = []
+        for n, gid in enumerate(tasks[:count]):
+            if n:
+                time.sleep(spacing_s)
+            posted_at = time.time()
+            http.put(f"{url}/api/1.0/tasks/{gid}", headers={"Authorization": f"Bearer {pat}"},
+                     json={"data": {"completed": True}}).raise_for_status()
+            changes.append(Change(gid, gid, posted_at))
+    return changes
+
+
+def receive_invoice_items(stack: Stack, count: int, spacing_s: float) -> list[Change]:
+    """``count`` synced items of the invoice board set to "Received" through monday's API
+    (``change_column_value``), ``spacing_s`` apart, once the receipt webhooks are subscribed."""
+    from .webhook_latency import Change, wait_until_settled
+
+    _launch(stack, job="visma_monday_webhooks")
+    wait_until_settled(stack, quiet_s=10.0, timeout_s=300.0)
+    url = stack.urls["monday"]
+    root = _root(url)
+    with httpx.Client(timeout=30) as http:
+        state = http.get(f"{root}/_sandbox/state").json()
+        token = http.get(f"{root}/_sandbox/credentials").json()["api_token"]
+        board = next(b for b in state["boards"] if any(c.get("title") == "Visma ID" for c in b.get("columns", []))
+                     and any(c.get("title") == "Invoice #" for c in b.get("columns", [])))  # fmt: skip
+        visma_id = next(c["id"] for c in board["columns"] if c.get("title") == "Visma ID")
+        status = next(c["id"] for c in board["columns"] if c.get("title") == "Status")
+        items = [item["id"] for item in state["items"] if item["board"]["id"] == board["id"] and any(
+            value["id"] == visma_id and value.get("text") for value in item["column_values"]) and not any(
+            value["id"] == status and value.get("text") == "Received" for value in item["column_values"])]
+        synced = items[-count:]  # the newest: the connector's, not the demo board's own rows
+        if len(synced) < count:
+            raise RuntimeError(f"the monday sandbox has {len(items)} synced invoice items, {count} asked for")
+        mutation = ("mutation ($board: ID!, $item: ID!, $column: String!, $value: JSON!) { change_column_value("
+                    "board_id: $board, item_id: $item, column_id: $column, value: $value) { id } }")
+        changes = []
+        for n, item in enumerate(synced):
+            if n:
+                time.sleep(spacing_s)
+            variables = {"board": board["id"], "item": item, "column": status, "value": '{"label": "Received"}'}
+            posted_at = time.time()
+            answer = http.post(url, headers={"Authorization": token}, json={"query": mutation, "variables": variables})
+            if answer.is_error or answer.json().get("errors"):
+                raise RuntimeError(f"monday refused the benchmark's change: {answer.status_code} {answer.text[:300]}")
+            changes.append(Change(str(item), str(item), posted_at))
+    return changes
 
 
 def bills_off_hold(stack: Stack) -> Look:
@@ -279,6 +392,19 @@ LATENCY_FLOWS: dict[str, LatencyFlow] = {
                                 "its item showed in the monday simulator's `/_sandbox/state`",
                                 "supplier invoices created through the Visma simulator's API (`POST`)", 40,
                                 create_supplier_invoices, monday_items("Visma ID", "supplierInvoice/")),
+    "visma_asana_return": LatencyFlow("visma_asana_return", "visma_asana", ("visma", "asana"), "asana",
+                                      "note_asana_changes_in_visma",
+                                      "its line showed in the Visma invoice's note (`/_sandbox/state`)",
+                                      "synced invoice tasks completed through the Asana simulator's API (`PUT`)", 40,
+                                      complete_invoice_tasks, visma_notes(r"\[asana task (\d+) #\d+\]"),
+                                      run_trigger="asana_task_change", ids_key="tasks"),
+    "visma_monday_receipts": LatencyFlow("visma_monday_receipts", "visma_monday", ("visma", "monday"), "monday",
+                                         "apply_monday_receipts",
+                                         "its receipt line showed in the Visma invoice's note (`/_sandbox/state`)",
+                                         "synced invoice items set to Received through the monday simulator's API "
+                                         "(`change_column_value`)", 40, receive_invoice_items,
+                                         visma_notes(r"\[monday\.com item (\d+)\]"), run_trigger="monday_receipt",
+                                         ids_key="items", key_of=lambda ref: ref.rsplit(":", 1)[-1]),
     "acumatica_jira": LatencyFlow("acumatica_jira", "acumatica_jira", ("acumatica", "jira"), "acumatica",
                                   "acumatica__bills", "its issue showed in the Jira simulator's `/_sandbox/state`",
                                   "balanced bills put on hold through the Acumatica simulator's API (`PUT .../Bill`)",

@@ -194,7 +194,8 @@ def trace(changes: Sequence[Change], flow: LatencyFlow) -> None:
                 change.stamps["received"] = event.received_at.timestamp()
     with DagsterInstance.get() as instance:
         for run in reversed(instance.get_runs(RunsFilter(tags={"ml_connector/trigger": flow.run_trigger}))):
-            ids = run.run_config.get("ops", {}).get(flow.run_op, {}).get("config", {}).get(flow.ids_key, [])
+            ids = [flow.key_of(str(named)) for named in
+                   run.run_config.get("ops", {}).get(flow.run_op, {}).get("config", {}).get(flow.ids_key, [])]
             touched = [by_number[number] for number in ids if number in by_number
                        and "enqueued" not in by_number[number].stamps]  # fmt: skip
             if not touched:

@@ -387,8 +387,11 @@ def build_visma_asana(settings: VismaAsanaFlow, visma: VismaSettings, *, workspa
         return parts
     job = build_return_job(settings)
     parts.jobs.append(job)
+    # With webhooks the sensor ticks every second (a hint is a ledger read); it polls Asana at the poll interval.
     parts.sensors.append(build_return_sensor(settings, job, RETURN_OP, workspace_gid=workspace_gid, lookback=lookback,
-                                             minimum_interval_seconds=minimum_interval_seconds))  # fmt: skip
+                                             poll_interval_seconds=minimum_interval_seconds,
+                                             minimum_interval_seconds=1 if settings.return_path.webhooks
+                                             else minimum_interval_seconds))  # fmt: skip
     if settings.return_path.webhooks:
         parts.assets.append(build_webhooks_asset(settings, sandbox=sandbox))
         hooks_job = dg.define_asset_job("visma_asana_webhooks", selection=dg.AssetSelection.assets(WEBHOOKS_KEY),

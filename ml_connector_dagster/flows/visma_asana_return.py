@@ -39,6 +39,7 @@ from ml_connector_dagster.config import VismaAsanaFlow
 from ml_connector_dagster.core.http import ApiError, NotFound
 from ml_connector_dagster.core.ledger import Ledger, Link
 from ml_connector_dagster.core.vault import Vault
+from ml_connector_dagster.run_tags import webhook_run_tags
 from ml_connector_dagster.systems.asana.client import AsanaClient
 from ml_connector_dagster.systems.asana.models import Task, Webhook
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
@@ -217,6 +218,7 @@ class ReturnCursor(BaseModel):
 
     inbox: int = 0
     watermark: str | None = None
+    polled_at: float | None = Field(None, description="When the projects were last polled (epoch s).")
 
     @classmethod
     def load(cls, raw: str | None) -> ReturnCursor:
@@ -253,33 +255,48 @@ def _polled(client: AsanaClient, ledger: Ledger, context: AsanaContext, since: d
 
 
 def build_return_sensor(settings: VismaAsanaFlow, job: dg.JobDefinition, op_name: str, *, workspace_gid: str | None,
-                        lookback: timedelta, minimum_interval_seconds: int) -> dg.SensorDefinition:
-    """``visma_asana_return``: changed synced tasks (webhook hints, a poll of the projects) -> note runs."""
+                        lookback: timedelta, poll_interval_seconds: float,
+                        minimum_interval_seconds: int = 1) -> dg.SensorDefinition:  # fmt: skip
+    """``visma_asana_return``: changed synced tasks -> note runs. Asana's webhooks are read from the inbox
+    every tick (the ledger only: a hint waits a tick, not a poll interval); the projects are polled for
+    tasks modified since the watermark every ``poll_interval_seconds`` (Asana requests: the guarantee)."""
     overlap = timedelta(seconds=settings.return_path.overlap_s)
 
     @dg.sensor(name="visma_asana_return", job=job, minimum_interval_seconds=minimum_interval_seconds,
                required_resource_keys={"asana", "ledger"}, default_status=dg.DefaultSensorStatus.RUNNING,
                description="Requests runs noting Asana task changes on their Visma documents (webhooks in the "
-                           "inbox, and a poll of the projects' tasks modified since the cursor).")  # fmt: skip
+                           "inbox every tick, and a poll of the projects' tasks modified since the cursor every "
+                           f"{poll_interval_seconds:g} s).")  # fmt: skip
     def asana_return(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = ReturnCursor.load(context.cursor)
         now = datetime.now(UTC)
         since = datetime.fromisoformat(cursor.watermark) - overlap if cursor.watermark else now - lookback
-        with context.resources.ledger.open() as ledger, context.resources.asana.client() as client:
-            asana_context = kept_context(client, settings, workspace_gid, ledger=ledger,
-                                         site=context.resources.asana.base_url)
+        poll = cursor.polled_at is None or now.timestamp() - cursor.polled_at >= poll_interval_seconds
+        polled: list[tuple[str, str]] = []
+        latest: datetime | None = None
+        with context.resources.ledger.open() as ledger:
             hinted, inbox = _hinted(ledger, cursor.inbox)
-            polled, latest = _polled(client, ledger, asana_context, since, settings.return_path.tasks_per_tick)
+            if poll:
+                with context.resources.asana.client() as client:
+                    asana_context = kept_context(client, settings, workspace_gid, ledger=ledger,
+                                                 site=context.resources.asana.base_url)
+                    polled, latest = _polled(client, ledger, asana_context, since, settings.return_path.tasks_per_tick)
         watermark = max(filter(None, [latest, datetime.fromisoformat(cursor.watermark) if cursor.watermark else None]),
                         default=None)  # fmt: skip
-        next_cursor = ReturnCursor(inbox=inbox, watermark=watermark.isoformat() if watermark else cursor.watermark)
-        gids = list(dict.fromkeys([*hinted, *(gid for gid, _ in polled)]))
-        if not gids:
+        next_cursor = ReturnCursor(inbox=inbox, watermark=watermark.isoformat() if watermark else cursor.watermark,
+                                   polled_at=now.timestamp() if poll else cursor.polled_at)
+        by_webhook = list(dict.fromkeys(hinted))
+        by_poll = [(gid, change) for gid, change in polled if gid not in by_webhook]
+        requests = []
+        # What a webhook reported takes the fast lane; what only the poll found waits its turn in the queue.
+        for gids, key, lane in ((by_webhook, f"inbox:{inbox}", webhook_run_tags()),
+                                ([gid for gid, _ in by_poll], "|".join(change for _, change in by_poll), {})):
+            if gids:
+                requests.append(dg.RunRequest(
+                    run_key=f"visma_asana_return:{hashlib.sha256(key.encode()).hexdigest()[:24]}",
+                    run_config=return_run_config(op_name, gids), tags={"ml_connector/trigger": "asana_task_change", **lane}))
+        if not requests:
             return dg.SensorResult(skip_reason="no task changes", cursor=next_cursor.model_dump_json())
-        key = "|".join([f"inbox:{inbox}" if hinted else "", *(change for _, change in polled)])
-        request = dg.RunRequest(run_key=f"visma_asana_return:{hashlib.sha256(key.encode()).hexdigest()[:24]}",
-                                run_config=return_run_config(op_name, gids),
-                                tags={"ml_connector/trigger": "asana_task_change"})  # fmt: skip
-        return dg.SensorResult(run_requests=[request], cursor=next_cursor.model_dump_json())
+        return dg.SensorResult(run_requests=requests, cursor=next_cursor.model_dump_json())
 
     return asana_return

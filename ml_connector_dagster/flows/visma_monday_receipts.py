@@ -37,6 +37,7 @@ from ml_connector_dagster.config import VismaMondayFlow
 from ml_connector_dagster.core.http import ApiError, NotFound
 from ml_connector_dagster.core.landing import content_hash
 from ml_connector_dagster.core.ledger import InboxEvent, Ledger, Link
+from ml_connector_dagster.run_tags import webhook_run_tags
 from ml_connector_dagster.systems.monday.client import MondayClient
 from ml_connector_dagster.systems.monday.models import Item, Webhook
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
@@ -237,6 +238,7 @@ class ReceiptCursor(BaseModel):
     inbox: int = 0
     watermarks: dict[str, str] = Field(default_factory=dict, description="Board id -> latest item update seen.")
     requested: dict[str, str] = Field(default_factory=dict, description="Receipt -> when it was requested.")
+    polled_at: float | None = Field(None, description="When the boards were last polled (epoch s).")
 
     @classmethod
     def load(cls, raw: str | None) -> ReceiptCursor:
@@ -291,28 +293,37 @@ def _stranded(ledger: Ledger, now: datetime) -> list[str]:
 
 
 def build_receipt_sensor(settings: VismaMondayFlow, job: dg.JobDefinition, op_name: str, *, lookback: timedelta,
-                         minimum_interval_seconds: int) -> dg.SensorDefinition:  # fmt: skip
-    """``visma_monday_receipts``: items marked received (webhook hints, a board poll) -> receipt runs."""
+                         poll_interval_seconds: float, minimum_interval_seconds: int = 1) -> dg.SensorDefinition:  # fmt: skip
+    """``visma_monday_receipts``: items marked received -> receipt runs. monday's webhooks are read from the
+    inbox every tick (a hint waits a tick, not a poll interval); the boards are polled for items updated
+    since their watermarks every ``poll_interval_seconds`` (monday requests: the guarantee)."""
     overlap = timedelta(seconds=settings.receipt_overlap_s)
 
     @dg.sensor(name="visma_monday_receipts", job=job, minimum_interval_seconds=minimum_interval_seconds,
                required_resource_keys={"monday", "ledger"}, default_status=dg.DefaultSensorStatus.RUNNING,
                description="Requests receipt runs for monday items set to the received label (webhooks in the "
-                           "inbox, and a poll of the boards' items updated since the cursor).")  # fmt: skip
+                           "inbox every tick, and a poll of the boards' items updated since the cursor every "
+                           f"{poll_interval_seconds:g} s).")  # fmt: skip
     def receipts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = ReceiptCursor.load(context.cursor)
         now = datetime.now(UTC)
+        poll = cursor.polled_at is None or now.timestamp() - cursor.polled_at >= poll_interval_seconds
         watermarks = dict(cursor.watermarks)
+        announced: set[str] = set()
         found: dict[str, str] = {}
-        with context.resources.ledger.open() as ledger, context.resources.monday.client() as client:
-            boards = receipt_boards(client, settings)
+        with context.resources.ledger.open() as ledger:
             events = ledger.inbox_after(cursor.inbox, INBOX_BATCH, system="monday", unprocessed_only=False)
-            found |= {ref: now.isoformat() for ref in announced_receipts(events, boards, settings.received_label)}
-            for board_id, board in boards.items():
-                since = _parse(watermarks[board_id]) - overlap if board_id in watermarks else now - lookback
-                for ref, updated in _polled(client, board, settings.received_label, since, settings.receipts_per_tick):
-                    found[ref] = updated
-                    watermarks[board_id] = max(watermarks.get(board_id, updated), updated, key=_parse)
+            if events or poll:  # the boards' received columns: monday requests, only when there is something to read
+                with context.resources.monday.client() as client:
+                    boards = receipt_boards(client, settings)
+                    announced = set(announced_receipts(events, boards, settings.received_label))
+                    found |= {ref: now.isoformat() for ref in announced}
+                    for board_id, board in boards.items() if poll else ():
+                        since = _parse(watermarks[board_id]) - overlap if board_id in watermarks else now - lookback
+                        for ref, updated in _polled(client, board, settings.received_label, since,
+                                                    settings.receipts_per_tick):  # fmt: skip
+                            found[ref] = updated
+                            watermarks[board_id] = max(watermarks.get(board_id, updated), updated, key=_parse)
             handled = ledger.links_for(RECEIPTS_FLOW, found)
             stranded = _stranded(ledger, now)
         fresh = sorted(ref for ref in found if ref not in handled and ref not in cursor.requested)
@@ -320,13 +331,16 @@ def build_receipt_sensor(settings: VismaMondayFlow, job: dg.JobDefinition, op_na
         fresh += [ref for ref in stranded if ref not in fresh and ref not in recent]
         kept = {ref: at for ref, at in cursor.requested.items() if now - _parse(at) < overlap + STRANDED_AFTER}
         next_cursor = ReceiptCursor(inbox=events[-1].id if events else cursor.inbox, watermarks=watermarks,
-                                    requested={**kept, **{ref: now.isoformat() for ref in fresh}})  # fmt: skip
+                                    requested={**kept, **{ref: now.isoformat() for ref in fresh}},
+                                    polled_at=now.timestamp() if poll else cursor.polled_at)  # fmt: skip
         if not fresh:
             return dg.SensorResult(skip_reason="no new receipts", cursor=next_cursor.model_dump_json())
         digest = hashlib.sha256("|".join(fresh).encode()).hexdigest()[:20]
+        # A run a webhook asked for takes the fast lane: it carries a few receipts (a poll's may carry many).
+        lane = webhook_run_tags() if set(fresh) <= announced else {}
         request = dg.RunRequest(run_key=f"visma_monday_receipts:{now:%Y%m%d%H%M%S}:{digest}",
                                 run_config=receipts_run_config(op_name, fresh),
-                                tags={"ml_connector/trigger": "monday_receipt"})  # fmt: skip
+                                tags={"ml_connector/trigger": "monday_receipt", **lane})  # fmt: skip
         return dg.SensorResult(run_requests=[request], cursor=next_cursor.model_dump_json())
 
     return receipts

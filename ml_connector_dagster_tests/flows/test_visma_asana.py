@@ -188,8 +188,10 @@ def test_a_task_completed_in_asana_reaches_the_visma_note_through_webhook_sensor
 
     with dg.build_sensor_context(resources=world.resources()) as context:
         result = sensor.evaluate_tick(context)
-    (request,) = result.run_requests or []
-    assert gid in request.run_config["ops"]["note_asana_changes_in_visma"]["config"]["tasks"]
+    # The webhook's hint takes the fast lane; the first poll's finds (every synced task: none reported yet) queue.
+    request = next(r for r in result.run_requests or []
+                   if gid in r.run_config["ops"]["note_asana_changes_in_visma"]["config"]["tasks"])
+    assert request.tags.get("ml_connector/lane") == "webhook"
     ran = job.execute_in_process(run_config=request.run_config, resources=world.resources())
 
     assert ran.success
@@ -197,3 +199,25 @@ def test_a_task_completed_in_asana_reaches_the_visma_note_through_webhook_sensor
         note = visma.get(VismaEntity.PURCHASE_ORDER, order.split("/", 1)[1])[0].get("note") or ""
     assert note.count(f"[asana task {gid} #1]") == 1 and "completed" in note
     assert httpx.get(f"{world.asana_url}/_sandbox/state", timeout=10).json()["webhooks"]  # registered by handshake
+
+
+def test_between_polls_a_webhooks_hint_is_requested_without_asking_asana(world: World) -> None:
+    settings = flow()
+    world.run(settings, everything=False)
+    parts = world.parts(settings)
+    dg.materialize([parts.assets[3]], resources=world.resources(), instance=dg.DagsterInstance.ephemeral())
+    (sensor,) = parts.sensors
+    with dg.build_sensor_context(resources=world.resources()) as context:
+        polled = sensor.evaluate_tick(context)  # the first tick polls the projects
+    _, (gid,) = sorted(world.tasks("Purchase orders").items())[0]
+    world.asana.edit_task(gid, completed=True)
+    world.asana.flush_webhooks()
+    world.asana.requests.clear()
+
+    with dg.build_sensor_context(resources=world.resources(), cursor=polled.cursor) as context:
+        hinted = sensor.evaluate_tick(context)
+
+    assert world.asana.requests == []  # the inbox is the ledger's: the poll waits for its interval
+    (request,) = hinted.run_requests or []
+    assert gid in request.run_config["ops"]["note_asana_changes_in_visma"]["config"]["tasks"]
+    assert request.tags.get("ml_connector/lane") == "webhook"

@@ -172,9 +172,10 @@ def monday_event(d: Desk, board: int, item: str, label: str, event_id: str) -> d
                       "value": {"label": {"index": 1, "text": label}}, "triggerUuid": event_id}}
 
 
-def tick(d: Desk, resources: dict[str, Any], cursor: str | None) -> Any:
+def tick(d: Desk, resources: dict[str, Any], cursor: str | None, *, poll_interval_seconds: float = 0) -> Any:
     job = build_receipts_job(d.settings)
-    sensor = build_receipt_sensor(d.settings, job, RECEIPTS_OP, lookback=timedelta(days=1), minimum_interval_seconds=30)
+    sensor = build_receipt_sensor(d.settings, job, RECEIPTS_OP, lookback=timedelta(days=1),
+                                  poll_interval_seconds=poll_interval_seconds)
     with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
         return sensor.evaluate_tick(context)
 
@@ -201,6 +202,36 @@ def test_the_sensor_requests_each_receipt_once_from_the_poll_and_the_webhooks(sy
     assert two.run_config["ops"][RECEIPTS_OP]["config"]["items"] == [f"{PO_BOARD}:{hinted}"]
     assert not third.run_requests
     assert invalid_documents(synced.monday) == {}
+
+
+def _resources(d: Desk, base_url: str) -> dict[str, Any]:
+    return {"monday": MondayResource(base_url=base_url, api_token=dg.EnvVar("MONDAY_API_TOKEN"), rate_per_s=1000,
+                                     burst=1000),
+            "ledger": LedgerResource(db_url=str(d.ledger.engine.url))}  # fmt: skip
+
+
+def test_between_polls_a_tick_with_no_webhook_asks_monday_nothing(synced: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONDAY_API_TOKEN", synced.monday.api_token)
+    with served(synced.monday) as server:
+        first = tick(synced, _resources(synced, server.base_url), None, poll_interval_seconds=60)
+        synced.monday.requests.clear()
+        second = tick(synced, _resources(synced, server.base_url), first.cursor, poll_interval_seconds=60)
+    assert synced.monday.requests == []
+    assert not second.run_requests
+
+
+def test_between_polls_a_webhooks_receipt_is_requested_in_the_fast_lane(synced: Desk,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    hinted = item_of(synced, PO_BOARD, "PO000003")  # not received yet in the module's desk
+    monkeypatch.setenv("MONDAY_API_TOKEN", synced.monday.api_token)
+    with served(synced.monday) as server:
+        first = tick(synced, _resources(synced, server.base_url), None, poll_interval_seconds=60)
+        synced.monday.mark_received(hinted)
+        synced.ledger.append_inbox("monday", "evt-lane", monday_event(synced, PO_BOARD, hinted, "Received", "evt-lane"))
+        second = tick(synced, _resources(synced, server.base_url), first.cursor, poll_interval_seconds=60)
+    [request] = second.run_requests
+    assert request.run_config["ops"][RECEIPTS_OP]["config"]["items"] == [f"{PO_BOARD}:{hinted}"]
+    assert request.tags.get("ml_connector/lane") == "webhook"
 
 
 def test_the_receipts_job_writes_the_requested_receipts(synced: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
