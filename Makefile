@@ -49,7 +49,7 @@ $(VENV)/.bench-installed: $(STAMP)
 
 # Webhook -> destination latency on the embedded instance (starts and stops its own demo stack).
 # Every webhook-driven path, one after another (LATENCY_FLOWS=visma_jira for one of them).
-LATENCY_FLOWS ?= visma_jira visma_asana visma_monday acumatica_jira acumatica_release
+LATENCY_FLOWS ?= visma_jira visma_asana visma_monday visma_asana_return visma_monday_receipts acumatica_jira acumatica_release
 bench-latency: install
 	@for flow in $(LATENCY_FLOWS); do $(BIN)/python -m bench.webhook_latency --flow $$flow $(LATENCY_ARGS) || exit 1; done
 

@@ -218,11 +218,11 @@ def receive_invoice_items(stack: Stack, count: int, spacing_s: float) -> list[Ch
 
     _launch(stack, job="visma_monday_webhooks")
     wait_until_settled(stack, quiet_s=10.0, timeout_s=300.0)
-    url = stack.urls["monday"]
-    root = _root(url)
+    root = _root(stack.urls["monday"])
     with httpx.Client(timeout=30) as http:
         state = http.get(f"{root}/_sandbox/state").json()
-        token = http.get(f"{root}/_sandbox/credentials").json()["api_token"]
+        credentials = http.get(f"{root}/_sandbox/credentials").json()
+        headers = {"Authorization": credentials["api_token"], "API-Version": credentials["api_version"]}
         board = next(b for b in state["boards"] if any(c.get("title") == "Visma ID" for c in b.get("columns", []))
                      and any(c.get("title") == "Invoice #" for c in b.get("columns", [])))  # fmt: skip
         visma_id = next(c["id"] for c in board["columns"] if c.get("title") == "Visma ID")
@@ -241,7 +241,7 @@ def receive_invoice_items(stack: Stack, count: int, spacing_s: float) -> list[Ch
                 time.sleep(spacing_s)
             variables = {"board": board["id"], "item": item, "column": status, "value": '{"label": "Received"}'}
             posted_at = time.time()
-            answer = http.post(url, headers={"Authorization": token}, json={"query": mutation, "variables": variables})
+            answer = http.post(f"{root}/v2", headers=headers, json={"query": mutation, "variables": variables})
             if answer.is_error or answer.json().get("errors"):
                 raise RuntimeError(f"monday refused the benchmark's change: {answer.status_code} {answer.text[:300]}")
             changes.append(Change(str(item), str(item), posted_at))
