@@ -207,7 +207,8 @@ def build_reconciled_check(kind: DocumentKind, settings: JaggaerVismaFlow,
     """``reconciled``: each eligible document of the partition is in Visma once (duplicates: ERROR)."""
 
     @dg.asset_check(asset=_key(kind.asset), name="reconciled", partitions_def=partitions_def, pool=VISMA_POOL,
-                    metadata=PARTITION_AUDIT, description="Every matched and mapped JAGGAER document of the partition is in Visma exactly once.")
+                    metadata=PARTITION_AUDIT,
+                    description="Every matched and mapped JAGGAER document of the partition is in Visma exactly once.")
     def reconciled(context: dg.AssetCheckExecutionContext, visma: VismaResource,
                    ledger: LedgerResource) -> dg.AssetCheckResult:
         with visma.client() as client, ledger.open() as opened:
