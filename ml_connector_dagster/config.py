@@ -426,6 +426,10 @@ class VismaMondayFlow(_Strict):
         60, ge=0, description="After an unanswered create, how long an item may stay unfound before it is created again.",
     )
     receipt_overlap_s: int = Field(300, ge=0, description="The receipt poll re-reads this far behind its watermark.")
+    receipt_poll_s: float | None = Field(
+        None, ge=0, description="Seconds between the receipt sensor's polls of the boards (None: poll_interval_s); "
+        "monday's webhooks in the inbox are read every tick regardless.",
+    )
     webhook_url: HttpUrl | None = Field(
         None, description="The receiver's public /webhooks/monday URL: the visma_monday_webhooks job subscribes the "
         "received columns to it (None: the receipt poll alone).",
@@ -473,6 +477,10 @@ class AsanaReturnPath(_Strict):
     receiver_url: HttpUrl = Field(HttpUrl("http://127.0.0.1:8800"), description="The webhook receiver's public root.")
     overlap_s: int = Field(300, ge=0, description="The poll re-reads this far behind its watermark.")
     tasks_per_tick: int = Field(200, ge=1, le=1000, description="Most changed tasks one sensor tick requests.")
+    poll_s: float | None = Field(
+        None, ge=0, description="Seconds between the return sensor's polls of the projects (None: poll_interval_s); "
+        "Asana's webhooks in the inbox are read every tick regardless.",
+    )
 
 
 class VismaAsanaFlow(_Strict):

@@ -389,7 +389,8 @@ def build_visma_asana(settings: VismaAsanaFlow, visma: VismaSettings, *, workspa
     parts.jobs.append(job)
     # With webhooks the sensor ticks every second (a hint is a ledger read); it polls Asana at the poll interval.
     parts.sensors.append(build_return_sensor(settings, job, RETURN_OP, workspace_gid=workspace_gid, lookback=lookback,
-                                             poll_interval_seconds=minimum_interval_seconds,
+                                             poll_interval_seconds=minimum_interval_seconds
+                                             if settings.return_path.poll_s is None else settings.return_path.poll_s,
                                              minimum_interval_seconds=1 if settings.return_path.webhooks
                                              else minimum_interval_seconds))  # fmt: skip
     if settings.return_path.webhooks:

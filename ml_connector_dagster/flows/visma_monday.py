@@ -414,7 +414,8 @@ def build_visma_monday(settings: VismaMondayFlow, visma: VismaSettings, *, lookb
             jobs.append(build_webhooks_job(settings))
         # With webhooks the sensor ticks every second (a hint is a ledger read); it polls monday at the poll interval.
         sensors.append(build_receipt_sensor(settings, receipts, RECEIPTS_OP, lookback=lookback,
-                                            poll_interval_seconds=minimum_interval_seconds,
+                                            poll_interval_seconds=minimum_interval_seconds
+                                            if settings.receipt_poll_s is None else settings.receipt_poll_s,
                                             minimum_interval_seconds=1 if settings.webhook_url is not None
                                             else minimum_interval_seconds))  # fmt: skip
     reference = [kind for kind in kinds if not kind.partitioned]
