@@ -32,6 +32,7 @@ from ml_connector_dagster.config import AcumaticaJiraFlow
 from ml_connector_dagster.core.ledger import InboxEvent, Ledger
 from ml_connector_dagster.run_tags import webhook_run_tags
 from ml_connector_dagster.sensors.inbox import WATCH_INTERVAL_S
+from ml_connector_dagster.sensors.poll import poll_due
 from ml_connector_dagster.systems.jira.client import JiraClient, jql_datetime, jql_string
 from ml_connector_dagster.systems.jira.models import parse_jira_datetime
 
@@ -154,7 +155,7 @@ def build_resolution_sensor(settings: AcumaticaJiraFlow, job: dg.JobDefinition, 
         cursor = ResolutionCursor.load(context.cursor)
         now = datetime.now(UTC)
         watermark = cursor.resolved_ms if cursor.resolved_ms is not None else _ms(now - lookback)
-        poll = cursor.polled_at is None or now.timestamp() - cursor.polled_at >= poll_interval_seconds
+        poll = poll_due(cursor.polled_at, now, poll_interval_seconds)
         with context.resources.ledger.open() as ledger:
             events = ledger.inbox_after(cursor.inbox, INBOX_BATCH, system="jira", unprocessed_only=False)
             polled: dict[str, int] = {}

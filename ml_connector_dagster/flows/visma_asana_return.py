@@ -40,6 +40,7 @@ from ml_connector_dagster.core.http import ApiError, NotFound
 from ml_connector_dagster.core.ledger import Ledger, Link
 from ml_connector_dagster.core.vault import Vault
 from ml_connector_dagster.run_tags import webhook_run_tags
+from ml_connector_dagster.sensors.poll import poll_due
 from ml_connector_dagster.systems.asana.client import AsanaClient
 from ml_connector_dagster.systems.asana.models import Task, Webhook
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
@@ -271,7 +272,7 @@ def build_return_sensor(settings: VismaAsanaFlow, job: dg.JobDefinition, op_name
         cursor = ReturnCursor.load(context.cursor)
         now = datetime.now(UTC)
         since = datetime.fromisoformat(cursor.watermark) - overlap if cursor.watermark else now - lookback
-        poll = cursor.polled_at is None or now.timestamp() - cursor.polled_at >= poll_interval_seconds
+        poll = poll_due(cursor.polled_at, now, poll_interval_seconds)
         polled: list[tuple[str, str]] = []
         latest: datetime | None = None
         with context.resources.ledger.open() as ledger:

@@ -38,6 +38,7 @@ from ml_connector_dagster.core.http import ApiError, NotFound
 from ml_connector_dagster.core.landing import content_hash
 from ml_connector_dagster.core.ledger import InboxEvent, Ledger, Link
 from ml_connector_dagster.run_tags import webhook_run_tags
+from ml_connector_dagster.sensors.poll import poll_due
 from ml_connector_dagster.systems.monday.client import MondayClient
 from ml_connector_dagster.systems.monday.models import Item, Webhook
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
@@ -307,7 +308,7 @@ def build_receipt_sensor(settings: VismaMondayFlow, job: dg.JobDefinition, op_na
     def receipts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = ReceiptCursor.load(context.cursor)
         now = datetime.now(UTC)
-        poll = cursor.polled_at is None or now.timestamp() - cursor.polled_at >= poll_interval_seconds
+        poll = poll_due(cursor.polled_at, now, poll_interval_seconds)
         watermarks = dict(cursor.watermarks)
         announced: set[str] = set()
         found: dict[str, str] = {}

@@ -44,6 +44,7 @@ __all__ = [
     "collect_changes",
     "load_cursor",
     "plan_poll",
+    "poll_due",
 ]
 
 # The gRPC deadline of a sensor tick is 60 s; leave room for building the requests.
@@ -316,3 +317,9 @@ def window_run_config(op_name: str, window_config: type[dg.Config]) -> Callable[
         return {"ops": {op_name: {"config": config.model_dump()}}}
 
     return run_config_for
+
+
+def poll_due(polled_at: float | None, now: datetime, interval_s: float) -> bool:
+    """Whether a sensor that reads webhook hints at every tick polls its vendor at this one: it never has
+    (``polled_at`` None, epoch seconds otherwise), or ``interval_s`` has passed since."""
+    return polled_at is None or now.timestamp() - polled_at >= interval_s

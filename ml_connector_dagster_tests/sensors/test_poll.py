@@ -16,6 +16,7 @@ from ml_connector_dagster.sensors.poll import (
     collect_changes,
     load_cursor,
     plan_poll,
+    poll_due,
 )
 
 PARTITIONS = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
@@ -142,3 +143,10 @@ def test_every_version_is_requested_exactly_once(history: list[object]) -> None:
             latest[record_id] = now
     assert sorted(requested) == sorted(set(requested))  # nothing twice
     assert must_see - set(requested) == set()  # nothing skipped
+
+
+def test_a_hint_reading_sensor_polls_first_then_once_per_interval() -> None:
+    assert poll_due(None, T0, 60)
+    assert not poll_due(T0.timestamp() - 59.9, T0, 60)
+    assert poll_due(T0.timestamp() - 60, T0, 60)
+    assert poll_due(T0.timestamp(), T0, 0)  # 0: at every tick (the chaos harness's pace)
