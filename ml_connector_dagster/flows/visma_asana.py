@@ -150,7 +150,7 @@ def dry_run_metadata(plan: TaskPlan) -> dict[str, Any]:
     """What a push of ``plan`` would do: counts per action and the table of planned actions."""
     unmapped = sum(1 for r in plan.creates() if r.assignment and r.assignment.member_gid is None)
     return {"dry_run": True, **{f"would_{a.value}": plan.count(a) for a in Action}, "would_flag_for_review": unmapped,
-            "listed_project": plan.listing is not None, "plan": _plan_table(plan)}
+            "looked_up_in_asana": plan.looked_up, "plan": _plan_table(plan)}
 
 
 def push_metadata(outcome: PushOutcome) -> dict[str, Any]:

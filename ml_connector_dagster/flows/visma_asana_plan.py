@@ -2,9 +2,11 @@
 
 The ledger decides first: a linked record whose content hash is unchanged is skipped, a changed one
 updated on the task it links. Only records the ledger does not link (never synced, an unanswered
-create, or a ledger that was lost) make the plan list the project's tasks — once per plan, and
-no search: search is premium-only and eventually consistent. A task found there by its Visma ID
-custom field is adopted (LINK: updated and linked), never duplicated; the others are created.
+create, or a ledger that was lost) are looked up in the project, by its index in the ledger
+(:mod:`.visma_asana_index`: brought up to date by one listing of the tasks changed since, not a
+listing of the whole project; no search, which is premium-only and eventually consistent). A task
+found there by its Visma ID custom field is adopted (LINK: updated and linked), never duplicated;
+the others are created.
 Nothing is written here: the plan is a value the push (or a dry run) acts on.
 
 A partition's plan is *lean*: a create keeps its ids and its assignee, not its rendered task or
@@ -21,16 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ml_connector_dagster.config import VismaAsanaFlow
 from ml_connector_dagster.core.landing import LandedRecord, LandingStore
-from ml_connector_dagster.core.ledger import Ledger
+from ml_connector_dagster.core.ledger import Ledger, Link
 from ml_connector_dagster.systems.asana.client import AsanaClient
 from ml_connector_dagster.systems.visma.client import SYSTEM as VISMA
 from ml_connector_dagster.systems.visma.models import describe_error
 
+from .visma_asana_index import ProjectIndex
 from .visma_asana_mapping import Assignment, SupplierDirectory
 from .visma_asana_render import AsanaContext, RenderedTask, TaskKind, render_task
 
-__all__ = ["CHUNK", "Action", "PlannedTask", "TaskPlan", "plan_partitions", "plan_records", "project_listing",
-           "restore_tasks"]
+__all__ = ["CHUNK", "Action", "PlannedTask", "TaskPlan", "plan_partitions", "plan_records", "restore_tasks"]
 
 CHUNK = 200  # landed records planned together: one ledger read
 
@@ -74,8 +76,7 @@ class TaskPlan(BaseModel):
         "the supplier mapping's decision). A tuple is a tenth of a PlannedTask's memory: 100,000 of them in a "
         "backfill's plan weighed 130 MB as models.",
     )
-    listing: dict[str, str] | None = Field(
-        None, description="Visma ID -> task gid of the project, when the plan had to list it.")
+    looked_up: int = Field(0, description="Records the ledger does not link, looked up in the project's index.")
 
     @property
     def record_count(self) -> int:
@@ -101,14 +102,6 @@ class TaskPlan(BaseModel):
         """The records planned for ``actions`` (stored creates included, made into records: a list of them all)."""
         chosen = [record for record in self.records if record.action in actions and record.action is not Action.CREATE]
         return [*(self.creates() if Action.CREATE in actions else ()), *chosen]
-
-
-def project_listing(client: AsanaClient, context: AsanaContext, kind: TaskKind) -> dict[str, str]:
-    """Visma ID -> task gid of every task (and line subtask) in the kind's project: one paged listing."""
-    visma_id = context.field_gid("visma_id")
-    assert visma_id is not None
-    found = client.tasks_by_external_id(context.projects[kind.name], visma_id)
-    return {external_id: task.gid for external_id, task in found.items()}
 
 
 def _rendered(kind: TaskKind, landed: LandedRecord, context: AsanaContext,
@@ -154,11 +147,17 @@ class _Planner:
         self.kind, self.client, self.ledger, self.settings, self.plan = kind, client, ledger, settings, plan
         self.lean = lean
         self.directory = SupplierDirectory.from_settings(settings, plan.context.users)
+        self.index = ProjectIndex(client, ledger, plan.context, kind)
 
-    def listing(self) -> dict[str, str]:
-        if self.plan.listing is None:
-            self.plan.listing = project_listing(self.client, self.plan.context, self.kind)
-        return self.plan.listing
+    def found(self, rendered: Sequence[tuple[LandedRecord, RenderedTask]], links: dict[str, Link]) -> dict[str, str]:
+        """Visma ID -> task gid in the project, of the records the ledger does not link (or holds a
+        create for whose answer never came): one lookup a chunk."""
+        unlinked = [task.external_id for landed, task in rendered
+                    if not ((link := links.get(landed.record_id)) and link.state == "linked" and link.dest_id)]
+        if not unlinked:
+            return {}
+        self.plan.looked_up += len(unlinked)
+        return self.index.find(unlinked)
 
     def chunk(self, chunk: Sequence[LandedRecord]) -> Iterator[PlannedTask]:
         rendered: list[tuple[LandedRecord, RenderedTask]] = []
@@ -170,6 +169,7 @@ class _Planner:
                 continue
             rendered.append((landed, task))
         links = self.ledger.links_for(self.kind.flow, [landed.record_id for landed, _ in rendered])
+        in_project = self.found(rendered, links)
         for landed, task in rendered:
             link = links.get(landed.record_id)
             base = {"record_id": landed.record_id, "external_id": task.external_id, "task": task,
@@ -178,8 +178,8 @@ class _Planner:
                 same = link.content_hash == task.content_hash
                 yield PlannedTask(**base, action=Action.SKIP if same else Action.UPDATE, task_gid=link.dest_id)
                 continue
-            # No link, or a create whose answer never came: Asana's own listing tells.
-            found = self.listing().get(task.external_id)
+            # No link, or a create whose answer never came: what the project holds tells.
+            found = in_project.get(task.external_id)
             if found is not None:
                 yield PlannedTask(**base, action=Action.LINK, task_gid=found)
             else:

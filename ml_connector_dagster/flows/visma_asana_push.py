@@ -5,9 +5,10 @@ refused with 429 once ``Retry-After`` has passed). A lean plan's creates are ren
 the landing store, one chunk at a time. Creates have no idempotency key, so each chunk
 is first marked *pending* in the ledger (one commit), then created with
 :meth:`~ml_connector_dagster.systems.asana.client.AsanaClient.ensure_tasks`, which looks a create
-in doubt up by listing the project before it would send it again; the link is recorded at once. A
-chunk holding a record whose earlier create went unanswered (a pending mark) lists the project
-first. Listing a project is consistent at once, unlike search, so nothing waits for an index.
+in doubt up in the project before it would send it again; the link is recorded at once. A chunk
+holding a record whose earlier create went unanswered (a pending mark) looks its records up first.
+Look-ups go to the project's index in the ledger, brought up to date by a listing of the tasks
+changed since (:mod:`.visma_asana_index`); a listing is consistent at once, unlike search.
 
 A create Asana refused (4xx) created nothing: its mark is dropped and the record becomes a dead
 letter. An update refused is a dead letter too; a PO whose line subtasks did not all go through
@@ -30,10 +31,11 @@ from ml_connector_dagster.config import VismaAsanaFlow
 from ml_connector_dagster.core.http import ApiError
 from ml_connector_dagster.core.ledger import Ledger, Link
 from ml_connector_dagster.systems.asana.client import AsanaClient
-from ml_connector_dagster.systems.asana.models import BatchResult, Task
+from ml_connector_dagster.systems.asana.models import BatchResult
 
 from .destination import CreateInDoubt, CreateIntent, create_once
-from .visma_asana_plan import Action, PlannedTask, TaskPlan, project_listing, restore_tasks
+from .visma_asana_index import ProjectIndex
+from .visma_asana_plan import Action, PlannedTask, TaskPlan, restore_tasks
 from .visma_asana_render import NOTES_FLOW, RenderedLine, RenderedTask, TaskKind, review_flag, task_state_hash
 
 __all__ = ["DEST", "PO_PROJECTS_FLOW", "RECHECK", "WRITE_CHUNK", "PushOutcome", "push_plan"]
@@ -87,6 +89,7 @@ class _Pusher:
         self.review = review_flag(plan.context, settings.review_option)
         self.outcome = PushOutcome()
         self._projects: dict[str, str] | None = None
+        self.index = ProjectIndex(client, ledger, plan.context, kind)
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def _link(self, task: RenderedTask, gid: str, hash_: str | None = None) -> Link:
@@ -107,10 +110,9 @@ class _Pusher:
                                     partition_key=record.partition_key, run_id=self.run_id)  # fmt: skip
         self.log.warning(f"{self.plan.asset}: {record.external_id} failed: {error}")
 
-    def listing(self) -> dict[str, str]:
-        if self.plan.listing is None:
-            self.plan.listing = project_listing(self.client, self.plan.context, self.kind)
-        return self.plan.listing
+    def find_fresh(self, visma_ids: Sequence[str]) -> dict[str, str]:
+        """The tasks carrying ``visma_ids`` as the project is now (after creates whose answer never came)."""
+        return self.index.find(visma_ids, fresh=True)
 
     # -- creates ---------------------------------------------------------------------------------
     def create(self, records: Iterable[PlannedTask]) -> None:
@@ -147,8 +149,9 @@ class _Pusher:
         if not ready:
             return
         drafts = {r.external_id: self._draft(r, homes[r.record_id]) for r in ready}
-        # After an unanswered create the project is listed again; otherwise the plan's look is fresh.
-        result = self.client.ensure_tasks(self.project, self.visma_id, drafts, known=None if was_pending else {})
+        # After an unanswered create the records are looked up again; otherwise the plan's look is fresh.
+        result = self.client.ensure_tasks(self.project, self.visma_id, drafts, known=None if was_pending else {},
+                                          find=self.find_fresh)
         new_parents: list[tuple[str, PlannedTask, bool]] = []
         links_made = []
         for record in ready:
@@ -234,8 +237,7 @@ class _Pusher:
                 assert record.task is not None and record.task_gid
                 result = results[record.task_gid]
                 if not result.ok:
-                    gone = " (the task was deleted in Asana?)" if result.status_code == 404 else ""
-                    self.dead_letter(record, f"update refused: {_errors(result)}{gone}")
+                    self.dead_letter(record, f"update refused: {_errors(result)}{self._gone(record, result)}")
                     continue
                 done.append(self._link(record.task, record.task_gid, self._until_lines()))
                 parents.append((record.task_gid, record, False))
@@ -244,6 +246,15 @@ class _Pusher:
                 self._written(record, record.task_gid)
             self.ledger.record_links(done)
             self.lines(parents)
+
+    def _gone(self, record: PlannedTask, result: BatchResult) -> str:
+        """What a 404 means for the record; the task leaves the project's index."""
+        if result.status_code != 404 or not record.task_gid:
+            return ""
+        self.index.drop([record.task_gid])
+        if record.action is Action.LINK:
+            return " (the task the project held for it was deleted in Asana; the next run creates it)"
+        return " (the task was deleted in Asana?)"
 
     # -- line items as subtasks ------------------------------------------------------------------
     def _until_lines(self) -> str | None:
@@ -303,11 +314,11 @@ class _Pusher:
         was_pending = any(line.line_id in links for line in creates)
         # Lines of a task created just now cannot exist yet; others may, from a lost ledger.
         older = [line for line in creates if owner[line.line_id][1].record_id not in fresh]
-        known = None if was_pending else {e: Task(gid=g) for e, g in self._listed(older).items()}
+        known = None if was_pending else self._listed(older)
         self.ledger.mark_pending_many(self.kind.lines_flow, [(line.line_id, "-", line.content_hash) for line in creates],
                                       DEST, self.run_id)  # fmt: skip
         drafts = {line.external_id: line.create_fields(owner[line.line_id][0], self.project) for line in creates}
-        result = self.client.ensure_tasks(self.project, self.visma_id, drafts, known=known)
+        result = self.client.ensure_tasks(self.project, self.visma_id, drafts, known=known, find=self.find_fresh)
         broken: set[str] = set()
         made = []
         for line in creates:
@@ -328,8 +339,7 @@ class _Pusher:
     def _listed(self, lines: Sequence[RenderedLine]) -> dict[str, str]:
         if not lines:
             return {}
-        listing = self.listing()
-        return {line.external_id: listing[line.external_id] for line in lines if line.external_id in listing}
+        return self.index.find([line.external_id for line in lines])
 
     def _line_link(self, line: RenderedLine, gid: str) -> Link:
         return Link(flow=self.kind.lines_flow, source_id=line.line_id, source_version="-", dest_system=DEST,

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from ml_connector_dagster.config import SupplierAssignee, VismaAsanaFlow
 from ml_connector_dagster.core import http
+from ml_connector_dagster.core.destination_index import destination_index
 from ml_connector_dagster.core.landing import landed_records
-from ml_connector_dagster.core.ledger import links_table
+from ml_connector_dagster.core.ledger import kv_state_table, links_table
 from ml_connector_dagster.flows.destination import replay_copies
 from ml_connector_dagster.flows.visma_asana_plan import (
     Action,
@@ -127,7 +128,7 @@ def test_a_second_sync_of_unchanged_documents_writes_nothing(world: AsanaWorld) 
 
     assert plan.count(Action.SKIP) == len(plan.records) and outcome.skipped == len(plan.records)
     assert len(writes(world)) == before
-    assert plan.listing is None  # the ledger alone decided: the project was not even listed
+    assert plan.looked_up == 0  # the ledger alone decided: nothing was looked up in the project
 
 
 def test_a_changed_document_updates_its_task_and_its_changed_line(world: AsanaWorld) -> None:
@@ -211,12 +212,18 @@ def test_an_update_after_a_mapping_edit_keeps_the_assignee_the_task_was_created_
 # -- dedupe without search ------------------------------------------------------------------------
 
 
+def _lose_the_ledger(world: AsanaWorld) -> None:
+    """What a ledger restored from nothing holds: no links, no index of the project."""
+    with world.ledger.engine.begin() as connection:
+        for table in (links_table, destination_index, kv_state_table):
+            connection.execute(sa.delete(table))
+
+
 def test_a_lost_ledger_is_rebuilt_from_one_listing_without_duplicates(world: AsanaWorld) -> None:
     world.sync(PURCHASE_ORDERS)
     gids = {key: t.gid for key, (t,) in world.tasks("Purchase orders", lines=True).items()}
     lines = sum(len(t.subtask_gids) for (t,) in world.tasks("Purchase orders").values())
-    with world.ledger.engine.begin() as connection:
-        connection.execute(sa.delete(links_table))
+    _lose_the_ledger(world)
     listings_before = _listings(world)
 
     plan, outcome = world.sync(PURCHASE_ORDERS)
@@ -232,9 +239,80 @@ def test_a_lost_ledger_is_rebuilt_from_one_listing_without_duplicates(world: Asa
     assert not any("/search" in r["path"] for r in _recorded(world))
 
 
-def _listings(world: AsanaWorld) -> int:
-    project = world.sim.project_gid("Purchase orders")
-    return sum(1 for r in _recorded(world) if r["path"] == f"/api/1.0/projects/{project}/tasks"
+def test_a_new_record_is_looked_up_in_what_changed_since_not_in_a_listing_of_the_whole_project(
+        world: AsanaWorld) -> None:  # fmt: skip
+    world.sync(PURCHASE_ORDERS)
+    listings_before, changes_before = _listings(world), _change_listings(world)
+    land(world.ledger, "purchaseorder", [{**world.visma["purchaseorder"][0], "orderNbr": "PO009999"}])
+
+    plan, outcome = world.sync(PURCHASE_ORDERS)
+
+    assert (plan.count(Action.CREATE), plan.looked_up, outcome.created) == (1, 1, 1)
+    assert _listings(world) == listings_before
+    assert _change_listings(world) == changes_before + 1
+
+
+def test_a_task_made_in_asana_since_the_last_look_is_adopted_not_duplicated(world: AsanaWorld) -> None:
+    world.sync(PURCHASE_ORDERS)
+    newcomer = {**world.visma["purchaseorder"][0], "orderNbr": "PO009999"}
+    made = world.client.create_task({"name": "Made by hand", "projects": [world.sim.project_gid("Purchase orders")],
+                                     "custom_fields": {world.sim.field_gid("Visma ID"): "purchaseorder/PO009999"}})
+    land(world.ledger, "purchaseorder", [newcomer])
+
+    plan, outcome = world.sync(PURCHASE_ORDERS)
+
+    assert (plan.count(Action.LINK), outcome.created, outcome.linked) == (1, 0, 1)
+    assert [t.gid for t in world.tasks("Purchase orders")["purchaseorder/PO009999"]] == [made.gid]
+
+
+def test_a_task_whose_visma_id_was_changed_in_asana_is_no_longer_found_under_the_old_one(world: AsanaWorld) -> None:
+    world.sync(PURCHASE_ORDERS)
+    raw = world.visma["purchaseorder"][0]
+    (task,) = world.tasks("Purchase orders")[f"purchaseorder/{raw['orderNbr']}"]
+    world.client.update_task(task.gid, {"custom_fields": {world.sim.field_gid("Visma ID"): "purchaseorder/OTHER"}})
+    world.ledger.forget_link(PURCHASE_ORDERS.flow, raw["orderNbr"])
+
+    plan, outcome = world.sync(PURCHASE_ORDERS)
+
+    assert (plan.count(Action.CREATE), outcome.created) == (1, 1)
+    (new,) = world.tasks("Purchase orders")[f"purchaseorder/{raw['orderNbr']}"]
+    assert new.gid != task.gid
+
+
+def test_a_task_deleted_in_asana_leaves_the_index_and_the_next_run_creates_it_again(world: AsanaWorld) -> None:
+    world.sync(INVOICES)
+    world.ledger.forget_link(INVOICES.flow, world.visma["supplierInvoice"][-1]["referenceNumber"])
+    world.sync(INVOICES)  # looks a record up: the project's index now holds every task
+    tasks = world.tasks("Supplier invoices")
+    raw = next(raw for raw in world.visma["supplierInvoice"] if f"supplierInvoice/{raw['referenceNumber']}" in tasks)
+    key = f"supplierInvoice/{raw['referenceNumber']}"
+    (task,) = tasks[key]
+    world.client.delete_task(task.gid)
+    world.ledger.forget_link(INVOICES.flow, raw["referenceNumber"])  # the link was lost too: the index answers
+
+    plan, outcome = world.sync(INVOICES)
+
+    assert (plan.count(Action.LINK), outcome.failed) == (1, 1)
+    (letter,) = world.ledger.open_dead_letters(INVOICES.asset)
+    assert "deleted in Asana; the next run creates it" in letter.error
+
+    plan, outcome = world.sync(INVOICES)
+
+    assert (plan.count(Action.CREATE), outcome.created) == (1, 1)
+    assert len(world.tasks("Supplier invoices")[key]) == 1
+    assert world.ledger.open_dead_letters(INVOICES.asset) == []
+
+
+def _listings(world: AsanaWorld, project: str = "Purchase orders") -> int:
+    """Listings of the whole project (first pages)."""
+    gid = world.sim.project_gid(project)
+    return sum(1 for r in _recorded(world) if r["path"] == f"/api/1.0/projects/{gid}/tasks"
+               and "offset" not in r["query"])  # fmt: skip
+
+
+def _change_listings(world: AsanaWorld) -> int:
+    """Listings of the tasks changed since a moment (first pages)."""
+    return sum(1 for r in _recorded(world) if r["path"] == "/api/1.0/tasks" and "modified_since" in r["query"]
                and "offset" not in r["query"])  # fmt: skip
 
 

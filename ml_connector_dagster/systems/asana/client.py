@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn, Self
 from urllib.parse import quote
@@ -598,18 +598,22 @@ class AsanaClient:
         return dict(zip(gids, self.batch(actions), strict=True))
 
     def ensure_tasks(self, project_gid: str, external_id_field: str, drafts: Mapping[str, Mapping[str, Any]],
-                     *, known: Mapping[str, Task] | None = None) -> EnsureResult:
+                     *, known: Mapping[str, str] | None = None,
+                     find: Callable[[Sequence[str]], Mapping[str, str]] | None = None) -> EnsureResult:
         """Make sure one task per external id exists in the project, creating the missing ones.
 
         ``drafts``: external id -> task fields (``projects`` should include ``project_gid`` and
-        ``custom_fields`` the external id under ``external_id_field``). ``known``: a listing the
-        caller already holds (:meth:`tasks_by_external_id`). Creates whose outcome is in doubt are
-        looked up by listing the project again before they are sent again; refusals (4xx) end up
-        in ``failed``.
+        ``custom_fields`` the external id under ``external_id_field``). ``known``: external id ->
+        gid of the tasks the caller already knows to exist (it looked a moment ago); without it the
+        ids are looked up first. ``find`` looks ids up as the project is now (default: a listing of
+        the project, :meth:`tasks_by_external_id`). Creates whose outcome is in doubt are looked up
+        again before they are sent again; refusals (4xx) end up in ``failed``.
         """
+        look = find or (lambda keys: {key: task.gid for key, task in
+                                      self.tasks_by_external_id(project_gid, external_id_field).items()})
         outcome = EnsureResult()
-        existing = dict(known) if known is not None else self.tasks_by_external_id(project_gid, external_id_field)
-        outcome.existing = {k: t.gid for k, t in existing.items() if k in drafts}
+        existing = dict(known) if known is not None else dict(look(list(drafts)))
+        outcome.existing = {k: gid for k, gid in existing.items() if k in drafts}
         missing = [k for k in drafts if k not in existing]
         for round_ in range(_RESEND_ROUNDS + 1):
             if not missing:
@@ -632,11 +636,11 @@ class AsanaClient:
                 for key in doubtful:
                     outcome.failed.setdefault(key, BatchResult(index=-1, status_code=0, in_doubt=True))
                 break
-            logger.warning("asana: %d create(s) in doubt; listing the project before sending them again", len(doubtful))
-            found = self.tasks_by_external_id(project_gid, external_id_field)
+            logger.warning("asana: %d create(s) in doubt; looking them up before sending them again", len(doubtful))
+            found = look(doubtful)
             for key in doubtful:
                 if key in found:
-                    outcome.created[key] = found[key].gid
+                    outcome.created[key] = found[key]
             missing = [k for k in doubtful if k not in found]
         return outcome
 

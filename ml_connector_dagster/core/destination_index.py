@@ -1,0 +1,220 @@
+"""What a destination holds, by the external id each object carries, kept in the ledger.
+
+Before a create the connector asks the destination whether the record is there already (a create
+whose answer never came, a ledger restored from a backup, a copy someone made by hand). Where the
+destination answers by key (Jira's JQL, monday's ``items_page_by_column_values``) it is asked by key.
+Asana cannot be: its search is premium-only and eventually consistent, so the one faithful answer is
+a listing of the project, 100 tasks a request. Listed afresh for every run, a webhook's run for one
+new invoice read a 10,000-task project in 100 requests, two thirds of the free plan's minute.
+
+This index keeps that listing in the ledger. The first refresh lists everything; each one after it
+lists only the objects modified since the newest modification already seen, less an overlap for
+writes that were still in flight when the last listing read past them: O(changes), whatever the size
+of the destination. The watermark is the destination's own ``modified_at``, so no clock of ours is
+compared with the vendor's. A listed change re-files its object (an external id set, changed or
+cleared); an older copy never overwrites a newer one, so two runs refreshing at once converge.
+
+A listing of changes cannot show a deletion: an object deleted in the destination stays here until
+the caller learns of it (an update answered 404) and :meth:`DestinationIndex.drop` s it, or
+:meth:`DestinationIndex.reset` makes the next refresh a full listing again.
+
+The table lives in the ledger's database (migration ``0003``) with its own MetaData, as the landing
+store's does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ml_connector_dagster.core.ledger import Ledger, _UtcDateTime
+
+__all__ = ["DEFAULT_OVERLAP", "DestinationIndex", "ListChanges", "Listed", "Refresh", "destination_index", "metadata"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OVERLAP = timedelta(minutes=2)
+STATE_PREFIX = "index:"
+_BATCH = 500  # rows per statement: well under SQLite's bound-parameter limit
+
+metadata = sa.MetaData()
+
+destination_index = sa.Table(
+    "destination_index",
+    metadata,
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("dest_id", sa.String(255), primary_key=True),
+    sa.Column("external_id", sa.String(255)),
+    sa.Column("modified_at", _UtcDateTime()),
+    sa.Column("listed_at", _UtcDateTime(), nullable=False),
+    sa.Index("ix_destination_index_external_id", "scope", "external_id"),
+)
+
+
+class Listed(NamedTuple):
+    """One destination object as a listing showed it."""
+
+    dest_id: str
+    external_id: str | None  # None: the object carries no external id (any it carried is gone)
+    modified_at: datetime | None
+
+
+# Lists the objects modified at or after the moment given; None: every object.
+ListChanges = Callable[[datetime | None], Iterable[Listed]]
+
+
+class Refresh(NamedTuple):
+    """What one :meth:`DestinationIndex.refresh` did."""
+
+    full: bool
+    since: datetime | None
+    listed: int
+
+
+def _oldest_first(dest_id: str) -> tuple[int, str]:
+    """Sort key of ids that grow with time (Asana's gids): shorter is older, then by text."""
+    return (len(dest_id), dest_id)
+
+
+def _batches(items: Iterable[Listed], size: int = _BATCH) -> Iterator[list[Listed]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _newest(batch: list[Listed]) -> list[Listed]:
+    """One entry per object, its newest copy (a statement may not touch a row twice)."""
+    kept: dict[str, Listed] = {}
+    for entry in batch:
+        seen = kept.get(entry.dest_id)
+        if seen is None or seen.modified_at is None or (entry.modified_at and entry.modified_at >= seen.modified_at):
+            kept[entry.dest_id] = entry
+    return list(kept.values())
+
+
+class DestinationIndex:
+    """One destination's objects (a project, a board...) by external id, under ``scope``."""
+
+    def __init__(self, ledger: Ledger, scope: str, *, overlap: timedelta = DEFAULT_OVERLAP) -> None:
+        self.ledger, self.scope, self.overlap = ledger, scope, overlap
+        self._insert = sqlite.insert if ledger.engine.dialect.name == "sqlite" else postgresql.insert
+
+    def __repr__(self) -> str:
+        return f"DestinationIndex({self.scope!r})"
+
+    # -- the watermark -------------------------------------------------------------------------
+
+    def _state(self) -> tuple[bool, datetime | None]:
+        """(listed whole at least once, the newest modification seen)."""
+        stored = self.ledger.get_state(STATE_PREFIX + self.scope)
+        if stored is None:
+            return False, None
+        try:
+            through = json.loads(stored).get("through")
+            return True, None if through is None else datetime.fromisoformat(through)
+        except (ValueError, AttributeError, TypeError):
+            return False, None  # unreadable: start afresh with a full listing
+
+    def _advance(self, through: datetime | None) -> None:
+        def change(current: str | None) -> tuple[str, None]:
+            try:
+                before = json.loads(current or "{}").get("through")
+                before_at = None if before is None else datetime.fromisoformat(before)
+            except (ValueError, AttributeError, TypeError):
+                before_at = None
+            newest = max((m for m in (before_at, through) if m is not None), default=None)
+            return json.dumps({"through": None if newest is None else newest.isoformat()}), None
+
+        self.ledger.update_state(STATE_PREFIX + self.scope, change)
+
+    # -- refresh ---------------------------------------------------------------------------------
+
+    def refresh(self, list_changes: ListChanges) -> Refresh:
+        """Bring the index up to date: everything the first time, the changes since the watermark after."""
+        listed_whole, through = self._state()
+        if not listed_whole or through is None:
+            # Never listed, or nothing listed carried a modification time: only a full listing tells.
+            return Refresh(full=True, since=None, listed=self._replace(list_changes(None)))
+        since = through - self.overlap
+        listed = 0
+        newest: datetime | None = None
+        for batch in _batches(list_changes(since)):
+            listed += len(batch)
+            newest = max((m for m in (newest, *(e.modified_at for e in batch)) if m is not None), default=None)
+            self._upsert(_newest(batch))
+        self._advance(newest)
+        return Refresh(full=False, since=since, listed=listed)
+
+    def _rows(self, batch: Iterable[Listed], now: datetime) -> list[dict[str, Any]]:
+        return [{"scope": self.scope, "dest_id": e.dest_id, "external_id": e.external_id or None,
+                 "modified_at": e.modified_at, "listed_at": now} for e in batch]  # fmt: skip
+
+    def _replace(self, listing: Iterable[Listed]) -> int:
+        """The scope's rows made anew from a full listing, in one transaction (read before it begins)."""
+        t = destination_index
+        entries = _newest(list(listing))
+        now = datetime.now(UTC)
+        with self.ledger._write() as connection:
+            connection.execute(sa.delete(t).where(t.c.scope == self.scope))
+            for batch in _batches(entries):
+                connection.execute(self._insert(t), self._rows(batch, now))
+        self._advance(max((e.modified_at for e in entries if e.modified_at is not None), default=None))
+        return len(entries)
+
+    def _upsert(self, batch: list[Listed]) -> None:
+        t = destination_index
+        statement = self._insert(t)
+        incoming = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.c.scope, t.c.dest_id],
+            set_={name: incoming[name] for name in ("external_id", "modified_at", "listed_at")},
+            where=sa.or_(t.c.modified_at.is_(None), incoming.modified_at.is_(None),
+                         incoming.modified_at >= t.c.modified_at),
+        )
+        with self.ledger._write() as connection:
+            connection.execute(statement, self._rows(batch, datetime.now(UTC)))
+
+    # -- reads and corrections -------------------------------------------------------------------
+
+    def holders(self, external_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Every object carrying each of ``external_ids``, oldest first (ids with none absent)."""
+        t = destination_index
+        wanted = list(dict.fromkeys(i for i in external_ids if i))
+        found: dict[str, list[str]] = {}
+        with self.ledger._read() as connection:
+            for start in range(0, len(wanted), _BATCH):
+                rows = connection.execute(sa.select(t.c.external_id, t.c.dest_id).where(
+                    t.c.scope == self.scope, t.c.external_id.in_(wanted[start : start + _BATCH])))
+                for row in rows:
+                    found.setdefault(row.external_id, []).append(row.dest_id)
+        return {key: sorted(ids, key=_oldest_first) for key, ids in found.items()}
+
+    def lookup(self, external_ids: Iterable[str]) -> dict[str, str]:
+        """The object carrying each of ``external_ids``; of two carrying one, the oldest (a warning is logged)."""
+        chosen: dict[str, str] = {}
+        for key, ids in self.holders(external_ids).items():
+            if len(ids) > 1:
+                logger.warning("%s: objects %s all carry external id %r; the oldest is used", self.scope,
+                               ", ".join(ids), key)  # fmt: skip
+            chosen[key] = ids[0]
+        return chosen
+
+    def drop(self, dest_ids: Iterable[str]) -> None:
+        """Forget objects the destination no longer has (deleted: a listing of changes never says so)."""
+        t = destination_index
+        gone = list(dict.fromkeys(dest_ids))
+        with self.ledger._write() as connection:
+            for start in range(0, len(gone), _BATCH):
+                connection.execute(sa.delete(t).where(t.c.scope == self.scope,
+                                                      t.c.dest_id.in_(gone[start : start + _BATCH])))
+
+    def reset(self) -> None:
+        """Forget the watermark: the next refresh lists the destination whole and replaces every entry."""
+        self.ledger.delete_state(STATE_PREFIX + self.scope)

@@ -1,0 +1,60 @@
+"""Which task of a kind's Asana project carries a Visma ID: the question every create asks first.
+
+Asana cannot be asked by key (its search is premium-only and eventually consistent), so the answer
+is a listing of the project. Kept in the ledger's destination index (:mod:`~ml_connector_dagster.core.
+destination_index`), it is listed whole once and then only as far as it changed: a run looks up
+its records after one ``GET /tasks?project=&modified_since=`` request, not the project's every page.
+A task deleted in Asana is not seen by such a listing; the push drops it from the index when Asana
+answers 404 for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+
+from ml_connector_dagster.core.destination_index import DestinationIndex, Listed, Refresh
+from ml_connector_dagster.core.ledger import Ledger
+from ml_connector_dagster.systems.asana.client import AsanaClient
+from ml_connector_dagster.systems.asana.models import Task
+
+from .visma_asana_render import AsanaContext, TaskKind
+
+__all__ = ["INDEX_FIELDS", "ProjectIndex"]
+
+INDEX_FIELDS = ("modified_at", "custom_fields.text_value", "custom_fields.name")
+
+
+def _listed(tasks: Iterable[Task], field_gid: str) -> Iterator[Listed]:
+    for task in tasks:
+        yield Listed(task.gid, task.text(field_gid) or None, task.modified_at)
+
+
+class ProjectIndex:
+    """The kind's project by Visma ID, refreshed from Asana before it is first read (and when asked)."""
+
+    def __init__(self, client: AsanaClient, ledger: Ledger, context: AsanaContext, kind: TaskKind) -> None:
+        visma_id = context.field_gid("visma_id")
+        assert visma_id is not None
+        self.client, self.project, self.field = client, context.projects[kind.name], visma_id
+        self.index = DestinationIndex(ledger, f"asana:{self.project}:{visma_id}")
+        self.refreshes: list[Refresh] = []
+
+    def _changes(self, since: datetime | None) -> Iterator[Listed]:
+        if since is None:
+            return _listed(self.client.project_tasks(self.project, INDEX_FIELDS), self.field)
+        return _listed(self.client.tasks_modified_since(self.project, since, INDEX_FIELDS), self.field)
+
+    def find(self, visma_ids: Sequence[str], *, fresh: bool = False) -> dict[str, str]:
+        """Visma ID -> gid of the task carrying it, for those of ``visma_ids`` the project holds.
+
+        The index is brought up to date at the first call, and again at every call with ``fresh``
+        (after creates whose answer never came).
+        """
+        if fresh or not self.refreshes:
+            self.refreshes.append(self.index.refresh(self._changes))
+        return self.index.lookup(visma_ids)
+
+    def drop(self, task_gids: Iterable[str]) -> None:
+        """Forget tasks Asana answered 404 for: deleted, which a listing of changes does not show."""
+        self.index.drop(task_gids)
