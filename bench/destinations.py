@@ -302,8 +302,9 @@ ASANA = Destination(
     invoice_assets=_asana_invoice_assets, resources=_asana_resources, label_of=_asana_label,
     budgets=lambda limits: {ASANA_BUDGET: limits.asana_budget}, needs=_asana_needs,
     notes=lambda limits: [
-        "dedupe lists the project once (Asana's search is premium-only and eventually consistent); the plan's "
-        "context reads (users, projects, custom fields) and that listing are the calls above the minimum",
+        "dedupe lists the project once (Asana's search is premium-only and eventually consistent): the first look "
+        "builds the project's index in the ledger, which later runs bring up to date with a listing of what changed; "
+        "the plan's context reads (users, projects, custom fields) and that listing are the calls above the minimum",
     ],
 )
 
