@@ -206,6 +206,12 @@ class DestinationIndex:
             chosen[key] = ids[0]
         return chosen
 
+    def size(self) -> int:
+        """How many objects the index holds (with an external id or without)."""
+        t = destination_index
+        with self.ledger._read() as connection:
+            return connection.execute(sa.select(sa.func.count()).where(t.c.scope == self.scope)).scalar_one()
+
     def drop(self, dest_ids: Iterable[str]) -> None:
         """Forget objects the destination no longer has (deleted: a listing of changes never says so)."""
         t = destination_index

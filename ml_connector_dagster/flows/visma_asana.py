@@ -60,6 +60,7 @@ from .destination import (
     replay_copies,
     step_retry_policy,
 )
+from .visma_asana_index import ProjectIndex
 from .visma_asana_plan import Action, TaskPlan, plan_partitions, plan_records
 from .visma_asana_push import PushOutcome, push_plan
 from .visma_asana_reference import landed_reference, sync_options
@@ -242,7 +243,12 @@ def build_reference_asset(settings: VismaAsanaFlow) -> dg.AssetsDefinition:
 
 def reconcile(kind: TaskKind, partition_keys: Sequence[str], *, client: AsanaClient, context: AsanaContext,
               ledger: Ledger) -> Reconciliation:
-    """Every valid landed record of the partitions should have one linked task, and only one."""
+    """Every valid landed record of the partitions should have one linked task, and only one.
+
+    The tasks are counted as Asana holds them now (:meth:`ProjectIndex.holders_now`: the project's
+    index brought up to date, the tasks it names read back, or the project listed whole when that
+    is cheaper).
+    """
     eligible: dict[str, str] = {}
     store = LandingStore(ledger)
     for chunk in (c for key in partition_keys for c in store.iter_partition(VISMA, kind.entity.value, key)):
@@ -251,11 +257,9 @@ def reconcile(kind: TaskKind, partition_keys: Sequence[str], *, client: AsanaCli
             if not isinstance(checked, str):
                 eligible[landed.record_id] = kind.view(checked).external_id
     links = ledger.links_for(kind.flow, eligible)
-    visma_id = context.field_gid("visma_id") or ""
-    counts = Counter(task.text(visma_id) for task in client.project_tasks(
-        context.projects[kind.name], ("custom_fields.text_value", "custom_fields.name")))  # fmt: skip
+    holders = ProjectIndex(client, ledger, context, kind).holders_now(list(eligible.values()))
     return Reconciliation.of(list(eligible), [rid for rid, link in links.items() if link.state == "linked"],
-                             {rid: counts[external_id] for rid, external_id in eligible.items()})
+                             {rid: len(holders.get(external_id, ())) for rid, external_id in eligible.items()})
 
 
 def build_reconciled_check(kind: TaskKind, settings: VismaAsanaFlow,

@@ -5,11 +5,12 @@ is a listing of the project. Kept in the ledger's destination index (:mod:`~ml_c
 destination_index`), it is listed whole once and then only as far as it changed: a run looks up
 its records after one ``GET /tasks?project=&modified_since=`` request, not the project's every page.
 A task deleted in Asana is not seen by such a listing; the push drops it from the index when Asana
-answers 404 for it.
+answers 404 for it, and the partition audit reads back the tasks it counts (:meth:`ProjectIndex.holders_now`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
@@ -20,9 +21,15 @@ from ml_connector_dagster.systems.asana.models import Task
 
 from .visma_asana_render import AsanaContext, TaskKind
 
-__all__ = ["INDEX_FIELDS", "ProjectIndex"]
+__all__ = ["INDEX_FIELDS", "AuditIncomplete", "ProjectIndex"]
 
 INDEX_FIELDS = ("modified_at", "custom_fields.text_value", "custom_fields.name")
+PAGE = 100  # tasks per page of a listing
+BATCH = 10  # actions per /batch request; Asana counts the request and each action
+
+
+class AuditIncomplete(RuntimeError):
+    """Tasks the audit had to read back could not be read (Asana kept failing): no verdict without them."""
 
 
 def _listed(tasks: Iterable[Task], field_gid: str) -> Iterator[Listed]:
@@ -58,3 +65,32 @@ class ProjectIndex:
     def drop(self, task_gids: Iterable[str]) -> None:
         """Forget tasks Asana answered 404 for: deleted, which a listing of changes does not show."""
         self.index.drop(task_gids)
+
+    def holders_now(self, visma_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Every task of the project carrying each of ``visma_ids``, as Asana holds them now (the audit's read).
+
+        The index, brought up to date, names the tasks; a listing of changes does not show a task
+        deleted or moved out of the project, so the ones it names are read back (batch actions; the
+        gone ones leave the index). When listing the whole project takes fewer requests than that,
+        the project is listed whole instead and the index made anew from it: the audit costs the
+        cheaper of its partition and the project.
+        """
+        named = sum(len(gids) for gids in self.index.holders(visma_ids).values())
+        if math.ceil(self.index.size() / PAGE) <= named + math.ceil(named / BATCH) + 1:
+            self.index.reset()  # listing it whole is as cheap: the index is made anew, deletions and all
+            self.refreshes.append(self.index.refresh(self._changes))
+            return self.index.holders(visma_ids)
+        refresh = self.index.refresh(self._changes)
+        self.refreshes.append(refresh)
+        holders = self.index.holders(visma_ids)
+        if refresh.full:
+            return holders
+        named = [gid for gids in holders.values() for gid in gids]
+        results = self.client.read_tasks(named)
+        gone = {gid for gid, result in results.items() if result.status_code == 404 or (
+            result.ok and self.project not in {ref.get("gid") for ref in (result.data or {}).get("projects", [])})}
+        self.drop(gone)
+        unread = {gid for gid, result in results.items() if not result.ok and gid not in gone}
+        if unread:
+            raise AuditIncomplete(f"asana: {len(unread)} task(s) could not be read back, e.g. {min(unread)}")
+        return {key: kept for key, gids in holders.items() if (kept := [gid for gid in gids if gid not in gone])}

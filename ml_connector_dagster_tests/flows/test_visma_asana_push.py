@@ -20,7 +20,8 @@ from ml_connector_dagster.core import http
 from ml_connector_dagster.core.destination_index import destination_index
 from ml_connector_dagster.core.landing import landed_records
 from ml_connector_dagster.core.ledger import kv_state_table, links_table
-from ml_connector_dagster.flows.destination import replay_copies
+from ml_connector_dagster.flows.destination import Reconciliation, replay_copies
+from ml_connector_dagster.flows.visma_asana import reconcile
 from ml_connector_dagster.flows.visma_asana_plan import (
     Action,
     PlannedTask,
@@ -30,8 +31,9 @@ from ml_connector_dagster.flows.visma_asana_plan import (
 )
 from ml_connector_dagster.flows.visma_asana_push import push_plan
 from ml_connector_dagster.flows.visma_asana_render import INVOICES, PURCHASE_ORDERS
+from ml_connector_dagster.sandbox.asana.tenant import Task as SimTask
 from ml_connector_dagster.sandbox.framework import FaultPlan
-from ml_connector_dagster_tests.visma_asana_sandbox import AsanaWorld, _Log, asana_world, land
+from ml_connector_dagster_tests.visma_asana_sandbox import PARTITION, AsanaWorld, _Log, asana_world, land
 
 LARS = "lars.hansen@fjordlys.no"
 MAPPED = "*logistikk*"
@@ -301,6 +303,80 @@ def test_a_task_deleted_in_asana_leaves_the_index_and_the_next_run_creates_it_ag
     assert (plan.count(Action.CREATE), outcome.created) == (1, 1)
     assert len(world.tasks("Supplier invoices")[key]) == 1
     assert world.ledger.open_dead_letters(INVOICES.asset) == []
+
+
+# -- the partition audit ----------------------------------------------------------------------------
+
+
+def _audit(world: AsanaWorld) -> Reconciliation:
+    return reconcile(INVOICES, [PARTITION], client=world.client, context=world.context(), ledger=world.ledger)
+
+
+def _fill(world: AsanaWorld, project: str, tasks: int) -> None:
+    """``tasks`` more tasks in the project, none of them the flow's (made as Asana would hold them)."""
+    now = world.sim.clock.time()
+    home = world.sim.tenant.projects[world.sim.project_gid(project)]
+    for n in range(tasks):
+        task = SimTask(world.sim.tenant.mint(), f"Someone's task {n}", now, now, "1", project_gids=[home.gid])
+        world.sim.tenant.tasks[task.gid] = task
+        home.task_gids.append(task.gid)
+
+
+def _invoice_task(world: AsanaWorld) -> Any:
+    tasks = world.tasks("Supplier invoices")
+    return next(t for raw in world.visma["supplierInvoice"] for t in tasks.get(f"supplierInvoice/{raw['referenceNumber']}", ()))
+
+
+def test_the_audit_passes_when_each_record_has_one_task(world: AsanaWorld) -> None:
+    world.sync(INVOICES)
+
+    assert _audit(world).passed
+
+
+def test_the_audit_finds_a_duplicate_made_in_asana_since_the_last_look(world: AsanaWorld) -> None:
+    world.sync(INVOICES)
+    _audit(world)
+    key = _invoice_task(world).custom[world.sim.field_gid("Visma ID")]
+    world.client.create_task({"name": "A copy", "projects": [world.sim.project_gid("Supplier invoices")],
+                              "custom_fields": {world.sim.field_gid("Visma ID"): key}})
+
+    audit = _audit(world)
+
+    assert list(audit.duplicates.values()) == [2]
+
+
+def test_the_audit_finds_a_task_deleted_in_asana_missing(world: AsanaWorld) -> None:
+    world.sync(INVOICES)
+    _audit(world)
+    world.client.delete_task(_invoice_task(world).gid)
+
+    audit = _audit(world)
+
+    assert len(audit.missing_in_destination) == 1
+
+
+def test_the_audit_of_a_large_project_reads_back_the_partitions_tasks_instead_of_listing_the_project(
+        world: AsanaWorld) -> None:  # fmt: skip
+    _fill(world, "Supplier invoices", 5_000)  # 50 pages to list: more than the partition's tasks to read back
+    world.sync(INVOICES)  # its look-ups list the project once: the index holds it
+    world.client.delete_task(_invoice_task(world).gid)
+    listings = _listings(world, "Supplier invoices")
+
+    audit = _audit(world)
+
+    assert len(audit.missing_in_destination) == 1
+    assert _listings(world, "Supplier invoices") == listings
+    assert _change_listings(world) > 0
+
+
+def test_the_audit_of_a_small_project_lists_it_whole_when_that_is_cheaper(world: AsanaWorld) -> None:
+    world.sync(INVOICES)
+    _audit(world)
+    listings = _listings(world, "Supplier invoices")
+
+    assert _audit(world).passed
+    assert _listings(world, "Supplier invoices") == listings + 1
+    assert not any(r["path"] == "/api/1.0/batch" and r["method"] == "POST" for r in _recorded(world)[-3:])
 
 
 def _listings(world: AsanaWorld, project: str = "Purchase orders") -> int:
