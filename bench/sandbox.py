@@ -233,8 +233,11 @@ def _build(name: str, settings: dict[str, Any]) -> Simulator:
         return JiraSimulator(burst_per_s=settings["burst_per_s"], index_delay_s=settings["index_delay_s"])
     if name == "asana":
         from ml_connector_dagster.sandbox.asana import AsanaSimulator
+        from ml_connector_dagster.sandbox.asana.tenant import add_synced_history
 
-        return AsanaSimulator(premium=settings.get("premium", True))
+        asana = AsanaSimulator(premium=settings.get("premium", True))
+        add_synced_history(asana.tenant, "Supplier invoices", settings.get("history_tasks", 0))
+        return asana
     if name == "monday":
         from ml_connector_dagster.sandbox.monday import MondaySimulator
 

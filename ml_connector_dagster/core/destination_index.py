@@ -76,6 +76,7 @@ class Refresh(NamedTuple):
     full: bool
     since: datetime | None
     listed: int
+    began: datetime  # every object it listed was filed at or after this moment (see listed_before)
 
 
 def _oldest_first(dest_id: str) -> tuple[int, str]:
@@ -138,10 +139,11 @@ class DestinationIndex:
 
     def refresh(self, list_changes: ListChanges) -> Refresh:
         """Bring the index up to date: everything the first time, the changes since the watermark after."""
+        began = datetime.now(UTC)
         listed_whole, through = self._state()
         if not listed_whole or through is None:
             # Never listed, or nothing listed carried a modification time: only a full listing tells.
-            return Refresh(full=True, since=None, listed=self._replace(list_changes(None)))
+            return Refresh(full=True, since=None, listed=self._replace(list_changes(None)), began=began)
         since = through - self.overlap
         listed = 0
         newest: datetime | None = None
@@ -150,7 +152,7 @@ class DestinationIndex:
             newest = max((m for m in (newest, *(e.modified_at for e in batch)) if m is not None), default=None)
             self._upsert(_newest(batch))
         self._advance(newest)
-        return Refresh(full=False, since=since, listed=listed)
+        return Refresh(full=False, since=since, listed=listed, began=began)
 
     def _rows(self, batch: Iterable[Listed], now: datetime) -> list[dict[str, Any]]:
         return [{"scope": self.scope, "dest_id": e.dest_id, "external_id": e.external_id or None,
@@ -205,6 +207,19 @@ class DestinationIndex:
                                ", ".join(ids), key)  # fmt: skip
             chosen[key] = ids[0]
         return chosen
+
+    def listed_before(self, dest_ids: Iterable[str], moment: datetime) -> set[str]:
+        """Those of ``dest_ids`` no listing has shown since ``moment`` (a refresh's ``began``): whether
+        they still exist only the destination can say."""
+        t = destination_index
+        wanted = list(dict.fromkeys(dest_ids))
+        found: set[str] = set()
+        with self.ledger._read() as connection:
+            for start in range(0, len(wanted), _BATCH):
+                found.update(connection.execute(sa.select(t.c.dest_id).where(
+                    t.c.scope == self.scope, t.c.dest_id.in_(wanted[start : start + _BATCH]),
+                    t.c.listed_at < moment)).scalars())
+        return found
 
     def size(self) -> int:
         """How many objects the index holds (with an external id or without)."""

@@ -69,24 +69,25 @@ class ProjectIndex:
     def holders_now(self, visma_ids: Sequence[str]) -> dict[str, list[str]]:
         """Every task of the project carrying each of ``visma_ids``, as Asana holds them now (the audit's read).
 
-        The index, brought up to date, names the tasks; a listing of changes does not show a task
-        deleted or moved out of the project, so the ones it names are read back (batch actions; the
-        gone ones leave the index). When listing the whole project takes fewer requests than that,
-        the project is listed whole instead and the index made anew from it: the audit costs the
-        cheaper of its partition and the project.
+        The index, brought up to date, names the tasks. A listing of changes does not show a task
+        deleted or moved out of the project, so those it named that this refresh did not list are
+        read back (batch actions; the gone ones leave the index), or, when listing the whole project
+        takes no more requests than that, the project is listed whole and the index made anew: the
+        audit costs the cheaper of its partition's older tasks and the project.
         """
-        named = sum(len(gids) for gids in self.index.holders(visma_ids).values())
-        if math.ceil(self.index.size() / PAGE) <= named + math.ceil(named / BATCH) + 1:
-            self.index.reset()  # listing it whole is as cheap: the index is made anew, deletions and all
-            self.refreshes.append(self.index.refresh(self._changes))
-            return self.index.holders(visma_ids)
         refresh = self.index.refresh(self._changes)
         self.refreshes.append(refresh)
         holders = self.index.holders(visma_ids)
         if refresh.full:
             return holders
-        named = [gid for gids in holders.values() for gid in gids]
-        results = self.client.read_tasks(named)
+        unseen = self.index.listed_before((gid for gids in holders.values() for gid in gids), refresh.began)
+        if not unseen:
+            return holders
+        if math.ceil(self.index.size() / PAGE) <= len(unseen) + math.ceil(len(unseen) / BATCH):
+            self.index.reset()  # the index made anew from a whole listing, deletions and all
+            self.refreshes.append(self.index.refresh(self._changes))
+            return self.index.holders(visma_ids)
+        results = self.client.read_tasks(sorted(unseen))
         gone = {gid for gid, result in results.items() if result.status_code == 404 or (
             result.ok and self.project not in {ref.get("gid") for ref in (result.data or {}).get("projects", [])})}
         self.drop(gone)

@@ -104,6 +104,13 @@ def test_incremental_requests_do_not_grow_with_any_polled_source(tiny: dict[str,
     assert tiny["outcomes"]["incremental"]["figures"][f"calls_growth{source}"] == 1.0
 
 
+def test_asana_look_ups_into_a_larger_project_take_no_more_requests_and_list_no_page_of_it(
+        tiny: dict[str, Any]) -> None:  # fmt: skip
+    outcome = tiny["outcomes"]["lookups"]
+    assert outcome["figures"]["calls_growth"] == 1.0
+    assert all(target["holds"] for target in outcome["targets"] if "pages" in target["name"])
+
+
 def test_overhead_and_peer_give_positive_ratios(tiny: dict[str, Any]) -> None:
     assert tiny["outcomes"]["overhead"]["figures"]["ratio"] > 1
     assert tiny["outcomes"]["peer"]["figures"]["pipeline_ratio"] > 0

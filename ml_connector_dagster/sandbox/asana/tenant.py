@@ -289,6 +289,20 @@ def demo_tenant(start: datetime | None = None) -> Tenant:
     return tenant
 
 
+def add_synced_history(tenant: Tenant, project_name: str, count: int, field_name: str = "Visma ID") -> None:
+    """``count`` tasks an earlier sync left in the project, months old, each carrying its own Visma ID
+    (``supplierInvoice/H000001``...): a workspace in use for a while, for benchmarks of large projects."""
+    project = next(p for p in tenant.projects.values() if p.name == project_name)
+    visma_id = next(f.gid for f in tenant.fields.values() if f.name == field_name)
+    at = project.created_at
+    for n in range(1, count + 1):
+        task = Task(tenant.mint(), f"Supplier invoice H{n:06d}", at, at, tenant.me, project_gids=[project.gid],
+                    custom={visma_id: f"supplierInvoice/H{n:06d}"})
+        task.versions = [(at, task.snapshot())]
+        tenant.tasks[task.gid] = task
+        project.task_gids.append(task.gid)
+
+
 def demo_pat(seed: int = 0) -> str:
     """The personal access token of the demo user (Asana's ``2/<user>/<app>:<secret>`` shape)."""
     secret = hashlib.sha256(f"asana-pat:{seed}".encode()).hexdigest()[:32]
