@@ -189,7 +189,7 @@ def build_task_asset(kind: TaskKind, settings: VismaAsanaFlow,
                                 log=context.log)  # fmt: skip
         if outcome.deferred:
             raise CreateInDoubt(f"{kind.asset}: {len(outcome.deferred)} create(s) in doubt ({', '.join(outcome.deferred[:10])});"
-                                " retrying, which lists the project before creating anything again")
+                                " retrying, which looks them up in the project before creating anything again")
         context.add_output_metadata(push_metadata(outcome))
 
     @dg.graph_asset(
