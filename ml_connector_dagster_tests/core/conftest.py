@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster_tests.postgres import schema_url, throwaway_schema
 
 
@@ -20,3 +21,10 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     admin: sa.Engine = request.getfixturevalue("postgres_admin")
     with throwaway_schema(admin, "ledger_test") as schema:
         yield schema_url(schema)
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator[Ledger]:
+    """A migrated ledger on each backend."""
+    with Ledger.open(ledger_url) as opened:
+        yield opened

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml_connector_dagster.core.destination_index import DestinationIndex, Listed, metadata
 from ml_connector_dagster.core.ledger import Ledger
-from ml_connector_dagster.core.migrations import VERSION_TABLE
-from ml_connector_dagster_tests.postgres import schema_url, throwaway_schema
+from ml_connector_dagster_tests.core.migration_check import differences_from_migration
 
 T0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
 OVERLAP = timedelta(minutes=2)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    """A migrated ledger on SQLite, or in a fresh Postgres schema dropped afterwards."""
-    if request.param == "sqlite":
-        with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as opened:
-            yield opened
-        return
-    admin: sa.Engine = request.getfixturevalue("postgres_admin")
-    with throwaway_schema(admin, "index_test") as schema, Ledger.open(schema_url(schema)) as opened:
-        yield opened
 
 
 class Destination:
@@ -50,16 +32,19 @@ class Destination:
                 if since is None or at >= since]  # fmt: skip
 
 
-def _in_table(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    table = obj if type_ == "table" else getattr(obj, "table", None)
-    return getattr(table, "name", None) == "destination_index"
+def _indexed(ledger: Ledger, *objects: tuple[str, str | None],
+             overlap: timedelta = OVERLAP) -> tuple[Destination, DestinationIndex]:  # fmt: skip
+    """A destination holding ``objects`` (id, external id) modified at T0, and an index that listed it once."""
+    destination = Destination()
+    for dest_id, external_id in objects:
+        destination.put(dest_id, external_id, T0)
+    index = DestinationIndex(ledger, "project-a", overlap=overlap)
+    index.refresh(destination.changes)
+    return destination, index
 
 
 def test_table_definition_matches_its_migration(ledger: Ledger) -> None:
-    with ledger.engine.connect() as connection:
-        opts = {"compare_type": True, "version_table": VERSION_TABLE, "include_object": _in_table}
-        differences = compare_metadata(MigrationContext.configure(connection, opts=opts), metadata)
-    assert differences == []
+    assert differences_from_migration(ledger, metadata, "destination_index") == []
 
 
 def test_the_first_refresh_lists_the_destination_whole(ledger: Ledger) -> None:
@@ -75,10 +60,7 @@ def test_the_first_refresh_lists_the_destination_whole(ledger: Ledger) -> None:
 
 def test_a_later_refresh_lists_only_what_changed_since_the_newest_modification_seen_less_the_overlap(
         ledger: Ledger) -> None:  # fmt: skip
-    destination = Destination()
-    destination.put("101", "INV-1", T0)
-    index = DestinationIndex(ledger, "project-a", overlap=OVERLAP)
-    index.refresh(destination.changes)
+    destination, index = _indexed(ledger, ("101", "INV-1"))
     destination.put("102", "INV-2", T0 + timedelta(hours=1))
 
     refresh = index.refresh(destination.changes)
@@ -90,11 +72,7 @@ def test_a_later_refresh_lists_only_what_changed_since_the_newest_modification_s
 
 
 def test_a_changed_external_id_refiles_its_object_and_a_cleared_one_unfiles_it(ledger: Ledger) -> None:
-    destination = Destination()
-    destination.put("101", "INV-1", T0)
-    destination.put("102", "INV-2", T0)
-    index = DestinationIndex(ledger, "project-a")
-    index.refresh(destination.changes)
+    destination, index = _indexed(ledger, ("101", "INV-1"), ("102", "INV-2"))
     destination.put("101", "INV-9", T0 + timedelta(minutes=5))
     destination.put("102", None, T0 + timedelta(minutes=5))
 
@@ -117,21 +95,14 @@ def test_an_older_copy_of_an_object_never_overwrites_a_newer_one(ledger: Ledger)
 
 
 def test_of_two_objects_carrying_one_external_id_the_oldest_is_found(ledger: Ledger) -> None:
-    destination = Destination()
-    destination.put("1000", "INV-1", T0)
-    destination.put("999", "INV-1", T0)
-    index = DestinationIndex(ledger, "project-a")
-    index.refresh(destination.changes)
+    _destination, index = _indexed(ledger, ("1000", "INV-1"), ("999", "INV-1"))
 
     assert index.lookup(["INV-1"]) == {"INV-1": "999"}
     assert index.holders(["INV-1"]) == {"INV-1": ["999", "1000"]}
 
 
 def test_a_dropped_object_is_no_longer_found(ledger: Ledger) -> None:
-    destination = Destination()
-    destination.put("101", "INV-1", T0)
-    index = DestinationIndex(ledger, "project-a")
-    index.refresh(destination.changes)
+    _destination, index = _indexed(ledger, ("101", "INV-1"))
 
     index.drop(["101"])
 
@@ -139,11 +110,7 @@ def test_a_dropped_object_is_no_longer_found(ledger: Ledger) -> None:
 
 
 def test_after_a_reset_the_next_refresh_lists_whole_and_forgets_objects_gone(ledger: Ledger) -> None:
-    destination = Destination()
-    destination.put("101", "INV-1", T0)
-    destination.put("102", "INV-2", T0)
-    index = DestinationIndex(ledger, "project-a")
-    index.refresh(destination.changes)
+    destination, index = _indexed(ledger, ("101", "INV-1"), ("102", "INV-2"))
     del destination.objects["101"]  # deleted: a listing of changes never says so
 
     index.reset()
@@ -154,13 +121,27 @@ def test_after_a_reset_the_next_refresh_lists_whole_and_forgets_objects_gone(led
 
 
 def test_an_unreadable_watermark_starts_afresh_with_a_full_listing(ledger: Ledger) -> None:
-    destination = Destination()
-    destination.put("101", "INV-1", T0)
-    index = DestinationIndex(ledger, "project-a")
-    index.refresh(destination.changes)
+    destination, index = _indexed(ledger, ("101", "INV-1"))
     ledger.set_state("index:project-a", "not json")
 
     assert index.refresh(destination.changes).full
+
+
+def test_objects_a_refresh_did_not_list_are_those_listed_before_it_began(ledger: Ledger) -> None:
+    destination, index = _indexed(ledger, ("101", "INV-1"), ("102", "INV-2"), overlap=timedelta(0))
+    destination.put("102", "INV-2", T0 + timedelta(minutes=5))
+    index.refresh(destination.changes)  # the watermark moves past 101's last change
+    destination.put("102", "INV-2", T0 + timedelta(minutes=10))
+
+    refresh = index.refresh(destination.changes)
+
+    assert index.listed_before(["101", "102"], refresh.began) == {"101"}
+
+
+def test_the_size_counts_every_object_with_an_external_id_or_without(ledger: Ledger) -> None:
+    _destination, index = _indexed(ledger, ("101", "INV-1"), ("102", None))
+
+    assert index.size() == 2
 
 
 def test_a_destination_without_modification_times_is_listed_whole_every_time(ledger: Ledger) -> None:

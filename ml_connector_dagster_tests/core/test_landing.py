@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml_connector_dagster.core.landing import LandCounts, LandedRecord, LandingStore, content_hash, metadata
 from ml_connector_dagster.core.ledger import Ledger
-from ml_connector_dagster.core.migrations import VERSION_TABLE
-from ml_connector_dagster_tests.postgres import schema_url, throwaway_schema
+from ml_connector_dagster_tests.core.migration_check import differences_from_migration
 
 DAY = "2026-01-05"
 NOON = datetime(2026, 1, 5, 12, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    """A migrated ledger on SQLite, or in a fresh Postgres schema dropped afterwards."""
-    if request.param == "sqlite":
-        with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}") as opened:
-            yield opened
-        return
-    admin: sa.Engine = request.getfixturevalue("postgres_admin")
-    with throwaway_schema(admin, "landing_test") as schema, Ledger.open(schema_url(schema)) as opened:
-        yield opened
 
 
 def _record(record_id: str, *, modified: datetime = NOON, partition: str = DAY, **payload: object) -> LandedRecord:
@@ -39,16 +20,8 @@ def _record(record_id: str, *, modified: datetime = NOON, partition: str = DAY, 
                         payload={"id": record_id, **payload})
 
 
-def _in_landed_records(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    table = obj if type_ == "table" else getattr(obj, "table", None)
-    return getattr(table, "name", None) == "landed_records"
-
-
 def test_table_definition_matches_its_migration(ledger: Ledger) -> None:
-    with ledger.engine.connect() as connection:
-        opts = {"compare_type": True, "version_table": VERSION_TABLE, "include_object": _in_landed_records}
-        differences = compare_metadata(MigrationContext.configure(connection, opts=opts), metadata)
-    assert differences == []
+    assert differences_from_migration(ledger, metadata, "landed_records") == []
 
 
 def test_first_landing_inserts_every_record(ledger: Ledger) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,12 +21,6 @@ from ml_connector_dagster.core.migrations import SCRIPT_LOCATION, VERSION_TABLE
 
 FLOW = "visma_jira.invoices"
 ASSET = "jira/visma_invoice_issues"
-
-
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    with Ledger.open(ledger_url) as opened:
-        yield opened
 
 
 def _versions(ledger: Ledger) -> list[str]:
