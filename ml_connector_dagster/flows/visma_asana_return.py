@@ -54,6 +54,7 @@ from .visma_asana_render import KINDS, NOTES_FLOW, AsanaContext, TaskKind, kept_
 __all__ = [
     "NOTE_TASK_FIELDS",
     "RETURN_ASSET",
+    "RETURN_FILTERS",
     "ReturnCursor",
     "ReturnOutcome",
     "TaskState",
@@ -68,6 +69,10 @@ RETURN_ASSET = "visma_asana.notes"  # where the return path's dead letters are f
 NOTE_TASK_FIELDS = ("name", "completed", "modified_at", "assignee", "assignee.name", "custom_fields.name",
                     "custom_fields.resource_subtype", "custom_fields.enum_value", "custom_fields.enum_value.name")
 INBOX_BATCH = 500
+# What the return path reports is a person's change of a task: done, assignee, the review flag (a custom
+# field). Webhooks filtered to those: the tasks and subtasks the flow creates ("added") no longer come back
+# as deliveries, inbox rows and runs that find nothing to report.
+RETURN_FILTERS = ({"resource_type": "task", "action": "changed", "fields": ["completed", "assignee", "custom_fields"]},)
 
 
 class TaskState(NamedTuple):
@@ -205,9 +210,10 @@ def return_run_config(op_name: str, task_gids: Iterable[str]) -> dict[str, Any]:
 
 def ensure_task_webhooks(client: AsanaClient, context: AsanaContext, settings: VismaAsanaFlow, ledger: Ledger,
                          vault: Vault) -> list[Webhook]:
-    """One working webhook per synced project to the receiver (registered through its handshake only if needed)."""
+    """One working webhook per synced project to the receiver (registered through its handshake only if needed),
+    filtered to the changes the return path reports (:data:`RETURN_FILTERS`)."""
     receiver = str(settings.return_path.receiver_url)
-    return [client.ensure_webhook(context.workspace_gid, project, receiver, ledger, vault)
+    return [client.ensure_webhook(context.workspace_gid, project, receiver, ledger, vault, filters=RETURN_FILTERS)
             for project in dict.fromkeys(context.projects.values())]
 
 

@@ -17,7 +17,12 @@ import pytest
 from ml_connector_dagster.config import AsanaReturnPath, SupplierAssignee, VismaAsanaFlow
 from ml_connector_dagster.core.ledger import Link
 from ml_connector_dagster.flows.visma_asana_render import NOTES_FLOW, PURCHASE_ORDERS
-from ml_connector_dagster.flows.visma_asana_return import ReturnOutcome, ensure_task_webhooks, report_changes
+from ml_connector_dagster.flows.visma_asana_return import (
+    RETURN_FILTERS,
+    ReturnOutcome,
+    ensure_task_webhooks,
+    report_changes,
+)
 from ml_connector_dagster.systems.visma.client import VismaEntity
 from ml_connector_dagster_tests.asana_sandbox import RECEIVER_URL, Receiver, receiver
 from ml_connector_dagster_tests.contracts.test_asana_contract import (
@@ -149,6 +154,28 @@ def test_a_task_change_reaches_the_inbox_through_the_registered_webhook(world: A
     world.sim.flush_webhooks()
 
     assert any((event.record_ref or {}).get("id") == gid for event in hooks.inbox())
+
+
+def test_the_tasks_the_flow_creates_do_not_come_back_through_the_webhooks(world: AsanaWorld, hooks: Receiver) -> None:
+    ensure_task_webhooks(world.client, world.context(), SETTINGS, hooks.ledger, hooks.vault)
+    raw = world.visma["purchaseorder"][0]
+    land(world.ledger, "purchaseorder", [{**raw, "orderNbr": "PO009999"}])
+
+    world.sync(PURCHASE_ORDERS)  # a task and its line subtasks, created
+    world.sim.flush_webhooks()
+
+    assert hooks.inbox() == []
+
+
+def test_a_webhook_registered_without_the_return_paths_filters_is_replaced(world: AsanaWorld, hooks: Receiver) -> None:
+    project = world.sim.project_gid("Purchase orders")
+    unfiltered = world.client.register_webhook(project, RECEIVER_URL, hooks.ledger)  # as an older release did
+
+    ensure_task_webhooks(world.client, world.context(), SETTINGS, hooks.ledger, hooks.vault)
+
+    on_project = [w for w in world.sim.tenant.webhooks.values() if w.resource_gid == project]
+    assert [w.gid for w in on_project] != [unfiltered.gid] and len(on_project) == 1
+    assert on_project[0].filters == [dict(f) for f in RETURN_FILTERS]
 
 
 @pytest.mark.filterwarnings("ignore:Unsupported scheme type")  # openapi-core cannot check oauth2 itself

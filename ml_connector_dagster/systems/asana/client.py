@@ -21,6 +21,7 @@ Asana's traps, handled here so that no flow meets them:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -690,7 +691,7 @@ class AsanaClient:
 
     def webhooks(self, workspace_gid: str, resource_gid: str | None = None) -> list[Webhook]:
         params = {"workspace": workspace_gid, "opt_fields": "resource,resource.name,target,active,created_at,"
-                  "last_success_at,last_failure_at,last_failure_content,delivery_retry_count"}
+                  "last_success_at,last_failure_at,last_failure_content,delivery_retry_count,filters"}
         if resource_gid:
             params["resource"] = resource_gid
         return [Webhook.model_validate(w) for w in self._pages("webhooks", params)]
@@ -731,19 +732,28 @@ class AsanaClient:
                        **register: Any) -> Webhook:
         """Exactly one working webhook from ``resource_gid`` to the receiver, registered only if needed.
 
-        A registration to this receiver is kept when it is active and the vault holds its secret;
-        duplicates and ones whose secret is lost (their deliveries would be refused) are deleted.
+        A registration to this receiver is kept when it is active, the vault holds its secret and it
+        has the ``filters`` asked for (``register``'s); duplicates, ones whose secret is lost (their
+        deliveries would be refused) and ones filtering otherwise (an older release's) are deleted.
         Restarting the connector therefore never piles up webhooks.
         """
         route = target_url(receiver_url, "x").split("?", 1)[0]
         ours = sorted((w for w in self.webhooks(workspace_gid, resource_gid) if w.target.split("?", 1)[0] == route),
                       key=lambda w: int(w.gid))
-        keep = next((w for w in ours if w.active and w.hook and vault.get(secret_name(w.hook))), None)
+        wanted = _filter_set(register.get("filters"))
+        keep = next((w for w in ours if w.active and w.hook and vault.get(secret_name(w.hook))
+                     and _filter_set(w.filters) == wanted), None)
         for webhook in ours:
             if webhook is not keep:
                 logger.warning("asana: deleting webhook %s (duplicate, inactive or its secret is lost)", webhook.gid)
                 self.delete_webhook(webhook, vault)
         return keep or self.register_webhook(resource_gid, receiver_url, ledger, **register)
+
+
+def _filter_set(filters: Sequence[Mapping[str, Any]] | None) -> frozenset[str]:
+    """Webhook filters compared as Asana holds them: order and absent keys do not matter."""
+    return frozenset(json.dumps({k: sorted(v) if isinstance(v, list) else v for k, v in f.items() if v is not None},
+                                sort_keys=True) for f in filters or ())
 
 
 def _utc(moment: datetime) -> str:

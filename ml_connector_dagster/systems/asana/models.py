@@ -204,6 +204,7 @@ class Webhook(_Lenient):
     last_failure_at: datetime | None = None
     last_failure_content: str | None = None
     delivery_retry_count: int | None = None
+    filters: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("created_at", "last_success_at", "last_failure_at", mode="before")
     @classmethod
