@@ -298,6 +298,8 @@ def _run_phases(
             reports.append(
                 _timed(run_sync, seconds, partition, defs=build_definitions(config), instance=instance)
             )
+            if phase is clean:
+                _a_person_completes_a_synced_task(simulators["asana"])
             for simulator in simulators.values():
                 flush = getattr(simulator, "flush_webhooks", None)  # JAGGAER sends none
                 if flush is not None:
@@ -310,6 +312,13 @@ def _run_phases(
     return SandboxRun(home=home, instance_dir=instance_dir, ledger_url=ledger_url, reports=reports,
                       logs=logs.texts, output=output, secrets=sorted(set(secrets), key=lambda s: s.name),
                       simulators=simulators, seconds=seconds)  # fmt: skip
+
+
+def _a_person_completes_a_synced_task(asana: Any) -> None:
+    """The return path's webhooks carry a person's changes only (not the flow's own creates): make one."""
+    visma_id = asana.field_gid("Visma ID")
+    synced = next(gid for gid, task in asana.tenant.tasks.items() if task.custom.get(visma_id) and not task.completed)
+    asana.edit_task(synced, completed=True)
 
 
 def _timed(function: Any, seconds: list[float], *args: Any, **kwargs: Any) -> Any:
