@@ -24,6 +24,8 @@ from typing import Any
 
 import dagster as dg
 
+from ml_connector_dagster.systems.asana.client import PAGE_SIZE
+
 from .destinations import _asana_configure, _asana_label, _asana_resources
 from .limits import BenchLimits
 from .results import Outcome, Target
@@ -33,7 +35,6 @@ from .sources import VISMA, configure_visma, keyed, sandbox_config, visma_settin
 __all__ = ["NEW_INVOICES", "lookups_outcome", "measure_lookups"]
 
 NEW_INVOICES = 100  # of each day (two days: the first run's, then the measured run's)
-PAGE = 100  # tasks per page of a listing
 TASKS = "asana/visma_invoice_tasks"
 
 
@@ -116,7 +117,7 @@ def lookups_outcome(runs: Sequence[dict[str, Any]], *, rerun: str) -> Outcome:
     rows = [[f"{r['history']:,}", f"{r['created_first']} / {_listing_pages(r['first_calls'])} / {r['first_s']:.1f}",
              str(r["created"]), by_endpoint(r["calls"]), f"{r['run_s']:.1f}", by_endpoint(r["audit_calls"]),
              f"{r['audit_s']:.1f}", "yes" if r["audit_passed"] else "**no**",
-             str(math.ceil((r["history"] + r["created_first"]) / PAGE))] for r in runs]
+             str(math.ceil((r["history"] + r["created_first"]) / PAGE_SIZE))] for r in runs]
     listed = sum(_listing_pages(r["calls"]) + _listing_pages(r["audit_calls"]) for r in runs)
     targets = [
         Target(name=f"Asana look-ups: requests at {large['history']:,} tasks / at {small['history']:,}",

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from ml_connector_dagster.core.destination_index import DestinationIndex, Listed, Refresh
 from ml_connector_dagster.core.ledger import Ledger
-from ml_connector_dagster.systems.asana.client import AsanaClient
+from ml_connector_dagster.systems.asana.client import BATCH_LIMIT, PAGE_SIZE, AsanaClient
 from ml_connector_dagster.systems.asana.models import Task
 
 from .visma_asana_render import AsanaContext, TaskKind
@@ -24,8 +24,6 @@ from .visma_asana_render import AsanaContext, TaskKind
 __all__ = ["INDEX_FIELDS", "AuditIncomplete", "ProjectIndex"]
 
 INDEX_FIELDS = ("modified_at", "custom_fields.text_value", "custom_fields.name")
-PAGE = 100  # tasks per page of a listing
-BATCH = 10  # actions per /batch request; Asana counts the request and each action
 
 
 class AuditIncomplete(RuntimeError):
@@ -83,7 +81,8 @@ class ProjectIndex:
         unseen = self.index.listed_before((gid for gids in holders.values() for gid in gids), refresh.began)
         if not unseen:
             return holders
-        if math.ceil(self.index.size() / PAGE) <= len(unseen) + math.ceil(len(unseen) / BATCH):
+        # Asana counts a batch request and each of its actions.
+        if math.ceil(self.index.size() / PAGE_SIZE) <= len(unseen) + math.ceil(len(unseen) / BATCH_LIMIT):
             self.index.reset()  # the index made anew from a whole listing, deletions and all
             self.refreshes.append(self.index.refresh(self._changes))
             return self.index.holders(visma_ids)

@@ -74,6 +74,7 @@ from .webhook import (
 
 __all__ = [
     "BATCH_LIMIT",
+    "PAGE_SIZE",
     "AsanaClient",
     "AsanaRefreshTokenAuth",
     "BatchInterrupted",
