@@ -10,14 +10,24 @@ only the *names* of the environment variables that hold them.
 from __future__ import annotations
 
 import os
+import re
 import string
-from datetime import date
+from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 SANDBOX_CONFIG_PATH = Path(__file__).with_name("connector.sandbox.yaml")
 Mode = Literal["sandbox", "real"]
@@ -571,6 +581,9 @@ class AlertSettings(_Strict):
     dagster_ui_url: HttpUrl = Field(HttpUrl("http://127.0.0.1:3000"), description="Base of the run links in alerts.")
 
 
+_TIME_OF_DAY = re.compile(r"(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::00)?")  # as a dump writes it too: 01:15:00
+
+
 class ConnectorConfig(_Strict):
     """The whole of connector.yaml."""
 
@@ -578,8 +591,27 @@ class ConnectorConfig(_Strict):
     systems: Systems = Field(default_factory=Systems)
     flows: Flows = Field(default_factory=Flows)
     poll_interval_s: int = Field(60, ge=5, description="Minimum seconds between poll sensor ticks.")
+    audit_at_utc: time = Field(time(1, 15), description="When each flow's daily audit (reconcile_<flow>) "
+                               "checks the day before against the destination, UTC, as HH:MM.")
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+    @field_validator("audit_at_utc", mode="before")
+    @classmethod
+    def _time_as_text(cls, value: object) -> object:
+        if isinstance(value, time):
+            return value
+        # YAML reads an unquoted 1:15 as the number 75 (base 60); a number here is never meant.
+        if not isinstance(value, str):
+            raise ValueError(f"expected a time of day as text, HH:MM (quote it: '01:15'), got {value!r}")
+        found = _TIME_OF_DAY.fullmatch(value.strip())
+        if found is None or int(found["hour"]) > 23 or int(found["minute"]) > 59:
+            raise ValueError(f"expected a time of day HH:MM, 00:00 to 23:59, got {value!r}")
+        return time(int(found["hour"]), int(found["minute"]))
+
+    @field_serializer("audit_at_utc")
+    def _time_as_hh_mm(self, value: time) -> str:
+        return value.strftime("%H:%M")
 
     @field_validator("systems")
     @classmethod

@@ -317,6 +317,15 @@ def inbox_contribution(config: ConnectorConfig, assets: Sequence[Any]) -> Contri
     return Contribution(sensors=[sensor])
 
 
+def audit_contribution(config: ConnectorConfig, parts: Sequence[Contribution]) -> Contribution:
+    """The daily partition audit of every flow (``reconcile_<flow>`` jobs and schedules): sensor runs leave it out."""
+    from ml_connector_dagster.partition_audits import audit_schedules
+
+    audits = audit_schedules([asset for part in parts for asset in part.assets],
+                             [check for part in parts for check in part.asset_checks], at=config.audit_at_utc)
+    return Contribution(jobs=audits.jobs, schedules=audits.schedules)
+
+
 def build_definitions(config: ConnectorConfig) -> dg.Definitions:
     """The code location for ``config``: every contributor's definitions in one ``Definitions``."""
     use_sandbox_credentials(config)
@@ -325,6 +334,7 @@ def build_definitions(config: ConnectorConfig) -> dg.Definitions:
     inbox = inbox_contribution(config, [asset for part in parts for asset in part.assets])
     if inbox is not None:
         parts.append(inbox)
+    parts.append(audit_contribution(config, parts))
     resources: dict[str, Any] = {}
     for part in parts:
         clash = resources.keys() & part.resources.keys()

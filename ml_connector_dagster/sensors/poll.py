@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import dagster as dg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator
 
+from ml_connector_dagster.check_scope import record_checks
 from ml_connector_dagster.run_tags import tags_for_selection
 
 __all__ = [
@@ -276,12 +277,18 @@ def build_poll_sensor(
                                 f"{plan.deferred} in a partition not open yet deferred")
         # Tagged with every system the run writes to: the run queue's per-destination limits.
         run_tags = {**(tags or {}), **tags_for_selection(context.repository_def, selection), "ml_connector/trigger": name}
+        # The window's records' checks; the partition audit is the daily audit's (partition_audits).
+        checks = record_checks(context.repository_def, selection)
+        assets = None if checks is None else sorted(selection.resolve(context.repository_def.asset_graph),
+                                                    key=lambda key: key.to_user_string())
         requests = [
             dg.RunRequest(
                 run_key=_run_key(name, window, plan.cursor),
                 partition_key=window.partition_key,
                 run_config=dict(run_config_for(window)),
                 tags=run_tags,
+                asset_selection=assets,
+                asset_check_keys=checks,
             )
             for window in plan.windows
         ]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from datetime import time as time_of_day
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from ml_connector_dagster.flows.visma_jira import (
 )
 from ml_connector_dagster.flows.visma_jira_plan import Action
 from ml_connector_dagster.flows.visma_jira_render import facts_of, format_money
+from ml_connector_dagster.partition_audits import audit_schedules
 from ml_connector_dagster.resources import LedgerResource
 from ml_connector_dagster.sandbox import jira as jira_sandbox
 from ml_connector_dagster.sandbox.framework import FaultPlan
@@ -553,6 +555,28 @@ def test_reconciliation_passes_after_sync_and_fails_with_error_for_a_planted_dup
     assert not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert evaluation.metadata["duplicates"].value == 1
+
+
+def test_the_daily_audit_of_a_synced_day_writes_nothing_to_jira_and_passes(world: World) -> None:
+    synced = world.run(flow())
+    assert synced.success
+    parts = build_visma_jira(flow(), sandbox_config(world.visma_url).systems.visma)  # type: ignore[arg-type]
+    audits = audit_schedules([*world.sources().values(), *parts.assets], parts.asset_checks, at=time_of_day(1, 15))
+    definitions = dg.Definitions(assets=[*world.sources().values(), *parts.assets], asset_checks=parts.asset_checks,
+                                 jobs=audits.jobs, resources=world.resources())
+    world.jira.requests.clear()
+
+    audited = definitions.resolve_job_def("reconcile_visma_jira").execute_in_process(
+        partition_key=world.partition, instance=dg.DagsterInstance.ephemeral())
+
+    assert audited.success
+    assert {(e.asset_key.to_user_string(), e.check_name, e.passed) for e in audited.get_asset_check_evaluations()} == {
+        (INVOICES.asset, "reconciled", True), (PURCHASE_ORDERS.asset, "reconciled", True)}
+    # Nothing new to plan: the only API calls (sign-in aside) are the audit's searches and the field list.
+    calls = {(r.method, r.path.rsplit("/", 1)[-1]) for r in world.jira.requests if "/rest/api/" in r.path}
+    assert calls <= {("POST", "jql"), ("GET", "field")}
+    assert ("POST", "jql") in calls
+    assert metadata(audited, INVOICES.asset)["created"] == 0
 
 
 # -- the definitions -------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""A webhook's run checks the records it carries, not its whole partition: the partition audits
-(``reconciled``) re-read the destination for every record of the day, and are left to the poll and
-backfill runs."""
+"""A sensor's run checks the records it carries, not its whole partition: the partition audits
+(``reconciled``) re-read the destination for every record of the day, and are left to the daily audit
+(``partition_audits``) and to backfills."""
 
 # No ``from __future__ import annotations`` here: Dagster reads the stand-in assets' config
 # annotation at definition time.
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +14,7 @@ from ml_connector_dagster.check_scope import PARTITION_AUDIT, record_checks
 from ml_connector_dagster.config import load_config
 from ml_connector_dagster.definitions import build_definitions
 from ml_connector_dagster.sensors.inbox import build_inbox_sensor
+from ml_connector_dagster.sensors.poll import Change, PollPolicy, build_poll_sensor
 from ml_connector_dagster_tests.sensors.stand_ins import DAYS, ISSUES, ORDERS, inbox_request, issues, orders
 
 
@@ -27,7 +29,14 @@ def reconciled() -> dg.AssetCheckResult:
 
 
 INBOX = build_inbox_sensor({("visma", "purchase_orders"): [ORDERS, ISSUES]})
-DEFS = dg.Definitions(assets=[orders, issues], asset_checks=[dead_letters, reconciled], sensors=[INBOX])
+CHANGED = datetime.now(UTC) - timedelta(minutes=5)
+POLL = build_poll_sensor(
+    name="visma_purchase_orders_poll", target=orders, partitions_def=DAYS,
+    probe=lambda context, watermark: [[Change("PO-1", CHANGED)]],
+    run_config_for=lambda window: {}, policy=PollPolicy(lookback=timedelta(days=1)), minimum_interval_seconds=30,
+    required_resource_keys=set(), description="Stand-in poll of Visma purchase orders.",
+)  # fmt: skip
+DEFS = dg.Definitions(assets=[orders, issues], asset_checks=[dead_letters, reconciled], sensors=[INBOX, POLL])
 
 
 def _inbox_request(tmp_path: Path) -> dg.RunRequest:
@@ -39,11 +48,31 @@ def test_a_webhooks_run_carries_the_record_checks_of_its_assets(tmp_path: Path) 
     assert request.asset_check_keys == [dg.AssetCheckKey(ISSUES, "no_open_dead_letters")]
 
 
-def test_a_webhooks_run_leaves_the_partition_audit_to_the_poll_and_backfill_runs(tmp_path: Path) -> None:
+def test_a_webhooks_run_leaves_the_partition_audit_to_the_daily_audit_and_backfills(tmp_path: Path) -> None:
     request = _inbox_request(tmp_path)
     assert request.asset_check_keys is not None  # None would be Dagster's default: every check
     assert dg.AssetCheckKey(ISSUES, "reconciled") not in request.asset_check_keys
     assert request.asset_selection == [ORDERS, ISSUES]  # the assets themselves all run
+
+
+def _poll_request() -> dg.RunRequest:
+    with dg.build_sensor_context(definitions=DEFS) as context:
+        result = POLL(context)
+    assert isinstance(result, dg.SensorResult)
+    [request] = result.run_requests or []
+    return request
+
+
+def test_a_poll_run_carries_the_record_checks_of_its_assets() -> None:
+    request = _poll_request()
+    assert request.asset_check_keys == [dg.AssetCheckKey(ISSUES, "no_open_dead_letters")]
+    assert request.partition_key == CHANGED.date().isoformat()
+
+
+def test_a_poll_run_leaves_the_partition_audit_to_the_daily_audit_and_backfills() -> None:
+    request = _poll_request()
+    assert dg.AssetCheckKey(ISSUES, "reconciled") not in (request.asset_check_keys or [])
+    assert request.asset_selection == [ISSUES, ORDERS]  # the source and the destination it feeds all run
 
 
 def test_without_a_repository_dagsters_default_holds_every_check() -> None:
