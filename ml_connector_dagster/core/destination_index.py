@@ -16,7 +16,9 @@ cleared); an older copy never overwrites a newer one, so two runs refreshing at 
 
 A listing of changes cannot show a deletion: an object deleted in the destination stays here until
 the caller learns of it (an update answered 404) and :meth:`DestinationIndex.drop` s it, or
-:meth:`DestinationIndex.reset` makes the next refresh a full listing again.
+:meth:`DestinationIndex.reset` makes the next refresh a full listing again. An audit, which must
+know, asks :meth:`DestinationIndex.holders_now`: the objects the index names that its refresh did not
+just list are read back, or the destination is listed whole when that takes fewer requests.
 
 The table lives in the ledger's database (migration ``0003``) with its own MetaData, as the landing
 store's does.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -36,7 +39,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ml_connector_dagster.core.ledger import Ledger, _UtcDateTime
 
-__all__ = ["DEFAULT_OVERLAP", "DestinationIndex", "ListChanges", "Listed", "Refresh", "destination_index", "metadata"]
+__all__ = ["DEFAULT_OVERLAP", "AuditIncomplete", "DestinationIndex", "ListChanges", "Listed", "ReadBack", "Refresh",
+           "destination_index", "metadata"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +81,21 @@ class Refresh(NamedTuple):
     since: datetime | None
     listed: int
     began: datetime  # every object it listed was filed at or after this moment (see listed_before)
+
+
+class ReadBack(NamedTuple):
+    """What reading objects back from the destination told: which are gone, which could not be read."""
+
+    gone: set[str]  # deleted, or no longer where the index's scope looks (moved out of a project)
+    unread: set[str]  # the destination kept failing: no verdict on them
+
+
+# Reads the objects back (ids in); ReadBack out.
+ReadObjects = Callable[[list[str]], ReadBack]
+
+
+class AuditIncomplete(RuntimeError):
+    """Objects an audit had to read back could not be read: no verdict without them."""
 
 
 def _oldest_first(dest_id: str) -> tuple[int, str]:
@@ -197,6 +216,37 @@ class DestinationIndex:
                 for row in rows:
                     found.setdefault(row.external_id, []).append(row.dest_id)
         return {key: sorted(ids, key=_oldest_first) for key, ids in found.items()}
+
+    def holders_now(self, external_ids: Iterable[str], list_changes: ListChanges, *, read_back: ReadObjects,
+                    page_size: int, read_requests: Callable[[int], int]) -> tuple[dict[str, list[str]], list[Refresh]]:  # fmt: skip
+        """Every object carrying each of ``external_ids``, as the destination holds them now (an audit's read).
+
+        The index, brought up to date, names the objects. A listing of changes does not show an object
+        deleted or moved away, so those it names that this refresh did not list are read back
+        (``read_back``; the gone ones leave the index), or, when listing the destination whole
+        (``page_size`` objects a request) takes no more requests than reading them back
+        (``read_requests(n)`` for n objects), it is listed whole and the index made anew: the audit
+        costs the cheaper of the objects it counts and the destination. Raises
+        :class:`AuditIncomplete` when some could not be read. Also returns the refreshes made.
+        """
+        wanted = list(external_ids)
+        refreshes = [self.refresh(list_changes)]
+        holders = self.holders(wanted)
+        if refreshes[0].full:
+            return holders, refreshes
+        unseen = self.listed_before((dest_id for ids in holders.values() for dest_id in ids), refreshes[0].began)
+        if not unseen:
+            return holders, refreshes
+        if math.ceil(self.size() / page_size) <= read_requests(len(unseen)):
+            self.reset()  # made anew from a whole listing, deletions and all
+            refreshes.append(self.refresh(list_changes))
+            return self.holders(wanted), refreshes
+        read = read_back(sorted(unseen))
+        self.drop(read.gone)
+        if read.unread:
+            raise AuditIncomplete(f"{self.scope}: {len(read.unread)} object(s) could not be read back, "
+                                  f"e.g. {min(read.unread)}")
+        return {key: kept for key, ids in holders.items() if (kept := [i for i in ids if i not in read.gone])}, refreshes
 
     def lookup(self, external_ids: Iterable[str]) -> dict[str, str]:
         """The object carrying each of ``external_ids``; of two carrying one, the oldest (a warning is logged)."""

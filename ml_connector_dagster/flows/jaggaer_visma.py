@@ -23,7 +23,6 @@ sources, their push in the ``visma_api`` pool; each has a ``reconciled`` check a
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -55,6 +54,7 @@ from .destination import (
     replay_copies,
     step_retry_policy,
 )
+from .jaggaer_visma_index import MarkerIndex
 from .jaggaer_visma_plan import (
     KINDS,
     Action,
@@ -64,8 +64,7 @@ from .jaggaer_visma_plan import (
     plan_documents,
     plan_partitions,
 )
-from .jaggaer_visma_push import CLOCK_SKEW, PushOutcome, push_plan
-from .jaggaer_visma_render import find_marker
+from .jaggaer_visma_push import PushOutcome, push_plan
 
 __all__ = [
     "GROUP",
@@ -182,24 +181,16 @@ def build_document_asset(kind: DocumentKind, settings: JaggaerVismaFlow,
 # -- reconciliation ----------------------------------------------------------------------------------
 
 
-def _marker_counts(client: VismaClient, kind: DocumentKind, since: datetime, wanted: set[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for page in client.iter_changed(kind.entity, since - CLOCK_SKEW):
-        for raw in page:
-            found = find_marker(raw.get("description"), kind.label)
-            if found in wanted:
-                counts[found] = counts.get(found, 0) + 1
-    return counts
-
-
 def reconcile_partitions(kind: DocumentKind, partition_keys: Sequence[str], *, client: VismaClient, ledger: Ledger,
                          settings: JaggaerVismaFlow) -> Reconciliation:
     """Every matched, mapped document of the partitions has one Visma record carrying its marker."""
     plan = plan_partitions(kind, partition_keys, ledger=ledger, settings=settings)
     eligible = [r.record_id for r in plan.records if r.action in (Action.CREATE, Action.UPDATE, Action.SKIP)]
     links = {rid: link for rid, link in ledger.links_for(kind.flow, eligible).items() if link.state == "linked"}
-    counts = _marker_counts(client, kind, min(link.created_at for link in links.values()), set(eligible)) if links else {}
-    return Reconciliation.of(eligible, links, counts)
+    # Counted from the kind's index of Visma documents, brought up to date (changes since it last
+    # looked) and with the documents it counts that the listing did not show read back.
+    holders = MarkerIndex(client, ledger, kind).holders_now(eligible) if eligible else {}
+    return Reconciliation.of(eligible, links, {rid: len(numbers) for rid, numbers in holders.items()})
 
 
 def build_reconciled_check(kind: DocumentKind, settings: JaggaerVismaFlow,

@@ -1,9 +1,12 @@
 """Carrying out a plan in Visma, exactly once: creates by POST, updates by PUT with If-Match.
 
 Creates go through :func:`.destination.create_once`: a pending mark before the POST, the link
-(JAGGAER id -> Visma number, from the answer's ``Location``) right after. After an unanswered POST
-the record is looked up by its marker among the Visma records of that kind modified since the mark
-(:func:`find_by_marker`; Visma's lists are consistent at once, so "not found" is believed).
+(JAGGAER id -> Visma number, from the answer's ``Location``) right after. Every record to create is
+first looked up by its marker in the kind's index of Visma documents (:class:`.jaggaer_visma_index.MarkerIndex`,
+brought up to date by one listing of what changed): a document already there (a create whose answer
+was lost, a ledger restored from a backup, a copy keyed by hand) is linked, not created again. After
+an unanswered POST the index is brought up to date again and asked once more (Visma's lists are
+consistent at once, so "not found" is believed).
 
 Updates read the record and its ETag, build the body against what Visma holds now (line
 operations included), and PUT it with ``If-Match``; a 412 means someone changed the record
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -29,13 +31,10 @@ from ml_connector_dagster.systems.visma.client import VismaClient
 from ml_connector_dagster.systems.visma.conditional_update import StillChanging, update_with_etag
 
 from .destination import CreateInDoubt, CreateIntent, create_once
+from .jaggaer_visma_index import MarkerIndex
 from .jaggaer_visma_plan import Action, DocumentKind, DocumentPlan, PlannedDocument
-from .jaggaer_visma_render import find_marker
 
-__all__ = ["DocumentLocked", "PushOutcome", "find_by_marker", "push_plan"]
-
-CLOCK_SKEW = timedelta(minutes=5)  # between our clock (the ledger's marks) and Visma's timestamps
-
+__all__ = ["DocumentLocked", "PushOutcome", "push_plan"]
 
 class DocumentLocked(RuntimeError):
     """The Visma document is in a status that no longer allows changes."""
@@ -45,7 +44,8 @@ class PushOutcome(BaseModel):
     """What one push did, for the materialization's metadata."""
 
     created: int = 0
-    recovered: int = Field(0, description="Creates whose answer was lost, found in Visma and linked.")
+    recovered: int = Field(0, description="Documents to create found in Visma by their marker (a lost answer, a "
+                           "restored ledger) and linked instead.")
     updated: int = 0
     skipped: int = 0
     filtered: int = 0
@@ -56,20 +56,19 @@ class PushOutcome(BaseModel):
     written: dict[str, str] = Field(default_factory=dict, description="JAGGAER id -> Visma number written.")
 
 
-def find_by_marker(client: VismaClient, kind: DocumentKind, record_id: str, since: datetime) -> str | None:
-    """The Visma record of ``kind`` carrying JAGGAER ``record_id``'s marker, among those modified since ``since``."""
-    for page in client.iter_changed(kind.entity, since - CLOCK_SKEW):
-        for raw in page:
-            if find_marker(raw.get("description"), kind.label) == record_id:
-                return str(raw.get(kind.visma_id_field))
-    return None
-
-
 class _Pusher:
     def __init__(self, plan: DocumentPlan, kind: DocumentKind, client: VismaClient, ledger: Ledger, run_id: str,
                  log: logging.Logger | Any) -> None:
         self.plan, self.kind, self.client, self.ledger, self.run_id, self.log = plan, kind, client, ledger, run_id, log
         self.outcome = PushOutcome()
+        self.index = MarkerIndex(client, ledger, kind)
+        creates = [record.record_id for record in plan.records if record.action is Action.CREATE]
+        # One look for every create: a listing of the documents changed since the index last looked.
+        self.in_visma = self.index.find(creates) if creates else {}
+
+    def find_again(self, record_id: str) -> str | None:
+        """After a create whose answer never came: the document carrying its marker, if Visma has it now."""
+        return self.index.find([record_id], fresh=True).get(record_id)
 
     def dead_letter(self, record: PlannedDocument, reason: str) -> None:
         self.outcome.failed += 1
@@ -87,11 +86,21 @@ class _Pusher:
         assert document is not None
         intent = CreateIntent(flow=self.plan.flow, source_id=record.record_id, source_version=record.source_version,
                               content_hash=document.content_hash, dest_system=VISMA)
+        if (found := self.in_visma.get(record.record_id)) is not None:
+            self.ledger.record_links([Link(
+                flow=intent.flow, source_id=intent.source_id, source_version=intent.source_version, dest_system=VISMA,
+                dest_id=found, dest_key=record.number, content_hash=intent.content_hash, run_id=self.run_id,
+            )])  # fmt: skip
+            self.log.info(f"{self.plan.asset}: JAGGAER {self.kind.label} {record.record_id} is Visma {found} "
+                          "already (found by its marker); linked, not created again")
+            self.outcome.recovered += 1
+            self.done(record, found)
+            return
         try:
             result = create_once(
                 self.ledger, intent, run_id=self.run_id, dest_key=record.number,
                 create=lambda: self.client.create(self.kind.entity, document.create_body()),
-                find=lambda since: find_by_marker(self.client, self.kind, record.record_id, since),
+                find=lambda since: self.find_again(record.record_id),
             )
         except CreateInDoubt as exc:
             self.outcome.deferred.append(record.record_id)
@@ -126,6 +135,7 @@ class _Pusher:
         try:
             update_with_etag(self.client, self.kind.entity, number, body_for, on_conflict=conflict)
         except NotFound:
+            self.index.drop([number])
             self.dead_letter(record, f"linked Visma {self.kind.label} {number} no longer exists")
             return
         except (DocumentLocked, StillChanging) as exc:

@@ -14,7 +14,13 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from ml_connector_dagster.core.destination_index import DestinationIndex, Listed, Refresh
+from ml_connector_dagster.core.destination_index import (
+    AuditIncomplete,
+    DestinationIndex,
+    Listed,
+    ReadBack,
+    Refresh,
+)
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.systems.asana.client import BATCH_LIMIT, PAGE_SIZE, AsanaClient
 from ml_connector_dagster.systems.asana.models import Task
@@ -24,10 +30,6 @@ from .visma_asana_render import AsanaContext, TaskKind
 __all__ = ["INDEX_FIELDS", "AuditIncomplete", "ProjectIndex"]
 
 INDEX_FIELDS = ("modified_at", "custom_fields.text_value", "custom_fields.name")
-
-
-class AuditIncomplete(RuntimeError):
-    """Tasks the audit had to read back could not be read (Asana kept failing): no verdict without them."""
 
 
 def _listed(tasks: Iterable[Task], field_gid: str) -> Iterator[Listed]:
@@ -65,32 +67,17 @@ class ProjectIndex:
         self.index.drop(task_gids)
 
     def holders_now(self, visma_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Every task of the project carrying each of ``visma_ids``, as Asana holds them now (the audit's read).
+        """Every task of the project carrying each of ``visma_ids``, as Asana holds them now (the audit's read:
+        :meth:`DestinationIndex.holders_now`; tasks read back in batch actions, a batch request and each
+        of its actions counted)."""
+        holders, refreshes = self.index.holders_now(
+            visma_ids, self._changes, read_back=self._read_back, page_size=PAGE_SIZE,
+            read_requests=lambda n: n + math.ceil(n / BATCH_LIMIT))
+        self.refreshes.extend(refreshes)
+        return holders
 
-        The index, brought up to date, names the tasks. A listing of changes does not show a task
-        deleted or moved out of the project, so those it named that this refresh did not list are
-        read back (batch actions; the gone ones leave the index), or, when listing the whole project
-        takes no more requests than that, the project is listed whole and the index made anew: the
-        audit costs the cheaper of its partition's older tasks and the project.
-        """
-        refresh = self.index.refresh(self._changes)
-        self.refreshes.append(refresh)
-        holders = self.index.holders(visma_ids)
-        if refresh.full:
-            return holders
-        unseen = self.index.listed_before((gid for gids in holders.values() for gid in gids), refresh.began)
-        if not unseen:
-            return holders
-        # Asana counts a batch request and each of its actions.
-        if math.ceil(self.index.size() / PAGE_SIZE) <= len(unseen) + math.ceil(len(unseen) / BATCH_LIMIT):
-            self.index.reset()  # the index made anew from a whole listing, deletions and all
-            self.refreshes.append(self.index.refresh(self._changes))
-            return self.index.holders(visma_ids)
-        results = self.client.read_tasks(sorted(unseen))
+    def _read_back(self, gids: list[str]) -> ReadBack:
+        results = self.client.read_tasks(gids)
         gone = {gid for gid, result in results.items() if result.status_code == 404 or (
             result.ok and self.project not in {ref.get("gid") for ref in (result.data or {}).get("projects", [])})}
-        self.drop(gone)
-        unread = {gid for gid, result in results.items() if not result.ok and gid not in gone}
-        if unread:
-            raise AuditIncomplete(f"asana: {len(unread)} task(s) could not be read back, e.g. {min(unread)}")
-        return {key: kept for key, gids in holders.items() if (kept := [gid for gid in gids if gid not in gone])}
+        return ReadBack(gone=gone, unread={gid for gid, result in results.items() if not result.ok and gid not in gone})

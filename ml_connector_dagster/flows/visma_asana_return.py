@@ -59,6 +59,7 @@ __all__ = [
     "ReturnOutcome",
     "TaskState",
     "build_return_sensor",
+    "changed_tasks",
     "ensure_task_webhooks",
     "note_marker",
     "report_changes",
@@ -244,9 +245,14 @@ def _hinted(ledger: Ledger, after: int) -> tuple[list[str], int]:
     return gids, events[-1].id if events else after
 
 
-def _polled(client: AsanaClient, ledger: Ledger, context: AsanaContext, since: datetime,
-            limit: int) -> tuple[list[tuple[str, str]], datetime | None]:
-    """(task gid, change key) of tasks modified since ``since`` whose state differs from the one reported."""
+def changed_tasks(client: AsanaClient, ledger: Ledger, context: AsanaContext, since: datetime,
+                  limit: int) -> tuple[list[tuple[str, str]], datetime | None]:
+    """(task gid, change key) of at most ``limit`` tasks modified since ``since`` whose state differs from the
+    one reported, oldest first, and the watermark the next poll goes on from.
+
+    With more changes than ``limit``, the watermark stops at the last one taken: the rest are read
+    again by the next poll (moving it past them lost them unless a webhook told of them).
+    """
     seen: dict[str, tuple[Task, str]] = {}
     latest: datetime | None = None
     for project in dict.fromkeys(context.projects.values()):
@@ -256,9 +262,13 @@ def _polled(client: AsanaClient, ledger: Ledger, context: AsanaContext, since: d
             if task.modified_at and (latest is None or task.modified_at > latest):
                 latest = task.modified_at
     reported = ledger.links_for(NOTES_FLOW, seen)
-    changed = [(gid, f"{gid}:{state}:{task.modified_at}") for gid, (task, state) in seen.items()
-               if getattr(reported.get(gid), "content_hash", None) != state]  # fmt: skip
-    return changed[:limit], latest
+    changed = sorted(((task.modified_at or since, gid, f"{gid}:{state}:{task.modified_at}")
+                      for gid, (task, state) in seen.items()
+                      if getattr(reported.get(gid), "content_hash", None) != state), key=lambda c: (c[0], c[1]))  # fmt: skip
+    taken = changed[:limit]
+    if len(changed) > limit:
+        latest = taken[-1][0] if taken else since
+    return [(gid, key) for _, gid, key in taken], latest
 
 
 def build_return_sensor(settings: VismaAsanaFlow, job: dg.JobDefinition, op_name: str, *, workspace_gid: str | None,
@@ -287,7 +297,8 @@ def build_return_sensor(settings: VismaAsanaFlow, job: dg.JobDefinition, op_name
                 with context.resources.asana.client() as client:
                     asana_context = kept_context(client, settings, workspace_gid, ledger=ledger,
                                                  site=context.resources.asana.base_url)
-                    polled, latest = _polled(client, ledger, asana_context, since, settings.return_path.tasks_per_tick)
+                    polled, latest = changed_tasks(client, ledger, asana_context, since,
+                                                   settings.return_path.tasks_per_tick)
         watermark = max(filter(None, [latest, datetime.fromisoformat(cursor.watermark) if cursor.watermark else None]),
                         default=None)  # fmt: skip
         next_cursor = ReturnCursor(inbox=inbox, watermark=watermark.isoformat() if watermark else cursor.watermark,

@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml_connector_dagster.core.destination_index import DestinationIndex, Listed, metadata
+from ml_connector_dagster.core.destination_index import (
+    AuditIncomplete,
+    DestinationIndex,
+    Listed,
+    ReadBack,
+    metadata,
+)
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster_tests.core.migration_check import differences_from_migration
 
@@ -136,6 +142,82 @@ def test_objects_a_refresh_did_not_list_are_those_listed_before_it_began(ledger:
     refresh = index.refresh(destination.changes)
 
     assert index.listed_before(["101", "102"], refresh.began) == {"101"}
+
+
+class Reader:
+    """Reads objects back from a :class:`Destination`: a missing one is gone; ``failing`` ones cannot be read."""
+
+    def __init__(self, destination: Destination, failing: set[str] | None = None) -> None:
+        self.destination, self.failing, self.read = destination, failing or set(), []  # type: list[str]
+
+    def __call__(self, dest_ids: list[str]) -> ReadBack:
+        self.read.extend(dest_ids)
+        return ReadBack(gone={i for i in dest_ids if i not in self.destination.objects and i not in self.failing},
+                        unread={i for i in dest_ids if i in self.failing})
+
+
+def _audit(index: DestinationIndex, destination: Destination, reader: Reader, ids: list[str], *,
+           page_size: int = 1) -> dict[str, list[str]]:  # fmt: skip
+    holders, _refreshes = index.holders_now(ids, destination.changes, read_back=reader, page_size=page_size,
+                                            read_requests=lambda n: n)
+    return holders
+
+
+def _older(ledger: Ledger) -> tuple[Destination, DestinationIndex]:
+    """Three objects, listed whole once, then a change to 103 listed: 101 and 102 are not in the last listing."""
+    destination, index = _indexed(ledger, ("101", "INV-1"), ("102", "INV-2"), ("103", "INV-3"), overlap=timedelta(0))
+    destination.put("103", "INV-3", T0 + timedelta(minutes=5))
+    index.refresh(destination.changes)
+    destination.put("103", "INV-3", T0 + timedelta(minutes=10))
+    return destination, index
+
+
+def test_an_audit_reads_back_only_the_objects_its_refresh_did_not_list(ledger: Ledger) -> None:
+    destination, index = _older(ledger)
+    reader = Reader(destination)
+
+    holders = _audit(index, destination, reader, ["INV-1", "INV-3"])
+
+    assert holders == {"INV-1": ["101"], "INV-3": ["103"]}
+    assert reader.read == ["101"]  # 103 was just listed; INV-2's 102 was not asked for
+
+
+def test_an_object_deleted_in_the_destination_is_missing_from_the_audit_and_leaves_the_index(ledger: Ledger) -> None:
+    destination, index = _older(ledger)
+    del destination.objects["101"]
+
+    holders = _audit(index, destination, Reader(destination), ["INV-1", "INV-3"])
+
+    assert holders == {"INV-3": ["103"]}
+    assert index.lookup(["INV-1"]) == {}
+
+
+def test_an_audit_lists_the_destination_whole_when_that_takes_fewer_requests(ledger: Ledger) -> None:
+    destination, index = _older(ledger)
+    del destination.objects["101"]
+    reader = Reader(destination)
+
+    holders = _audit(index, destination, reader, ["INV-1", "INV-2"], page_size=100)  # 1 page < 2 reads
+
+    assert holders == {"INV-2": ["102"]}
+    assert reader.read == [] and destination.asked[-1] is None
+
+
+def test_an_audit_whose_objects_cannot_be_read_back_gives_no_verdict(ledger: Ledger) -> None:
+    destination, index = _older(ledger)
+
+    with pytest.raises(AuditIncomplete, match="1 object"):
+        _audit(index, destination, Reader(destination, failing={"101"}), ["INV-1"])
+
+
+def test_an_audit_right_after_a_full_listing_reads_nothing_back(ledger: Ledger) -> None:
+    destination = Destination()
+    destination.put("101", "INV-1", T0)
+    reader = Reader(destination)
+
+    holders = _audit(DestinationIndex(ledger, "project-a"), destination, reader, ["INV-1"])
+
+    assert holders == {"INV-1": ["101"]} and reader.read == []
 
 
 def test_the_size_counts_every_object_with_an_external_id_or_without(ledger: Ledger) -> None:

@@ -16,7 +16,8 @@ import pytest
 
 from ml_connector_dagster.config import JaggaerVismaFlow
 from ml_connector_dagster.core.ledger import Ledger
-from ml_connector_dagster.flows.jaggaer_visma import replay
+from ml_connector_dagster.flows.destination import Reconciliation
+from ml_connector_dagster.flows.jaggaer_visma import reconcile_partitions, replay
 from ml_connector_dagster.flows.jaggaer_visma_plan import (
     INVOICES,
     PURCHASE_ORDERS,
@@ -28,6 +29,7 @@ from ml_connector_dagster.flows.jaggaer_visma_push import PushOutcome, push_plan
 from ml_connector_dagster.flows.jaggaer_visma_render import find_marker
 from ml_connector_dagster.sandbox.framework import FaultPlan
 from ml_connector_dagster.sandbox.jaggaer import JaggaerSimulator
+from ml_connector_dagster.sandbox.jaggaer.data import ID_FIELDS
 from ml_connector_dagster.sandbox.transport import InProcessTransport
 from ml_connector_dagster.sandbox.visma import VismaSimulator
 from ml_connector_dagster.systems.visma.client import VismaClient
@@ -156,6 +158,43 @@ def test_a_create_whose_answer_was_lost_is_found_by_its_jaggaer_id_not_sent_agai
     assert outcome.created == 0 and outcome.recovered == len(created) > 0
     assert all(len(records) == 1 for records in created.values())
     assert all(linked_number(world, PURCHASE_ORDERS, rid) == records[0]["orderNbr"] for rid, records in created.items())
+
+
+def test_documents_in_visma_that_a_lost_ledger_forgot_are_linked_not_created_again(world: World,
+                                                                                   tmp_path: Path) -> None:  # fmt: skip
+    first = world.run(PURCHASE_ORDERS)
+    posts = world.posts()
+    world.ledger.dispose()
+    world.ledger = Ledger.open(f"sqlite:///{tmp_path / 'restored-from-nothing.db'}")
+    land_references(world.ledger, world.visma, world.jaggaer)
+    land_documents(world.ledger, world.jaggaer, "purchase_orders")
+
+    again = world.run(PURCHASE_ORDERS, run_id="run-2")
+
+    assert (again.created, again.recovered) == (0, first.created) and world.posts() == posts
+    assert all(len(records) == 1 for records in world.in_visma(PURCHASE_ORDERS).values())
+    assert all(linked_number(world, PURCHASE_ORDERS, rid) == records[0]["orderNbr"]
+               for rid, records in world.in_visma(PURCHASE_ORDERS).items())
+
+
+def _po_listings(world: World) -> int:
+    return sum(1 for r in world.visma.requests if r.method == "GET" and r.path.lower() == "/v1/purchaseorder")
+
+
+def test_every_create_of_a_push_is_looked_up_in_one_listing_of_what_changed_in_visma(world: World) -> None:
+    world.run(PURCHASE_ORDERS)  # the first look lists Visma's purchase orders whole: the index
+    template = world.jaggaer.record("purchase_orders", sorted(world.in_visma(PURCHASE_ORDERS))[0])
+    assert template is not None
+    for n in range(3):  # three new approved POs in JAGGAER
+        copy = {key: value for key, value in template.items() if key != ID_FIELDS["purchase_orders"]}
+        world.jaggaer.add_record("purchase_orders", {**copy, "poNumber": f"PO-NEW-{n}"})
+    land_documents(world.ledger, world.jaggaer, "purchase_orders")
+    listings = _po_listings(world)
+
+    outcome = world.run(PURCHASE_ORDERS, run_id="run-2")
+
+    assert outcome.created == 3
+    assert _po_listings(world) - listings == 1  # the changes since the index last looked, not a scan per create
 
 
 def test_a_create_that_never_arrived_waits_in_doubt_then_goes_once(world: World) -> None:
@@ -299,3 +338,46 @@ def test_a_dry_plan_names_what_it_would_do_without_calling_visma(world: World) -
 
     assert plan.count(Action.CREATE) > 0 and plan.by_reason(Action.FAILED)["unmatched vendor"] > 0
     assert len(world.visma.requests) == requests
+
+
+# -- the audit ---------------------------------------------------------------------------------------
+
+
+def _audit(world: World, client: VismaClient | None = None) -> Reconciliation:
+    return reconcile_partitions(PURCHASE_ORDERS, [DAY], client=client or world.client, ledger=world.ledger,
+                                settings=settings())  # fmt: skip
+
+
+def test_the_audit_reads_what_changed_and_its_own_documents_not_all_of_visma_since_the_first_sync(
+        world: World) -> None:  # fmt: skip
+    world.run(PURCHASE_ORDERS)
+    assert _audit(world).passed
+    for _ in range(250):  # a busy Visma since: other people's purchase orders
+        world.visma.create_purchase_order(description="Office chairs")
+    world.visma.clock.advance(3600)
+    world.visma.create_purchase_order(description="Desk lamps")
+    _audit(world)  # sees the 251 new ones once
+    world.visma.clock.advance(3600)
+    world.visma.create_purchase_order(description="Printer paper")
+    requests = len(world.visma.requests)
+
+    with in_process_client(world.visma, page_size=10) as small_pages:  # the whole kind: 28+ pages
+        audited = _audit(world, small_pages)
+
+    made = Counter("list" if r.path.lower() == "/v1/purchaseorder" else "one" for r in world.visma.requests[requests:]
+                   if r.method == "GET" and r.path.lower().startswith("/v1/purchaseorder"))
+    assert audited.passed and audited.found == audited.linked > 0
+    # One listing of the last hour's change, and the partition's own documents read back (one GET
+    # each: a deleted one would be missing), not the 270 purchase orders modified since the first sync.
+    assert made == {"list": 1, "one": audited.linked}
+
+
+def test_the_audit_finds_a_copy_of_a_synced_document_made_in_visma_since(world: World) -> None:
+    world.run(PURCHASE_ORDERS)
+    assert _audit(world).passed
+    record_id, (order,) = next(iter(sorted(world.in_visma(PURCHASE_ORDERS).items())))
+    world.visma.create_purchase_order(description=order["description"])  # keyed again by hand, marker and all
+
+    audited = _audit(world)
+
+    assert not audited.passed and audited.duplicates == {record_id: 2}

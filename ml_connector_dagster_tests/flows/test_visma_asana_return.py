@@ -20,6 +20,7 @@ from ml_connector_dagster.flows.visma_asana_render import NOTES_FLOW, PURCHASE_O
 from ml_connector_dagster.flows.visma_asana_return import (
     RETURN_FILTERS,
     ReturnOutcome,
+    changed_tasks,
     ensure_task_webhooks,
     report_changes,
 )
@@ -127,6 +128,20 @@ def test_the_flows_own_updates_of_a_task_are_not_reported_back(world: AsanaWorld
 
     assert (outcome.written, outcome.unchanged) == (0, 1)
     assert note(world, raw["orderNbr"]) == ""
+
+
+def test_a_poll_taking_fewer_changes_than_it_found_goes_on_from_the_last_one_taken(world: AsanaWorld) -> None:
+    since = world.sim.clock.now()
+    gids = sorted(task.gid for tasks in world.tasks("Purchase orders").values() for task in tasks)[:3]
+    for gid in reversed(gids):  # the newest change is on the task Asana lists first
+        world.sim.clock.advance(60)
+        world.sim.edit_task(gid, completed=True)
+
+    taken, watermark = changed_tasks(world.client, world.ledger, world.context(), since, limit=2)
+    rest, _ = changed_tasks(world.client, world.ledger, world.context(), watermark or since, limit=2)
+
+    assert [gid for gid, _ in taken] == [gids[2], gids[1]]  # oldest first
+    assert gids[0] in [gid for gid, _ in rest]  # not skipped by a watermark moved past it
 
 
 def test_tasks_that_are_no_visma_documents_are_left_alone(world: AsanaWorld) -> None:
