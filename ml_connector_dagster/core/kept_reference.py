@@ -27,19 +27,24 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def kept(ledger: Ledger, key: str, model: type[M], load: Callable[[], M], *, ttl_s: float,
-         clock: Callable[[], float] = time.time) -> M:  # fmt: skip
+         clock: Callable[[], float] = time.time, refresh: Callable[[M], M] | None = None) -> M:  # fmt: skip
     """The copy kept under ``key`` when younger than ``ttl_s``; else ``load()``, kept for the next runs.
 
-    A copy that no longer reads as ``model`` (an older release's shape) is loaded again.
+    With ``refresh``, an older copy is brought up to date by ``refresh(copy)`` instead (where checking
+    what is known costs less than reading it all again). A copy that no longer reads as ``model`` (an
+    older release's shape) is loaded again.
     """
+    older: M | None = None
     if ttl_s > 0 and (stored := ledger.get_state(KEPT_PREFIX + key)) is not None:
         try:
             entry = json.loads(stored)
+            copy = model.model_validate(entry["value"])
             if 0 <= clock() - float(entry["at"]) < ttl_s:
-                return model.model_validate(entry["value"])
+                return copy
+            older = copy
         except (ValueError, KeyError, TypeError, ValidationError):
             pass
-    value = load()
+    value = refresh(older) if refresh is not None and older is not None else load()
     if ttl_s > 0:
         ledger.set_state(KEPT_PREFIX + key, json.dumps({"at": clock(), "value": value.model_dump(mode="json")}))
     return value

@@ -71,8 +71,8 @@ from .visma_asana_render import (
     AsanaContext,
     TaskKind,
     context_key,
+    current_fields,
     kept_context,
-    resolve_context,
 )
 from .visma_asana_return import (
     RETURN_ASSET,
@@ -125,12 +125,8 @@ def dry_run_config(kind: TaskKind) -> dict[str, Any]:
     return {"ops": {_graph_name(kind): {"ops": {f"push_{kind.name}": {"config": {"dry_run": True}}}}}}
 
 
-def _context(client: AsanaClient, asana: AsanaResource, settings: VismaAsanaFlow, ledger: Ledger | None = None,
-             ) -> AsanaContext:  # fmt: skip
-    """The workspace's projects, custom fields and users: kept in the ledger for ``context_ttl_s`` when given
-    one, else read now."""
-    if ledger is None:
-        return resolve_context(client, settings, asana.workspace_gid)
+def _context(client: AsanaClient, asana: AsanaResource, settings: VismaAsanaFlow, ledger: Ledger) -> AsanaContext:
+    """The workspace's projects, custom fields and users, kept in the ledger for ``context_ttl_s``."""
     return kept_context(client, settings, asana.workspace_gid, ledger=ledger, site=asana.base_url)
 
 
@@ -223,7 +219,7 @@ def build_reference_asset(settings: VismaAsanaFlow) -> dg.AssetsDefinition:
             desired = landed_reference(opened, settings)
         with asana.client() as client:
             # Read now, not kept: the options are what this asset changes.
-            made = sync_options(client, _context(client, asana, settings).fields, desired, context.log)
+            made = sync_options(client, current_fields(client, settings, asana.workspace_gid), desired, context.log)
         if made:
             with ledger.open() as opened:
                 forget(opened, context_key(asana.base_url, asana.workspace_gid, settings))  # seen at once
@@ -354,7 +350,7 @@ def build_webhooks_asset(settings: VismaAsanaFlow, *, sandbox: bool) -> dg.Asset
     def task_webhooks(asana: AsanaResource, ledger: LedgerResource) -> dg.MaterializeResult:
         with asana.client() as client, ledger.open() as opened:
             vault = Vault.from_env(opened.engine, sandbox=sandbox, home=connector_home())
-            hooks = ensure_task_webhooks(client, _context(client, asana, settings), settings, opened, vault)
+            hooks = ensure_task_webhooks(client, _context(client, asana, settings, opened), settings, opened, vault)
         return dg.MaterializeResult(metadata={"webhooks": len(hooks),
                                               "resources": dg.MetadataValue.json([h.resource.gid if h.resource else None
                                                                                   for h in hooks])})  # fmt: skip

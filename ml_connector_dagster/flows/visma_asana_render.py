@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ml_connector_dagster.config import AsanaFieldNames, VismaAsanaFlow
+from ml_connector_dagster.core.http import NotFound
 from ml_connector_dagster.core.kept_reference import kept
 from ml_connector_dagster.core.landing import content_hash
 from ml_connector_dagster.core.ledger import Ledger
@@ -46,6 +47,7 @@ __all__ = [
     "RenderedTask",
     "TaskKind",
     "context_key",
+    "current_fields",
     "kept_context",
     "option_code",
     "render_task",
@@ -119,23 +121,51 @@ class AsanaContext(BaseModel):
         return found.gid if found else None
 
 
-def resolve_context(client: AsanaClient, settings: VismaAsanaFlow, workspace_gid: str | None) -> AsanaContext:
-    """Projects, custom fields (by the configured names; a missing one fails naming it) and users."""
+def current_fields(client: AsanaClient, settings: VismaAsanaFlow, workspace_gid: str | None) -> dict[str, CustomField]:
+    """Role (AsanaFieldNames) -> the custom field of the configured name, read now (a missing one fails naming it)."""
     workspace = workspace_gid or client.workspaces()[0].gid
     names = {role: name for role, name in settings.fields.model_dump().items() if name}
     by_name = client.custom_fields_by_name(workspace, list(dict.fromkeys(names.values())))
+    return {role: by_name[name] for role, name in names.items()}
+
+
+def _kind_projects(client: AsanaClient, settings: VismaAsanaFlow, workspace: str,
+                   known: AsanaContext | None) -> dict[str, str]:  # fmt: skip
+    """Task kind -> project gid: the known ones read back by gid when they still carry their names, else
+    found by name in a listing of the workspace's projects (which grows with every PO of ``po_layout:
+    projects``: one request per 100)."""
+    if known is not None and known.workspace_gid == workspace and set(known.projects) == {k.name for k in KINDS}:
+        try:
+            read = {kind.name: client.project(known.projects[kind.name]) for kind in KINDS}
+        except NotFound:
+            read = {}
+        if read and all(not p.archived and p.name == kind.project(settings) for kind in KINDS
+                        for p in [read[kind.name]]):
+            return dict(known.projects)
     projects = {p.name: p.gid for p in client.projects(workspace)}
     missing = [name for name in (kind.project(settings) for kind in KINDS) if name not in projects]
     if missing:
         raise LookupError(f"no Asana project named {', '.join(map(repr, missing))} in workspace {workspace}")
+    return {kind.name: projects[kind.project(settings)] for kind in KINDS}
+
+
+def resolve_context(client: AsanaClient, settings: VismaAsanaFlow, workspace_gid: str | None, *,
+                    known: AsanaContext | None = None) -> AsanaContext:  # fmt: skip
+    """Projects, custom fields (by the configured names; a missing one fails naming it) and users.
+
+    ``known``: an earlier context, whose projects are read back by gid rather than looked for again.
+    """
+    workspace = workspace_gid or (known.workspace_gid if known else None) or client.workspaces()[0].gid
+    fields = current_fields(client, settings, workspace)
+    projects = _kind_projects(client, settings, workspace, known)
     template = None
     if settings.po_layout == "projects":
         template = next((t.gid for t in client.project_templates(workspace) if t.name == settings.po_template), None)
         if template is None:
             raise LookupError(f"no Asana project template named {settings.po_template!r} (po_layout: projects)")
     return AsanaContext(
-        workspace_gid=workspace, projects={kind.name: projects[kind.project(settings)] for kind in KINDS},
-        fields={role: by_name[name] for role, name in names.items()}, users=client.users(workspace),
+        workspace_gid=workspace, projects=projects,
+        fields=fields, users=client.users(workspace),
         template_gid=template,
     )  # fmt: skip
 
@@ -151,7 +181,8 @@ def kept_context(client: AsanaClient, settings: VismaAsanaFlow, workspace_gid: s
     """:func:`resolve_context`, kept in the ledger for ``settings.context_ttl_s`` (:mod:`core.kept_reference`):
     four requests every step and every sensor tick paid before, on a budget of 150 a minute (free plan)."""
     return kept(ledger, context_key(site, workspace_gid, settings), AsanaContext,
-                partial(resolve_context, client, settings, workspace_gid), ttl_s=settings.context_ttl_s)
+                partial(resolve_context, client, settings, workspace_gid), ttl_s=settings.context_ttl_s,
+                refresh=lambda older: resolve_context(client, settings, workspace_gid, known=older))
 
 
 # -- enum options ------------------------------------------------------------------------------------

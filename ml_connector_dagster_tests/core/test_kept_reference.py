@@ -60,6 +60,31 @@ def test_an_expired_copy_is_read_again_and_kept_anew(ledger: Ledger) -> None:
     assert reads.count == 2 and fresh.fields == {"visma_id": "f2"}
 
 
+def test_an_expired_copy_is_brought_up_to_date_by_refresh_when_given_not_read_again(ledger: Ledger) -> None:
+    reads, clock = Reads(), Clock()
+    kept(ledger, "ws", Workspace, reads, ttl_s=300, clock=clock)
+    clock.now += 300
+
+    def refresh(older: Workspace) -> Workspace:
+        return older.model_copy(update={"fields": {**older.fields, "checked": "yes"}})
+
+    fresh = kept(ledger, "ws", Workspace, reads, ttl_s=300, clock=clock, refresh=refresh)
+
+    assert reads.count == 1 and fresh.fields == {"visma_id": "f1", "checked": "yes"}
+    assert kept(ledger, "ws", Workspace, reads, ttl_s=300, clock=clock) == fresh  # kept anew
+
+
+def test_without_a_copy_refresh_is_not_asked_and_the_data_is_read(ledger: Ledger) -> None:
+    reads = Reads()
+
+    def refresh(older: Workspace) -> Workspace:
+        raise AssertionError("nothing to refresh")
+
+    kept(ledger, "ws", Workspace, reads, ttl_s=300, refresh=refresh)
+
+    assert reads.count == 1
+
+
 def test_a_copy_from_the_future_is_not_trusted(ledger: Ledger) -> None:
     reads, clock = Reads(), Clock()
     kept(ledger, "ws", Workspace, reads, ttl_s=300, clock=clock)

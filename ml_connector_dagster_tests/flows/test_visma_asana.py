@@ -6,6 +6,8 @@ Webhook deliveries go in-process to a real receiver on the same ledger the flow 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,7 @@ import pytest
 
 from ml_connector_dagster.assets.visma import visma_source_assets
 from ml_connector_dagster.config import AsanaReturnPath, SupplierAssignee, VismaAsanaFlow
+from ml_connector_dagster.core.kept_reference import KEPT_PREFIX
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.core.vault import Vault
 from ml_connector_dagster.flows.visma_asana import (
@@ -150,8 +153,43 @@ def test_runs_after_the_first_take_the_workspace_from_the_ledger_not_from_asana(
     result = world.run(settings)
 
     assert result.success
-    # Only the reference options read it now: the options are what that asset changes.
-    assert _workspace_reads(world) == 4
+    # Only the reference options read anything of it now, the custom fields (and the workspace): the
+    # options are what that asset changes.
+    assert _workspace_reads(world) == 2
+
+
+def _expire_kept_context(world: World) -> None:
+    with Ledger.open(world.ledger_url) as ledger:
+        for key, stored in ledger.states_under(KEPT_PREFIX).items():
+            ledger.set_state(key, json.dumps({**json.loads(stored), "at": 0}))
+
+
+def test_an_expired_context_reads_its_projects_back_by_gid_not_every_project_of_the_workspace(world: World) -> None:
+    settings = flow()
+    world.run(settings)
+    _expire_kept_context(world)
+    world.asana.requests.clear()
+
+    assert world.run(settings).success
+
+    paths = [r.path for r in world.asana.requests if r.method == "GET"]
+    assert not any(path.rstrip("/").endswith("/projects") for path in paths)  # no listing of the workspace's
+    assert sum(1 for path in paths if re.search(r"/projects/\d+$", path)) >= 2  # the two kinds' projects
+
+
+def test_an_expired_context_whose_project_was_renamed_looks_for_it_by_name_again(world: World) -> None:
+    settings = flow()
+    world.run(settings)
+    _expire_kept_context(world)
+    with world.asana.lock:  # someone renames the project in Asana
+        world.asana.tenant.projects[world.asana.project_gid("Purchase orders")].name = "Purchase orders 2025"
+    world.asana.requests.clear()
+
+    result = world.run(settings)
+
+    assert any(r.method == "GET" and r.path.rstrip("/").endswith("/projects") for r in world.asana.requests)
+    assert not result.success
+    assert "no Asana project named 'Purchase orders'" in str(result.all_events)
 
 
 def test_a_time_to_live_of_zero_reads_the_workspace_in_every_step(world: World) -> None:

@@ -386,6 +386,11 @@ class AsanaClient:
             params["archived"] = str(archived).lower()
         return [Project.model_validate(p) for p in self._pages("projects", params)]
 
+    def project(self, project_gid: str) -> Project:
+        """One project by gid (``NotFound`` once deleted)."""
+        return Project.model_validate(self._call("GET", f"projects/{quote(project_gid)}",
+                                                 params={"opt_fields": "name,archived,permalink_url,start_on,due_on"}))
+
     def project_named(self, workspace_gid: str, name: str) -> Project:
         """The unarchived project called ``name`` (NotFoundByName if none)."""
         found = [p for p in self.projects(workspace_gid) if p.name == name]
