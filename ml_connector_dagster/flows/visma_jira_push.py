@@ -292,8 +292,11 @@ class _Pusher(IssueWriter):
         ledger, and every later push of invoices (of any partition) comments it once the issue exists: a
         GL batch or payment often lands in another day's partition than its invoice's issue is made in."""
         planned = {entry.audit_id for entry in entries}
-        waiting = self._waiting_audits() if self.settings.audit_comments else []
-        entries = [*entries, *(e for e in waiting if e.audit_id not in planned)]
+        ready, waiting = self._waiting_audits() if self.settings.audit_comments else ([], set())
+        entries = [*entries, *(e for e in ready if e.audit_id not in planned)]
+        # Still waiting and not met again: counted, not read or written again (an invoice that never
+        # gets an issue, filtered out, keeps its entries waiting for good).
+        self.outcome.audit_waiting += len(waiting - planned - {e.audit_id for e in ready})
         if not entries:
             return
         invoices = self.ledger.links_for(self.plan.flow, {e.invoice_id for e in entries})
@@ -306,22 +309,33 @@ class _Pusher(IssueWriter):
             invoice = invoices.get(entry.invoice_id)
             if invoice is None or invoice.state != "linked" or not invoice.dest_key:
                 self.outcome.audit_waiting += 1
-                self.ledger.set_state(self._waiting_key(entry),
-                                      json.dumps({"entity": entry.entity, "record": entry.payload}))
+                if entry.audit_id not in waiting:
+                    self.ledger.set_state(self._waiting_key(entry),
+                                          json.dumps({"entity": entry.entity, "record": entry.payload}))
                 continue
             self._audit_comment(entry, invoice.dest_key, look_first=earlier is not None or self.retrying)
 
     def _waiting_key(self, entry: AuditEntry) -> str:
         return f"{AUDIT_WAITING}{self.plan.flow}/{entry.audit_id}"
 
-    def _waiting_audits(self) -> list[AuditEntry]:
+    def _waiting_audits(self) -> tuple[list[AuditEntry], set[str]]:
+        """The waiting entries whose invoice has its issue now (to comment), and the ids of all that wait.
+
+        Only those are read back into entries: an audit id ends in its invoice's id, which is all the
+        ledger is asked about for the others.
+        """
         prefix = f"{AUDIT_WAITING}{self.plan.flow}/"
-        waiting = []
-        for key, value in self.ledger.states_under(prefix).items():
-            kept = json.loads(value)
-            audit_id = key.removeprefix(prefix)
-            waiting += [e for e in audit_entries(kept["entity"], kept["record"]) if e.audit_id == audit_id]
-        return waiting
+        stored = {key.removeprefix(prefix): value for key, value in self.ledger.states_under(prefix).items()}
+        invoice_of = {audit_id: audit_id.rsplit("/", 1)[-1] for audit_id in stored}
+        linked = self.ledger.links_for(self.plan.flow, set(invoice_of.values()))
+        ready: list[AuditEntry] = []
+        for audit_id, invoice_id in invoice_of.items():
+            link = linked.get(invoice_id)
+            if link is None or link.state != "linked" or not link.dest_key:
+                continue
+            kept = json.loads(stored[audit_id])
+            ready += [e for e in audit_entries(kept["entity"], kept["record"]) if e.audit_id == audit_id]
+        return ready, set(stored)
 
     def _audit_comment(self, entry: AuditEntry, key: str, *, look_first: bool) -> None:
         body_hash = content_hash(entry.body)

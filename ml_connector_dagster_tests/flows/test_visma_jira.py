@@ -36,6 +36,7 @@ from ml_connector_dagster.flows.visma_jira import (
     dry_run_config,
 )
 from ml_connector_dagster.flows.visma_jira_plan import Action
+from ml_connector_dagster.flows.visma_jira_push import AUDIT_WAITING
 from ml_connector_dagster.flows.visma_jira_render import facts_of, format_money
 from ml_connector_dagster.partition_audits import audit_schedules
 from ml_connector_dagster.resources import LedgerResource
@@ -513,6 +514,26 @@ def test_a_payment_whose_invoice_gets_its_issue_in_a_later_run_without_it_is_com
     (issue,) = world.issues()[f"supplierInvoice/{number}"]
     assert sum(f"Payment {payment}" in c for c in world.comments(issue["key"])) == 1
     assert metadata(again, INVOICES.asset)["audit_commented"] == 0
+
+
+def test_audit_comments_waiting_for_an_invoice_that_gets_no_issue_are_not_written_again_by_every_run(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    filtered = flow(filters=VismaJiraFilters(min_amount=10**12))  # no invoice gets an issue
+    first = world.run(filtered, also_land=["supplier_payments"])
+    writes: list[str] = []
+    set_state = Ledger.set_state
+
+    def counted(ledger: Ledger, key: str, value: str) -> None:
+        writes.append(key)
+        set_state(ledger, key, value)
+
+    monkeypatch.setattr(Ledger, "set_state", counted)
+
+    again = world.run(filtered, land=False)
+
+    waiting = metadata(first, INVOICES.asset)["audit_waiting"]
+    assert waiting > 0 and metadata(again, INVOICES.asset)["audit_waiting"] == waiting
+    assert not [key for key in writes if key.startswith(AUDIT_WAITING)]
 
 
 def test_the_invoice_issues_read_gl_batches_and_supplier_payments_not_customer_payments(world: World) -> None:
