@@ -29,7 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, NamedTuple
@@ -39,8 +40,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ml_connector_dagster.core.ledger import Ledger, _UtcDateTime
 
-__all__ = ["DEFAULT_OVERLAP", "AuditIncomplete", "DestinationIndex", "ListChanges", "Listed", "ReadBack", "Refresh",
-           "destination_index", "metadata"]
+__all__ = ["DEFAULT_OVERLAP", "AuditIncomplete", "DestinationIndex", "IndexedDestination", "ListChanges", "Listed",
+           "ReadBack", "Refresh", "destination_index", "metadata"]
 
 logger = logging.getLogger(__name__)
 
@@ -289,3 +290,48 @@ class DestinationIndex:
     def reset(self) -> None:
         """Forget the watermark: the next refresh lists the destination whole and replaces every entry."""
         self.ledger.delete_state(STATE_PREFIX + self.scope)
+
+
+class IndexedDestination(ABC):
+    """One run's look-ups in a destination through its index: what a vendor's side says is how to list
+    its objects (:meth:`changes`) and read them back (:meth:`read_back`); the rest is the same everywhere."""
+
+    page_size: int  # objects a listing request returns
+
+    def __init__(self, index: DestinationIndex) -> None:
+        self.index = index
+        self.refreshes: list[Refresh] = []
+
+    @abstractmethod
+    def changes(self, since: datetime | None) -> Iterable[Listed]:
+        """The objects modified at or after ``since``; every object for None."""
+
+    @abstractmethod
+    def read_back(self, dest_ids: list[str]) -> ReadBack:
+        """Read the objects from the destination: which are gone, which could not be read."""
+
+    def read_requests(self, count: int) -> int:
+        """Requests :meth:`read_back` spends on ``count`` objects (one each unless the vendor batches)."""
+        return count
+
+    def find(self, external_ids: Sequence[str], *, fresh: bool = False) -> dict[str, str]:
+        """External id -> the object carrying it, for those the destination holds.
+
+        The index is brought up to date at the first call, and again at every call with ``fresh``
+        (after creates whose answer never came).
+        """
+        if fresh or not self.refreshes:
+            self.refreshes.append(self.index.refresh(self.changes))
+        return self.index.lookup(external_ids)
+
+    def drop(self, dest_ids: Iterable[str]) -> None:
+        """Forget objects the destination answered 404 for: deleted, which a listing of changes does not show."""
+        self.index.drop(dest_ids)
+
+    def holders_now(self, external_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Every object carrying each of ``external_ids``, as the destination holds them now (an audit's
+        read: :meth:`DestinationIndex.holders_now`)."""
+        holders, refreshes = self.index.holders_now(external_ids, self.changes, read_back=self.read_back,
+                                                    page_size=self.page_size, read_requests=self.read_requests)
+        self.refreshes.extend(refreshes)
+        return holders

@@ -13,10 +13,10 @@ says so, and the audit reads back the documents it counts that the listing did n
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from ml_connector_dagster.core.destination_index import DestinationIndex, Listed, ReadBack, Refresh
+from ml_connector_dagster.core.destination_index import DestinationIndex, IndexedDestination, Listed, ReadBack
 from ml_connector_dagster.core.http import ApiError, NotFound
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.systems.visma.client import VismaClient, modified_at
@@ -29,15 +29,15 @@ __all__ = ["CLOCK_SKEW", "MarkerIndex"]
 CLOCK_SKEW = timedelta(minutes=5)  # late commits: a document may show up with a stamp this far behind
 
 
-class MarkerIndex:
+class MarkerIndex(IndexedDestination):
     """The kind's Visma documents by the JAGGAER id their marker names, refreshed before it is first read."""
 
     def __init__(self, client: VismaClient, ledger: Ledger, kind: DocumentKind) -> None:
-        self.client, self.kind = client, kind
-        self.index = DestinationIndex(ledger, f"visma:{kind.entity.value}:jaggaer {kind.label}", overlap=CLOCK_SKEW)
-        self.refreshes: list[Refresh] = []
+        self.client, self.kind, self.page_size = client, kind, client.page_size
+        super().__init__(DestinationIndex(ledger, f"visma:{kind.entity.value}:jaggaer {kind.label}",
+                                          overlap=CLOCK_SKEW))
 
-    def _changes(self, since: datetime | None) -> Iterator[Listed]:
+    def changes(self, since: datetime | None) -> Iterator[Listed]:
         pages = self.client.iter_pages(self.kind.entity) if since is None else self.client.iter_changed(
             self.kind.entity, since)
         for page in pages:
@@ -46,32 +46,11 @@ class MarkerIndex:
                 if number is not None:
                     yield Listed(str(number), find_marker(raw.get("description"), self.kind.label), modified_at(raw))
 
-    def find(self, record_ids: Sequence[str], *, fresh: bool = False) -> dict[str, str]:
-        """JAGGAER id -> the Visma number of the document carrying its marker, for those Visma holds.
-
-        The index is brought up to date at the first call, and again at every call with ``fresh``
-        (after a create whose answer never came).
-        """
-        if fresh or not self.refreshes:
-            self.refreshes.append(self.index.refresh(self._changes))
-        return self.index.lookup(record_ids)
-
-    def drop(self, numbers: Sequence[str]) -> None:
-        """Forget documents Visma answered 404 for."""
-        self.index.drop(numbers)
-
-    def holders_now(self, record_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Every document of the kind carrying each of ``record_ids``' markers, as Visma holds them now
-        (the audit's read: :meth:`DestinationIndex.holders_now`, one GET per document read back)."""
-        holders, refreshes = self.index.holders_now(record_ids, self._changes, read_back=self._read_back,
-                                                    page_size=self.client.page_size, read_requests=lambda n: n)
-        self.refreshes.extend(refreshes)
-        return holders
-
-    def _read_back(self, numbers: list[str]) -> ReadBack:
+    def read_back(self, dest_ids: list[str]) -> ReadBack:
+        """One GET per document (Visma has no multi-get): a 404 is gone."""
         gone: set[str] = set()
         unread: set[str] = set()
-        for number in numbers:
+        for number in dest_ids:
             try:
                 self.client.get(self.kind.entity, number)
             except NotFound:

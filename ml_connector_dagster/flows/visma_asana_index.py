@@ -11,15 +11,15 @@ answers 404 for it, and the partition audit reads back the tasks it counts (:met
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from ml_connector_dagster.core.destination_index import (
     AuditIncomplete,
     DestinationIndex,
+    IndexedDestination,
     Listed,
     ReadBack,
-    Refresh,
 )
 from ml_connector_dagster.core.ledger import Ledger
 from ml_connector_dagster.systems.asana.client import BATCH_LIMIT, PAGE_SIZE, AsanaClient
@@ -37,47 +37,29 @@ def _listed(tasks: Iterable[Task], field_gid: str) -> Iterator[Listed]:
         yield Listed(task.gid, task.text(field_gid) or None, task.modified_at)
 
 
-class ProjectIndex:
+class ProjectIndex(IndexedDestination):
     """The kind's project by Visma ID, refreshed from Asana before it is first read (and when asked)."""
+
+    page_size = PAGE_SIZE
 
     def __init__(self, client: AsanaClient, ledger: Ledger, context: AsanaContext, kind: TaskKind) -> None:
         visma_id = context.field_gid("visma_id")
         assert visma_id is not None
         self.client, self.project, self.field = client, context.projects[kind.name], visma_id
-        self.index = DestinationIndex(ledger, f"asana:{self.project}:{visma_id}")
-        self.refreshes: list[Refresh] = []
+        super().__init__(DestinationIndex(ledger, f"asana:{self.project}:{visma_id}"))
 
-    def _changes(self, since: datetime | None) -> Iterator[Listed]:
+    def changes(self, since: datetime | None) -> Iterator[Listed]:
         if since is None:
             return _listed(self.client.project_tasks(self.project, INDEX_FIELDS), self.field)
         return _listed(self.client.tasks_modified_since(self.project, since, INDEX_FIELDS), self.field)
 
-    def find(self, visma_ids: Sequence[str], *, fresh: bool = False) -> dict[str, str]:
-        """Visma ID -> gid of the task carrying it, for those of ``visma_ids`` the project holds.
+    def read_requests(self, count: int) -> int:
+        # Tasks are read back in batch actions: Asana counts the batch request and each of its actions.
+        return count + math.ceil(count / BATCH_LIMIT)
 
-        The index is brought up to date at the first call, and again at every call with ``fresh``
-        (after creates whose answer never came).
-        """
-        if fresh or not self.refreshes:
-            self.refreshes.append(self.index.refresh(self._changes))
-        return self.index.lookup(visma_ids)
-
-    def drop(self, task_gids: Iterable[str]) -> None:
-        """Forget tasks Asana answered 404 for: deleted, which a listing of changes does not show."""
-        self.index.drop(task_gids)
-
-    def holders_now(self, visma_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Every task of the project carrying each of ``visma_ids``, as Asana holds them now (the audit's read:
-        :meth:`DestinationIndex.holders_now`; tasks read back in batch actions, a batch request and each
-        of its actions counted)."""
-        holders, refreshes = self.index.holders_now(
-            visma_ids, self._changes, read_back=self._read_back, page_size=PAGE_SIZE,
-            read_requests=lambda n: n + math.ceil(n / BATCH_LIMIT))
-        self.refreshes.extend(refreshes)
-        return holders
-
-    def _read_back(self, gids: list[str]) -> ReadBack:
-        results = self.client.read_tasks(gids)
+    def read_back(self, dest_ids: list[str]) -> ReadBack:
+        """A task deleted, or moved out of the project, is gone."""
+        results = self.client.read_tasks(dest_ids)
         gone = {gid for gid, result in results.items() if result.status_code == 404 or (
             result.ok and self.project not in {ref.get("gid") for ref in (result.data or {}).get("projects", [])})}
         return ReadBack(gone=gone, unread={gid for gid, result in results.items() if not result.ok and gid not in gone})
