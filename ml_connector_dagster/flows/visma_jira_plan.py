@@ -302,19 +302,37 @@ def _planned_chunks(
     kind: DocumentKind, chunks: Iterable[Sequence[LandedRecord]], *, client: JiraClient, ledger: Ledger,
     settings: VismaJiraFlow, ids: JiraFieldIds, lean: bool,
 ) -> Iterator[list[PlannedRecord]]:
-    """Each chunk's planned records, in order; the Jira lookups of up to :data:`LOOKUPS_IN_FLIGHT`
-    chunks run at once (threads, under the shared budget) while the next chunks are rendered."""
+    """The planned records, chunk by chunk; the Jira lookups of up to :data:`LOOKUPS_IN_FLIGHT` groups
+    run at once (threads, under the shared budget) while the next chunks are rendered.
+
+    What the ledger decides comes out with its chunk. The records Jira must be asked about are
+    gathered across chunks into searches of :data:`LOOKUP_BATCH`: a run of ten changes scattered over
+    a day of 10,000 records makes one search, not one per chunk that holds a change.
+    """
     with ThreadPoolExecutor(LOOKUPS_IN_FLIGHT, thread_name_prefix="jira-lookup") as lookups:
         waiting: deque[tuple[_Chunk, Future[dict[str, JiraIssue]] | None]] = deque()
+        asking = _Chunk([], [], {})
+
+        def ask(group: _Chunk) -> None:
+            waiting.append((group, lookups.submit(_lookup, group, client=client, settings=settings, ids=ids)))
+
         try:
             for chunk in chunks:
                 triaged = _triaged(kind, chunk, ledger=ledger, settings=settings, lean=lean)
-                future = lookups.submit(_lookup, triaged, client=client, settings=settings, ids=ids) \
-                    if triaged.ask_jira else None  # fmt: skip
-                waiting.append((triaged, future))
+                if triaged.planned:
+                    waiting.append((_Chunk(triaged.planned, [], {}), None))
+                for item in triaged.ask_jira:
+                    asking.ask_jira.append(item)
+                    if (link := triaged.links.get(item.landed.record_id)) is not None:
+                        asking.links[item.landed.record_id] = link
+                if len(asking.ask_jira) >= LOOKUP_BATCH:
+                    ask(asking)
+                    asking = _Chunk([], [], {})
                 while len(waiting) > LOOKUPS_IN_FLIGHT:
                     done, looked_up = waiting.popleft()
                     yield _decided(done, looked_up.result() if looked_up else {}, lean=lean)
+            if asking.ask_jira:
+                ask(asking)
             while waiting:
                 done, looked_up = waiting.popleft()
                 yield _decided(done, looked_up.result() if looked_up else {}, lean=lean)

@@ -35,6 +35,7 @@ from ml_connector_dagster.flows.visma_jira import (
     build_visma_jira,
     dry_run_config,
 )
+from ml_connector_dagster.flows import visma_jira_plan
 from ml_connector_dagster.flows.visma_jira_plan import Action
 from ml_connector_dagster.flows.visma_jira_push import AUDIT_WAITING
 from ml_connector_dagster.flows.visma_jira_render import facts_of, format_money
@@ -293,6 +294,24 @@ def test_an_update_in_visma_becomes_one_comment_and_a_transition(world: World) -
     (comment,) = [c for c in world.comments(issue["key"]) if "Updated in Visma" in c]
     assert "Status: Open → Released" in comment
     assert "Amount:" in comment and "12 500,00" in comment
+
+
+def test_changes_scattered_over_the_day_are_looked_up_in_jira_together_not_once_per_chunk(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    world.run(flow())
+    monkeypatch.setattr(visma_jira_plan, "CHUNK", 5)  # the day's 30 invoices in six chunks
+    numbers = [r.record_id for r in world.landed("supplierInvoice")][::7][:4]  # four of them
+    for number in numbers:
+        world.visma.update_supplier_invoice(number, amount=777.0)
+    world.jira.requests.clear()
+
+    result = world.run(flow())
+
+    assert metadata(result, INVOICES.asset)["updated"] == 4
+    # The plan's look-ups read the issues' fields; the audit's searches count the external id only.
+    lookups = [r for r in world.jira.requests if r.method == "POST" and r.path.endswith("/search/jql")
+               and len(r.body.get("fields", [])) > 1]
+    assert len(lookups) == 1
 
 
 def test_filters_are_counted_per_reason_and_filtered_records_get_no_issue(world: World) -> None:
