@@ -2,7 +2,7 @@
 
 Scenarios: backfill (Visma into Jira), backfill_api_bound, backfill_asana, backfill_monday,
 backfill_acumatica (acumatica_jira), backfill_jaggaer (jaggaer_visma), memory, incremental,
-lookups (new records into a large Asana project), overhead, peer (``--only`` picks some). Sizes come in three scales: full (the issue's: 100k backfills, a monday
+lookups (new records into a large Asana project), sensor_runs (a poll run into a large day), overhead, peer (``--only`` picks some). Sizes come in three scales: full (the issue's: 100k backfills, a monday
 board's capacity, 25k/50k/100k memory, 10k/100k/1M incremental),
 ``--quick`` (a smoke run of a few minutes) and ``--tiny`` (the CI test, well under a minute).
 The exit code is non-zero only when a scenario could not run; targets that do not hold are
@@ -35,24 +35,26 @@ from .peer import measure_peer, peer_outcome
 from .peer_acumatica import measure_acumatica_peer
 from .peer_jaggaer import measure_jaggaer_peer
 from .results import Outcome
+from .sensor_runs import measure_sensor_run, sensor_runs_outcome
 
 SCENARIOS = ("backfill", "backfill_api_bound", "backfill_asana", "backfill_monday", "backfill_acumatica",
-             "backfill_jaggaer", "memory", "incremental", "lookups", "overhead", "peer")
+             "backfill_jaggaer", "memory", "incremental", "lookups", "sensor_runs", "overhead", "peer")
 OTHER_BACKFILLS = {"backfill_asana": "asana", "backfill_monday": "monday",  # scenario -> destination
                    "backfill_acumatica": "jira_exceptions", "backfill_jaggaer": "visma_ap"}
 SCALES: dict[str, dict[str, Any]] = {
     "full": {"backfill": 100_000, "backfill_api_bound": 20_000, "backfill_asana": 100_000, "backfill_monday": 100_000,
              "backfill_acumatica": 20_000, "backfill_jaggaer": 1_000,
              "memory": (25_000, 50_000, 100_000), "incremental": (10_000, 100_000, 1_000_000),
-             "lookups": (1_000, 10_000, 100_000), "overhead": 5_000, "peer": 20_000},
+             "lookups": (1_000, 10_000, 100_000), "sensor_runs": (1_000, 10_000), "overhead": 5_000, "peer": 20_000},
     "quick": {"backfill": 5_000, "backfill_api_bound": 3_000, "backfill_asana": 3_000, "backfill_monday": 2_000,
               "backfill_acumatica": 2_000, "backfill_jaggaer": 200,
               "memory": (1_250, 2_500, 5_000), "incremental": (1_000, 10_000, 100_000), "lookups": (1_000, 10_000),
-              "overhead": 1_000,
+              "sensor_runs": (500, 2_000), "overhead": 1_000,
               "peer": 5_000},
     "tiny": {"backfill": 300, "backfill_api_bound": 300, "backfill_asana": 100, "backfill_monday": 100,
              "backfill_acumatica": 100, "backfill_jaggaer": 30, "memory": (150, 300),
-             "incremental": (500, 5_000), "lookups": (100, 1_000), "overhead": 200, "peer": 500},
+             "incremental": (500, 5_000), "lookups": (100, 1_000), "sensor_runs": (50, 200), "overhead": 200,
+             "peer": 500},
 }
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 # A Jira tenant with a tenth of the simulator's default burst budget: the job is then bound by the API on
@@ -143,6 +145,10 @@ class _Runner:
     def lookups(self) -> Outcome:
         runs = [measure_lookups(size, self.limits) for size in self.sizes["lookups"]]
         return lookups_outcome(runs, rerun=_rerun("lookups", self.scale))
+
+    def sensor_runs(self) -> Outcome:
+        runs = [measure_sensor_run(size, self.limits) for size in self.sizes["sensor_runs"]]
+        return sensor_runs_outcome(runs, rerun=_rerun("sensor_runs", self.scale))
 
     def overhead(self) -> Outcome:
         return overhead_outcome(measure_overhead(self.sizes["overhead"]), rerun=_rerun("overhead", self.scale))

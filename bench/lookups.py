@@ -9,8 +9,8 @@ a webhook's run for one invoice included. The flow keeps an index of the project
 For N = 1k, 10k, 100k tasks left by earlier syncs (the simulator's ``history_tasks``), in this
 process and through Dagster: a first run syncs one day's invoices into the project (its look-ups
 list the project whole: the index is built), then the run measured syncs the next day's new
-invoices and runs the partition's ``reconciled`` audit, as a poll run does. The Asana requests of
-that run, by endpoint, must not grow with N.
+invoices, and the partition's ``reconciled`` audit runs (as the daily audit and a backfill run it).
+The Asana requests of that run and that audit, by endpoint, must not grow with N.
 """
 
 from __future__ import annotations
@@ -139,10 +139,10 @@ def lookups_outcome(runs: Sequence[dict[str, Any]], *, rerun: str) -> Outcome:
                "the project whole, which builds the project's index in the ledger",
                "measured run: the next day's new invoices (source, plan, push) as a poll or webhook run carries them: "
                "the look-ups bring the index up to date with one GET /tasks?modified_since= listing of what changed "
-               "(the two days' new tasks, within its two-minute overlap); then the partition's reconciled audit, "
-               "as a poll run carries it, which reads back only tasks that listing did not show (none here)",
+               "(the two days' new tasks, within its two-minute overlap); then the partition's reconciled audit (as "
+               "the daily audit runs it), which reads back only tasks that listing did not show (none here)",
                "requests: every request the simulator served (the workspace's context is kept in the ledger from the "
                "first run); a batch counts once here, though Asana's budget counts its actions too",
                "the last column is what each look-up cost before the index: the project listed whole, 100 tasks a "
-               "page, in every run that met a new record (and in every poll run's audit)"],
+               "page, in every run that met a new record (and in every audit)"],
     )

@@ -111,6 +111,13 @@ def test_asana_look_ups_into_a_larger_project_take_no_more_requests_and_list_no_
     assert all(target["holds"] for target in outcome["targets"] if "pages" in target["name"])
 
 
+def test_a_poll_run_into_a_larger_day_takes_no_more_jira_requests_and_leaves_the_audit_out(
+        tiny: dict[str, Any]) -> None:  # fmt: skip
+    outcome = tiny["outcomes"]["sensor_runs"]
+    assert outcome["figures"]["calls_growth"] <= 1.0
+    assert all(target["holds"] for target in outcome["targets"])
+
+
 def test_overhead_and_peer_give_positive_ratios(tiny: dict[str, Any]) -> None:
     assert tiny["outcomes"]["overhead"]["figures"]["ratio"] > 1
     assert tiny["outcomes"]["peer"]["figures"]["pipeline_ratio"] > 0
