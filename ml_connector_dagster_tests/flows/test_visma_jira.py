@@ -28,6 +28,7 @@ from ml_connector_dagster.assets.visma import VISMA_SOURCES, visma_source_assets
 from ml_connector_dagster.config import VismaJiraFilters, VismaJiraFlow
 from ml_connector_dagster.core.landing import LandedRecord, LandingStore
 from ml_connector_dagster.core.ledger import Ledger
+from ml_connector_dagster.flows import visma_jira_plan
 from ml_connector_dagster.flows.visma_jira import (
     INVOICES,
     POOL,
@@ -35,7 +36,6 @@ from ml_connector_dagster.flows.visma_jira import (
     build_visma_jira,
     dry_run_config,
 )
-from ml_connector_dagster.flows import visma_jira_plan
 from ml_connector_dagster.flows.visma_jira_plan import Action
 from ml_connector_dagster.flows.visma_jira_push import AUDIT_WAITING
 from ml_connector_dagster.flows.visma_jira_render import facts_of, format_money

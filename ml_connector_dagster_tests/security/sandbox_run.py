@@ -126,6 +126,33 @@ def secret_env_names(config: ConnectorConfig) -> list[str]:
     return [*names, webhooks.acumatica.header_value_env, webhooks.monday.signing_secret_env]
 
 
+@dataclass(frozen=True)
+class DailyAudit:
+    """One flow's ``reconcile_<flow>`` run of the synced day: did it run, what did its push write, what
+    did its reconciled checks say."""
+
+    success: bool
+    written: int  # created + updated by the run's destination assets
+    reconciled: dict[str, bool]  # asset -> the check passed
+
+
+def _daily_audits(config: ConnectorConfig, partition: str, instance: dg.DagsterInstance) -> dict[str, DailyAudit]:
+    """Every flow's daily audit (``partition_audits``) of ``partition``, as its schedule launches it."""
+    defs = build_definitions(config)
+    audits = {}
+    for job in defs.get_repository_def().get_all_jobs():
+        if not job.name.startswith("reconcile_"):
+            continue
+        result = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
+        written = sum(int(value.value) for event in result.get_asset_materialization_events()
+                      for name, value in event.step_materialization_data.materialization.metadata.items()
+                      if name in ("created", "updated") and isinstance(value.value, int))  # fmt: skip
+        reconciled = {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()
+                      if e.check_name == "reconciled"}  # fmt: skip
+        audits[job.name.removeprefix("reconcile_")] = DailyAudit(result.success, written, reconciled)
+    return audits
+
+
 @dataclass
 class SandboxRun:
     """What the runs left behind, and the secrets they used."""
@@ -139,6 +166,7 @@ class SandboxRun:
     secrets: list[Secret]
     simulators: dict[str, Simulator]
     seconds: list[float] = field(default_factory=list)
+    audits: dict[str, DailyAudit] = field(default_factory=dict)  # flow -> its daily audit of the clean day
 
     def ledger(self) -> Ledger:
         return Ledger.open(self.ledger_url)
@@ -289,6 +317,7 @@ def _run_phases(
     def token_endpoint_down() -> None:
         simulators["jira"].set_faults(FaultPlan(paths=["^/oauth/token$"], error_rate=1.0, expire_tokens=True))
 
+    audits: dict[str, DailyAudit] = {}
     instance_dir.mkdir()
     with _all_logs() as logs, _captured_output() as output, dg.DagsterInstance.get() as instance:
         # The faulty sync creates under fire; the clean one completes what it left (webhook
@@ -299,6 +328,8 @@ def _run_phases(
                 _timed(run_sync, seconds, partition, defs=build_definitions(config), instance=instance)
             )
             if phase is clean:
+                # The day just synced, audited as each flow's daily schedule would (its logs are scanned too).
+                audits = _daily_audits(config, partition, instance)
                 _a_person_completes_a_synced_task(simulators["asana"])
             for simulator in simulators.values():
                 flush = getattr(simulator, "flush_webhooks", None)  # JAGGAER sends none
@@ -311,7 +342,7 @@ def _run_phases(
         output.append((f"sync report {number}", report.render()))
     return SandboxRun(home=home, instance_dir=instance_dir, ledger_url=ledger_url, reports=reports,
                       logs=logs.texts, output=output, secrets=sorted(set(secrets), key=lambda s: s.name),
-                      simulators=simulators, seconds=seconds)  # fmt: skip
+                      simulators=simulators, seconds=seconds, audits=audits)  # fmt: skip
 
 
 def _a_person_completes_a_synced_task(asana: Any) -> None:

@@ -2,8 +2,9 @@
 
 One module-wide run (see :mod:`.sandbox_run`): every flow synced four times against the six served
 simulators, first under transient faults (429 bursts, 5xx, resets, timeouts, expired tokens), then
-clean, then with refused credentials (revoked refresh token, wrong password, unknown tokens), then with a
-failing token endpoint. Each test scans one place the runs write to for every secret they used.
+clean (and each flow's daily audit of that day), then with refused credentials (revoked refresh token,
+wrong password, unknown tokens), then with a failing token endpoint. Each test scans one place the runs
+write to for every secret they used.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def _events(run: SandboxRun) -> list[tuple[str, str]]:
 
 
 # --- the run did meet the trouble it is meant to meet -------------------------------------------------
+
+
+def test_every_flows_daily_audit_ran_on_the_synced_day_writing_nothing(run: SandboxRun) -> None:
+    # Rides the same run: the audits' own runs and logs are among those scanned below.
+    assert set(run.audits) == {"acumatica_jira", "jaggaer_visma", "visma_asana", "visma_jira", "visma_monday"}
+    for flow, audit in run.audits.items():
+        assert audit.success and audit.reconciled, flow
+        assert audit.written == 0, flow  # the day was synced: nothing new to create or update
 
 
 def test_the_scan_knows_every_kind_of_secret_the_run_used(run: SandboxRun) -> None:
