@@ -48,6 +48,7 @@ from ml_connector_dagster.sandbox.serve import served
 from ml_connector_dagster.sandbox.visma import VismaSimulator
 from ml_connector_dagster.sensors.visma import visma_poll_sensor
 from ml_connector_dagster.systems.jira import adf
+from ml_connector_dagster.systems.jira.client import JiraClient
 from ml_connector_dagster.systems.jira.resource import JiraResource
 from ml_connector_dagster.systems.visma.models import parse_utc
 from ml_connector_dagster_tests.visma_sandbox import sandbox_config, use_demo_credentials, visma_resource
@@ -294,6 +295,39 @@ def test_an_update_in_visma_becomes_one_comment_and_a_transition(world: World) -
     (comment,) = [c for c in world.comments(issue["key"]) if "Updated in Visma" in c]
     assert "Status: Open → Released" in comment
     assert "Amount:" in comment and "12 500,00" in comment
+
+
+def test_an_updates_change_comment_goes_out_without_reading_the_issues_comments_first(world: World) -> None:
+    world.run(flow())
+    number = next(r.record_id for r in world.landed("supplierInvoice") if r.payload["status"] == "Open")
+    world.visma.update_supplier_invoice(number, amount=4321.0)
+    world.jira.requests.clear()
+
+    result = world.run(flow())
+
+    assert metadata(result, INVOICES.asset)["commented"] == 1
+    assert not [r for r in world.jira.requests if r.method == "GET" and r.path.endswith("/comment")]
+
+
+def test_a_worker_that_died_after_posting_a_change_comment_leaves_no_second_one(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    world.run(flow())
+    number = next(r.record_id for r in world.landed("supplierInvoice") if r.payload["status"] == "Open")
+    world.visma.update_supplier_invoice(number, amount=4321.0)
+
+    def dies(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the worker died between the comment and the field update")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(JiraClient, "update_issue", dies)
+        died = world.run(flow())
+    world.run(flow())
+
+    assert not died.success
+
+    (issue,) = world.issues()[f"supplierInvoice/{number}"]
+    assert issue["fields"][AMOUNT] == 4321.0
+    assert sum("Updated in Visma" in c for c in world.comments(issue["key"])) == 1
 
 
 def test_changes_scattered_over_the_day_are_looked_up_in_jira_together_not_once_per_chunk(

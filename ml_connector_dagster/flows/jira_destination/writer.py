@@ -374,21 +374,22 @@ class IssueWriter:
         if link is not None and link.state == "linked" and link.content_hash == issue.content_hash:
             self._count_update(record, counted=link.run_id == self.run_id)
             return
-        # The plan's status is stale where an earlier attempt may have moved the issue since (a retry,
-        # a walk left half-way with a recheck hash), or came from a search (a LINK): read the real one.
-        status_known = not (record.action is Action.LINK or self.retrying
-                            or (link is not None and link.content_hash == RECHECK))  # fmt: skip
+        # An earlier attempt may have been here: a retry, a walk or comment left half-way (a recheck
+        # hash), an issue found by a search (a LINK). The plan's status is then stale (the real one is
+        # read) and a comment may be on the issue already (the issue's comments are read first).
+        earlier = (record.action is Action.LINK or self.retrying
+                   or (link is not None and link.content_hash == RECHECK))  # fmt: skip
         try:
-            if record.action is Action.LINK:
+            if record.action is Action.LINK or (comments and not earlier):
+                # Said before anything is written: a worker that dies after posting the comment leaves
+                # the next attempt a recheck, which looks for the comment instead of posting it twice.
                 self.ledger.record_links([self._link(record, record.issue_id, key, RECHECK)])
             for body, marker in comments:
-                # Always looked for first: an earlier run may have posted it and stopped before the ledger
-                # moved (a refused field update, a dead worker), and only the issue can tell.
-                comment_once(self.client, key, body, marker, look_first=True)
+                comment_once(self.client, key, body, marker, look_first=earlier)
                 self.outcome.commented += 1
             self.client.update_issue(key, fields)
             if transition_to and move_to_status(self.client, key, record.current_status, transition_to, path,
-                                                self.menu, status_known=status_known):
+                                                self.menu, status_known=not earlier):
                 self.outcome.transitioned += 1
             self.ledger.record_links([self._link(record, record.issue_id, key, issue.content_hash)])
         except (ApiError, StatusUnreachable) as exc:
