@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -28,7 +27,7 @@ from ml_connector_dagster.systems.asana.client import PAGE_SIZE
 
 from .destinations import _asana_configure, _asana_label, _asana_resources
 from .limits import BenchLimits
-from .results import Outcome, Target
+from .results import Outcome, Target, timed
 from .sandbox import connector_home, pinned_start, sandbox_credentials, simulator_process
 from .sources import VISMA, configure_visma, keyed, sandbox_config, visma_settings
 
@@ -80,17 +79,13 @@ def measure_lookups(history: int, limits: BenchLimits, new: int = NEW_INVOICES) 
                          "ledger": LedgerResource(db_url=f"sqlite:///{home}/ledger.db")}
             instance = dg.DagsterInstance.ephemeral()
             asana_sim.counts(reset=True)
-            began = time.perf_counter()
-            first = dg.materialize(assets, partition_key=first_day, resources=resources, instance=instance)
-            first_s = time.perf_counter() - began
+            first, first_s = timed(lambda: dg.materialize(assets, partition_key=first_day, resources=resources,
+                                                          instance=instance))
             first_calls = _asana_calls(asana_sim.counts(reset=True))
-            began = time.perf_counter()
-            run = dg.materialize(assets, partition_key=measured_day, resources=resources, instance=instance)
-            run_s = time.perf_counter() - began
+            run, run_s = timed(lambda: dg.materialize(assets, partition_key=measured_day, resources=resources,
+                                                      instance=instance))
             calls = _asana_calls(asana_sim.counts(reset=True))
-            began = time.perf_counter()
-            audit = _audit(resources, config.flows.visma_asana, measured_day)
-            audit_s = time.perf_counter() - began
+            audit, audit_s = timed(lambda: _audit(resources, config.flows.visma_asana, measured_day))
             audit_calls = _asana_calls(asana_sim.counts())
     created = {event.partition: event.step_materialization_data.materialization.metadata["created"].value
                for result in (first, run) for event in result.get_asset_materialization_events()

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from pydantic import BaseModel, Field
 
-__all__ = ["Outcome", "Target"]
+__all__ = ["Outcome", "Target", "timed"]
+
+T = TypeVar("T")
+
+
+def timed(call: Callable[[], T]) -> tuple[T, float]:
+    """``call()``'s value and the wall-clock seconds it took."""
+    began = time.perf_counter()
+    value = call()
+    return value, time.perf_counter() - began
 
 
 class Target(BaseModel):

@@ -18,7 +18,6 @@ the daily audit pays once a day.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -27,7 +26,7 @@ import dagster as dg
 
 from .destinations import JIRA
 from .limits import BenchLimits
-from .results import Outcome, Target
+from .results import Outcome, Target, timed
 from .sandbox import connector_home, pinned_start, sandbox_credentials, simulator_process
 from .sources import VISMA, sandbox_config
 
@@ -84,22 +83,24 @@ def measure_sensor_run(records: int, limits: BenchLimits, changed: int = CHANGED
                                    instance=instance)  # the day's earlier runs: every invoice in Jira
             visma_sim.touch(changed, advance_s=LATER_S)
             jira_sim.counts(reset=True)
-            began = time.perf_counter()
-            definitions = dg.Definitions(assets=[*sources, *issues], asset_checks=checks, sensors=[sensor],
-                                         resources=resources)
-            cursor = PollCursor(watermark=start).to_json()  # where the first run left the sensor
-            with dg.build_sensor_context(cursor=cursor, resources=resources, instance=instance,
-                                         definitions=definitions) as context:
-                (request,) = sensor.evaluate_tick(context).run_requests  # one day changed
-            selection = (dg.AssetSelection.assets(*request.asset_selection).without_checks()
-                         | dg.AssetSelection.checks(*(request.asset_check_keys or [])))
-            run = dg.materialize([*sources, *issues, *checks], selection=selection, partition_key=request.partition_key,
-                                 run_config=request.run_config, resources=resources, instance=instance)
-            run_s = time.perf_counter() - began
+
+            def poll_run() -> dg.ExecuteInProcessResult:
+                """One tick of the sensor, and the run it requests executed as requested."""
+                definitions = dg.Definitions(assets=[*sources, *issues], asset_checks=checks, sensors=[sensor],
+                                             resources=resources)
+                cursor = PollCursor(watermark=start).to_json()  # where the first run left the sensor
+                with dg.build_sensor_context(cursor=cursor, resources=resources, instance=instance,
+                                             definitions=definitions) as context:
+                    (request,) = sensor.evaluate_tick(context).run_requests  # one day changed
+                selection = (dg.AssetSelection.assets(*request.asset_selection).without_checks()
+                             | dg.AssetSelection.checks(*(request.asset_check_keys or [])))
+                return dg.materialize([*sources, *issues, *checks], selection=selection,
+                                      partition_key=request.partition_key, run_config=request.run_config,
+                                      resources=resources, instance=instance)
+
+            run, run_s = timed(poll_run)
             calls = _jira_calls(jira_sim.counts(reset=True))
-            began = time.perf_counter()
-            audit = _audit(resources, config.flows.visma_jira, partition)
-            audit_s = time.perf_counter() - began
+            audit, audit_s = timed(lambda: _audit(resources, config.flows.visma_jira, partition))
             audit_calls = _jira_calls(jira_sim.counts())
     created = sum(event.step_materialization_data.materialization.metadata["created"].value
                   for event in first.get_asset_materialization_events() if event.asset_key in issues[0].keys)
