@@ -5,7 +5,7 @@ records, an Asana task read back per record, a monday lookup per 100, a Visma li
 carry changes (a poll run the records of a window, a webhook's run a few ids), so they leave it out
 (:func:`~ml_connector_dagster.check_scope.record_checks`): a poll run a minute auditing its whole day
 re-read a 5,000-record day's destination objects every minute, the re-read the sync exists to avoid
-(and more than an Asana free plan allows in an hour). Instead, one job per flow (``reconcile_<flow>``)
+(and, read back from Asana, more than a free plan allows in half an hour). Instead, one job per flow (``reconcile_<flow>``)
 runs the flow's audited destination assets with their checks for a partition, and a schedule runs it
 every day at ``audit_at_utc`` for the day before: the plan finds nothing new (the ledger links every
 record), the push makes no call, a record whose push failed is tried once more, and the audit reads
