@@ -5,8 +5,9 @@ records, an Asana task read back per record, a monday lookup per 100, a Visma li
 carry changes (a poll run the records of a window, a webhook's run a few ids), so they leave it out
 (:func:`~ml_connector_dagster.check_scope.record_checks`): a poll run a minute auditing its whole day
 re-read a 5,000-record day's destination objects every minute, the re-read the sync exists to avoid
-(and, read back from Asana, more than a free plan allows in half an hour). Instead, one job per flow (``reconcile_<flow>``)
-runs the flow's audited destination assets with their checks for a partition, and a schedule runs it
+(read back from Asana, more than a free plan allows in half an hour). Instead, one job per flow
+(``reconcile_<flow>``) runs the flow's audited destination assets with their checks for a partition,
+and a schedule runs it
 every day at ``audit_at_utc`` for the day before: the plan finds nothing new (the ledger links every
 record), the push makes no call, a record whose push failed is tried once more, and the audit reads
 the partition back once. Backfills and runs started by hand carry every check, as Dagster does; a
@@ -58,7 +59,8 @@ def _audited_assets(assets: Iterable[Any], checks: Iterable[dg.AssetChecksDefini
             continue
         groups = {asset.group_names_by_key[key] for key in asset.keys}
         if len(groups) != 1:
-            raise ValueError(f"an audited asset spans groups {sorted(groups)}: {sorted(k.to_user_string() for k in asset.keys)}")
+            keys = sorted(key.to_user_string() for key in asset.keys)
+            raise ValueError(f"an audited asset spans groups {sorted(groups)}: {keys}")
         by_flow.setdefault(groups.pop(), []).append(asset)
     return by_flow
 
