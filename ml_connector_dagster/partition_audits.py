@@ -7,10 +7,9 @@ carry changes (a poll run the records of a window, a webhook's run a few ids), s
 re-read a 5,000-record day's destination objects every minute, the re-read the sync exists to avoid
 (read back from Asana, more than a free plan allows in half an hour). Instead, one job per flow
 (``reconcile_<flow>``) runs the flow's audited destination assets with their checks for a partition,
-and a schedule runs it
-every day at ``audit_at_utc`` for the day before: the plan finds nothing new (the ledger links every
-record), the push makes no call, a record whose push failed is tried once more, and the audit reads
-the partition back once. Backfills and runs started by hand carry every check, as Dagster does; a
+and a schedule runs it every day at ``audit_at_utc`` for the day before: the plan finds nothing new
+(the ledger links every record), the push makes no call, a record whose push failed is tried once
+more, and the audit reads the partition back once. Backfills and runs started by hand carry every check, as Dagster does; a
 backfill of a ``reconcile_<flow>`` job audits any range of days.
 """
 
