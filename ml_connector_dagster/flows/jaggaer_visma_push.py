@@ -36,6 +36,7 @@ from .jaggaer_visma_plan import Action, DocumentKind, DocumentPlan, PlannedDocum
 
 __all__ = ["DocumentLocked", "PushOutcome", "push_plan"]
 
+
 class DocumentLocked(RuntimeError):
     """The Visma document is in a status that no longer allows changes."""
 
